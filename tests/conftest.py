@@ -1,0 +1,32 @@
+"""Shared pytest fixtures: project paths, the shared data root, a free port, and a headless Chromium."""
+import os, socket, shutil
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = '/usr/bin/chromium'
+CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+                 '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage']
+
+
+def data_root():
+    "SPARSEFACE_DATA, else ../shared/data next to the project, else None"
+    for p in (os.environ.get('SPARSEFACE_DATA'), ROOT.parent / 'shared' / 'data'):
+        if p and Path(p).is_dir(): return Path(p)
+    return None
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+
+@pytest.fixture(scope='module')
+def browser():
+    "A headless Debian Chromium driven by playwright (never downloads a browser)"
+    if not Path(CHROMIUM).exists(): pytest.skip(f'browser tests need Debian chromium at {CHROMIUM} (apt-get install chromium)')
+    pw = pytest.importorskip('playwright.sync_api', reason='browser tests need the playwright package (pip install playwright)')
+    with pw.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
