@@ -33,9 +33,9 @@ def test_demo_control_changes_output(demo_server, browser):
     page = browser.new_page()
     errors = []
     page.on('pageerror', lambda e: errors.append(str(e)))
-    page.goto(f'{demo_server}/voila/render/noise-psnr.ipynb', timeout=120_000)
+    page.goto(f'{demo_server}/voila/render/noise-psnr.ipynb', wait_until='commit', timeout=180_000)  # Voila streams the page while the kernel starts
     summary = page.locator('.sparseface-summary')
-    summary.wait_for(timeout=120_000)
+    summary.wait_for(timeout=240_000)
     assert summary.inner_text().strip() == demo.summary(image='camera', sigma=0.1, seed=0)
     page.locator('.widget-output img, .jp-OutputArea-output img').first.wait_for(timeout=60_000)
     # a dropdown: choose another image

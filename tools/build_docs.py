@@ -26,6 +26,7 @@ ASSETS = TOOLS/'docs_assets'
 VENDOR = TOOLS/'vendor'/'html-manager'
 STATE_MIME = 'application/vnd.jupyter.widget-state+json'
 VIEW_MIME = 'application/vnd.jupyter.widget-view+json'
+TEMPLATE_IDS = {'sidebar', 'toc', 'content', 'search-input', 'search-results'}   # ids used by page.html
 PRESERVE = {'CNAME'}          # files in docs/ that the build never deletes
 NB_SIZE_WARN = 1_000_000      # bytes: warn when a notebook is bigger than this
 IMG_SIZE_WARN = 200_000       # bytes: warn when one saved image is bigger than this
@@ -95,28 +96,36 @@ def _proc_one(item):
 
 
 def process_notebooks(nbs_list, nbs: Path, proc: Path, tmp: Path, cfg, n_workers: int = 2):
-    "Write nbdev-processed copies of `nbs_list` under `proc`"
+    "Write nbdev-processed copies of `nbs_list` under `proc` (nbdev's `serve_drv.main` in spawned workers)"
     from fastcore.parallel import parallel
     ep = _make_entry_point(tmp, cfg)
-    for p in map(str, (ep, REPO)):
-        if p not in sys.path: sys.path.insert(0, p)
-    os.environ['PYTHONPATH'] = os.pathsep.join([str(ep), str(REPO)] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p])
-    os.environ['PYTHONHASHSEED'] = '0'   # stable set/dict reprs in show_doc output
     items = []
     for nb in nbs_list:
         dst = proc/nb.relative_to(nbs)
         dst.parent.mkdir(parents=True, exist_ok=True)
         items.append((str(nb), str(dst)))
     n = max(1, min(n_workers, len(items)))
-    # spawned workers must find the function by module name (not `__main__`), so import this file as a module
-    if str(TOOLS) not in sys.path: sys.path.insert(0, str(TOOLS))
-    import build_docs
-    res = parallel(build_docs._proc_one, items, n_workers=n, method='spawn', pause=0.01, progress=False)
-    errs = []
+    old_path, old_env = list(sys.path), {k: os.environ.get(k) for k in ('PYTHONPATH', 'PYTHONHASHSEED')}
+    try:
+        # spawned workers inherit sys.path: the repo (to import the library) and the entry point for doc links;
+        # they must find the worker function by module name (not `__main__`), so import this file as a module
+        for p in map(str, (TOOLS, ep, REPO)):
+            if p not in sys.path: sys.path.insert(0, p)
+        os.environ['PYTHONPATH'] = os.pathsep.join([str(ep), str(REPO)] + [p for p in (old_env['PYTHONPATH'] or '').split(os.pathsep) if p])
+        os.environ['PYTHONHASHSEED'] = '0'   # stable set/dict reprs in show_doc output
+        import build_docs
+        res = parallel(build_docs._proc_one, items, n_workers=n, method='spawn', pause=0.01, progress=False)
+    finally:
+        sys.path[:] = old_path
+        for k, v in old_env.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
+    errs, seen = [], {}
     for (src, _), (err, ws) in zip(items, res):
-        rel = Path(src).relative_to(nbs)
-        for w in ws: log(f"  nbdev warning in {rel}: {w}")
+        rel = Path(src).relative_to(nbs).as_posix()
+        for w in ws: seen.setdefault(w, []).append(rel)
         if err: errs.append(f"nbdev processing failed for {rel}:\n{err}")
+    for w, where in seen.items(): log(f"  nbdev warning ({', '.join(where)}): {w}")
     if errs: raise SystemExit('\n'.join(errs))
 
 
@@ -124,6 +133,9 @@ def process_notebooks(nbs_list, nbs: Path, proc: Path, tmp: Path, cfg, n_workers
 # Markdown (markdown-it-py + plugins), math (latex2mathml), code (pygments)
 # ----------------------------------------------------------------------------------------------------------
 _lexers = {}
+_re_md_code_link = re.compile(r'\[`([^`\]<>]+)`\]\((https?://[^)\s"<>]+)\)')
+
+
 def highlight(code: str, lang: str = 'python') -> str:
     from pygments import highlight as _hl
     from pygments.formatters import HtmlFormatter
@@ -134,12 +146,15 @@ def highlight(code: str, lang: str = 'python') -> str:
         try: _lexers[lang] = get_lexer_by_name(lang, stripnl=False, ensurenl=False)
         except ClassNotFound: _lexers[lang] = get_lexer_by_name('text', stripnl=False, ensurenl=False)
     body = _hl(code.rstrip('\n'), _lexers[lang], HtmlFormatter(nowrap=True))
+    # nbdev links `names` in show_doc signatures (docments comments) with markdown syntax: make those real links
+    body = _re_md_code_link.sub(r'`<a href="\2">\1</a>`', body)
     return f'<pre class="highlight"><code class="language-{html.escape(lang)}">{body}</code></pre>\n'
 
 
 def math_html(tex: str, display: bool) -> str:
     from latex2mathml.converter import convert
-    tex = tex.strip()
+    # latex2mathml keeps `\_` literally inside text groups (`\text{win\_size}`)
+    tex = re.sub(r'\\(text|textrm|mathrm|operatorname)\{([^{}]*)\}', lambda m: f'\\{m.group(1)}{{{m.group(2).replace(chr(92)+"_", "_")}}}', tex.strip())
     try: return convert(tex, display='block' if display else 'inline')
     except Exception as e:
         log(f"  warning: could not convert LaTeX to MathML ({type(e).__name__}): {tex[:60]!r}")
@@ -260,9 +275,10 @@ class Page:
     def __init__(self, nb_path: Path, path: str):
         self.nb_path, self.path = nb_path, path            # source notebook, site-relative output path
         self.title, self.subtitle, self.fm = None, None, {}
+        self.title_html = self.subtitle_html = None          # inline markdown (e.g. `code`) rendered
         self.parts = []                                   # (html, searchable)
         self.files = {}                                   # site-relative path -> bytes (figures)
-        self.env = {}                                     # markdown-it env: ids + headings
+        self.env = {'ids': set(TEMPLATE_IDS)}             # markdown-it env: ids (unique per page) + headings
         self.widget_state, self.views = {}, []
         self.ids = set()
 
@@ -391,8 +407,11 @@ def render_notebook(proc_nb: Path, page: Page, md, lang='python'):
         page.parts.append(('</div>\n', False))
     fm = page.fm
     page.title = str(fm.get('title') or posixpath.basename(page.stem))
-    page.subtitle = fm.get('subtitle') or fm.get('description')
-    page.ids = set(page.env.get('ids', set()))
+    sub = fm.get('subtitle') or fm.get('description')
+    page.subtitle = str(sub) if sub else None
+    page.title_html = md.renderInline(page.title)
+    page.subtitle_html = md.renderInline(page.subtitle) if page.subtitle else None
+    page.ids = set(page.env.get('ids', set())) | set(_re_id.findall(''.join(h for h, _ in page.parts)))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -412,7 +431,7 @@ def rel_url(target: str, from_page: str) -> str:
 class Linker:
     def __init__(self, base: str, pages: dict, nb2page: dict, nbs: Path, extra_files: dict):
         self.bases = {base, base.replace('https://', 'http://', 1)}
-        self.pages, self.nb2page, self.nbs, self.extra = pages, nb2page, nbs, extra_files
+        self.pages, self.nb2page, self.nbs, self.extra = pages, nb2page, Path(nbs).resolve(), extra_files
         self.notes = []
 
     def _anchor(self, path, frag, page):
@@ -452,7 +471,7 @@ class Linker:
         site_path = posixpath.normpath(posixpath.join(posixpath.dirname(page.path), path))
         if site_path in self.pages or site_path in page.files or site_path in self.extra: return url
         f = (src_dir/path).resolve()
-        if f.is_file() and not site_path.startswith('..') and REPO in f.parents:
+        if f.is_file() and not site_path.startswith('..') and (self.nbs in f.parents or REPO in f.parents):
             self.extra[site_path] = f.read_bytes()     # a local image/file referenced by the notebook
         return url
 
@@ -479,8 +498,13 @@ def nav_groups(pages: list, nbs: Path):
     return groups
 
 
+_INLINE_TAGS = 'a|abbr|b|code|em|i|kbd|mark|q|s|small|span|strong|sub|sup|u|var'
+
+
 def strip_tags(s: str) -> str:
+    "Plain text of an HTML fragment (for search and titles): inline tags vanish, block tags become spaces"
     s = re.sub(r'<(script|style|math)\b.*?</\1>', ' ', s, flags=re.S | re.I)
+    s = re.sub(rf'</?(?:{_INLINE_TAGS})\b[^>]*>', '', s, flags=re.I)
     s = re.sub(r'<[^>]+>', ' ', s)
     return re.sub(r'\s+', ' ', html.unescape(s)).strip()
 
@@ -492,15 +516,16 @@ def search_entries(page) -> list:
     "One search entry per section (h1-h3) of the page's prose and API docs (not its code)"
     s = ''.join(h if searchable else ' ' for h, searchable in page.parts)
     out, pos, sec, anchor = [], 0, '', ''
+    title = strip_tags(page.title_html or page.title)
     def add(text, sec, anchor):
         text = strip_tags(text)
         if text or sec:
-            out.append({'p': page.title, 's': sec, 'u': page.path + (f'#{anchor}' if anchor else ''), 't': text[:1500]})
+            out.append({'p': title, 's': sec, 'u': page.path + (f'#{anchor}' if anchor else ''), 't': text[:1500]})
     for m in _re_heading.finditer(s):
         add(s[pos:m.start()], sec, anchor)
         sec, anchor, pos = strip_tags(m.group(3)), m.group(2), m.end()
     add(s[pos:], sec, anchor)
-    if page.subtitle: out[0:0] = [{'p': page.title, 's': '', 'u': page.path, 't': str(page.subtitle)}]
+    if page.subtitle: out[0:0] = [{'p': title, 's': '', 'u': page.path, 't': strip_tags(page.subtitle_html)}]
     return out
 
 
@@ -511,9 +536,15 @@ def pygments_css() -> str:
 
 def build_site(out: Path, nbs: Path = None, n_workers: int = 2, quiet=False) -> dict:
     "Build the whole site into the empty folder `out`; return {'pages': n, 'notes': [...]}"
+    cwd = os.getcwd()
+    os.chdir(REPO)
+    try: return _build_site(Path(out), nbs, n_workers, quiet)
+    finally: os.chdir(cwd)
+
+
+def _build_site(out: Path, nbs, n_workers, quiet):
     import jinja2
     t0 = time.time()
-    os.chdir(REPO)
     cfg = get_cfg()
     nbs = Path(nbs or cfg.nbs_path).resolve()
     base = site_url(cfg)
@@ -554,12 +585,13 @@ def build_site(out: Path, nbs: Path = None, n_workers: int = 2, quiet=False) -> 
             keep = reachable_models(page.widget_state, page.views)
             state = json.dumps({'version_major': 2, 'version_minor': 0, 'state': {k: page.widget_state[k] for k in keep}},
                                sort_keys=True, separators=(',', ':')).replace('</', '<\\/')
-        nav = [{'label': g['label'], 'items': [{'title': p.title, 'href': rel_url(p.path, page.path), 'current': p is page}
+        nav = [{'label': g['label'], 'items': [{'title': strip_tags(p.title_html), 'href': rel_url(p.path, page.path), 'current': p is page}
                                                for p in g['pages']]} for g in groups]
         toc = [{'level': lvl, 'id': i, 'text': t} for lvl, i, t in page.env.get('headings', []) if lvl in (2, 3)]
         src_rel = page.nb_path.relative_to(REPO).as_posix() if REPO in page.nb_path.parents else None
         out_html = tpl.render(site_title=cfg.get('title', cfg.lib_name), site_desc=cfg.get('description', ''),
-                              title=page.title, subtitle=page.subtitle, root=root, content=content, nav=nav, toc=toc,
+                              title=strip_tags(page.title_html), subtitle=strip_tags(page.subtitle_html or ''),
+                              title_html=page.title_html, subtitle_html=page.subtitle_html, root=root, content=content, nav=nav, toc=toc,
                               widget_state=state, home=rel_url('index.html', page.path) if 'index.html' in by_path else None,
                               source_url=f'{git_url}/blob/{branch}/{src_rel}' if git_url and src_rel else None)
         files[page.path] = out_html.encode()
@@ -581,6 +613,30 @@ def build_site(out: Path, nbs: Path = None, n_workers: int = 2, quiet=False) -> 
         for n in linker.notes: log(f"  note: {n}")
         log(f"built {len(pages)} pages, {len(files)} files in {time.time()-t0:.1f}s (nbdev processing {t1-t0:.1f}s)")
     return {'pages': len(pages), 'files': sorted(files), 'notes': linker.notes}
+
+
+def readme_markdown(nb_path: Path) -> str:
+    """README.md from the home notebook, as `nbdev_readme` would make it without Quarto: markdown cells as they are,
+    shown code cells as fenced Python followed by their text output; `#| hide` cells and `#| echo: false` sources left out"""
+    nb = json.loads(nb_path.read_text())
+    out = []
+    for c in nb['cells']:
+        src = _src(c['source'])
+        if c['cell_type'] == 'markdown': out.append(src.strip()); continue
+        if c['cell_type'] != 'code': continue
+        lines = src.splitlines()
+        dirs = {l[3:].strip().split(':')[0].split()[0] for l in lines if l.startswith('#| ') and l[3:].strip()}
+        if 'hide' in dirs: continue
+        code = '\n'.join(l for l in lines if not l.startswith('#|')).strip()
+        if code and 'echo' not in dirs: out.append(f"```python\n{code}\n```")
+        for o in c.get('outputs', []):
+            data = o.get('data', {})
+            if 'text/markdown' in data: out.append(_src(data['text/markdown']).strip())
+            elif 'text/plain' in data or o.get('output_type') == 'stream':
+                txt = _src(data.get('text/plain', o.get('text', ''))).rstrip()
+                if txt: out.append(f"```\n{txt}\n```")
+    body = '\n\n'.join(x for x in out if x)
+    return '<!-- generated from nbs/index.ipynb by tools/build_docs.py: edit the notebook, not this file -->\n\n' + body + '\n'
 
 
 def sync_dir(src: Path, dst: Path):
@@ -693,17 +749,29 @@ def _stable_widget_ids(nb, name: str):
     nb.metadata['widgets'][STATE_MIME]['state'] = {mapping.get(k, k): rep(v) for k, v in state.items()}
 
 
+def _run_in_thread(f):
+    "Run `f()` in its own thread (so `asyncio.run` works even when the caller already runs an event loop)"
+    import threading
+    res = {}
+    def target():
+        try: res['value'] = f()
+        except BaseException as e: res['error'] = e
+    t = threading.Thread(target=target, daemon=True); t.start(); t.join()
+    if 'error' in res: raise res['error']
+    return res.get('value')
+
+
 def execute_notebooks(paths, timeout: int = 600, run_flags=(), allow_errors=False) -> int:
     "Execute notebooks in place with nbclient (saving widget state), skipping flagged cells, then `nbdev_clean` them"
     import asyncio, nbformat
     from nbclient import NotebookClient
     from nbdev.clean import nbdev_clean
     from nbdev.process import extract_directives
-    os.chdir(REPO)
     cfg = get_cfg()
     skip = set(cfg.get('tst_flags', '').split()) - set(run_flags)
-    os.environ['PYTHONPATH'] = os.pathsep.join([str(REPO)] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p])
-    os.environ.setdefault('PYTHONHASHSEED', '0')
+    kenv = dict(os.environ, PYTHONHASHSEED='0',
+                # as `nbdev_test` does: IN_TEST makes `nbdev_export()` cells no-ops (no writes to the library)
+                IN_TEST='1', PYTHONPATH=os.pathsep.join([str(REPO)] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
     failed = 0
     for p in map(Path, paths):
         p = p.resolve()
@@ -716,19 +784,21 @@ def execute_notebooks(paths, timeout: int = 600, run_flags=(), allow_errors=Fals
             if (skip & set(d)) or str((d.get('eval:') or [''])[0]).lower() == 'false':
                 tags = c.metadata.setdefault('tags', [])
                 if 'skip-execution' not in tags: tags.append('skip-execution'); added.append(c)
-        client = NotebookClient(nb, timeout=timeout, kernel_name='python3', store_widget_state=True,
+        client = NotebookClient(nb, timeout=timeout, kernel_name='python3', store_widget_state=True, record_timing=False,
                                 allow_errors=allow_errors, resources={'metadata': {'path': str(p.parent)}})
-        try: asyncio.run(asyncio.wait_for(client.async_execute(), timeout))
+        try: _run_in_thread(lambda: asyncio.run(asyncio.wait_for(client.async_execute(env=kenv), timeout)))
         except asyncio.TimeoutError:
             log(f"FAILED {p.name}: timed out after {timeout}s; notebook left unchanged"); failed += 1; continue
         except Exception as e:
-            log(f"FAILED {p.name}: {type(e).__name__}: {str(e)[-3000:]}\nnotebook left unchanged"); failed += 1; continue
+            log(f"FAILED {p.name}: {type(e).__name__}: {_re_ansi.sub('', str(e))[-3000:]}\nnotebook left unchanged"); failed += 1; continue
         for c in added:
             c.metadata['tags'].remove('skip-execution')
             if not c.metadata['tags']: del c.metadata['tags']
         _stable_widget_ids(nb, p.name)
         nbformat.write(nb, p)
-        nbdev_clean(fname=str(p))
+        cwd = os.getcwd(); os.chdir(REPO)     # nbdev_clean reads settings.ini from the working directory
+        try: nbdev_clean(fname=str(p))
+        finally: os.chdir(cwd)
         sz = p.stat().st_size
         log(f"executed {p.name} in {time.time()-t0:.1f}s ({len(added)} cells skipped), {sz/1e3:.0f} KB")
         if sz > NB_SIZE_WARN: log(f"  warning: {p.name} is {sz/1e6:.1f} MB: keep figures small (lower dpi/figsize, fewer outputs)")
@@ -736,6 +806,15 @@ def execute_notebooks(paths, timeout: int = 600, run_flags=(), allow_errors=Fals
 
 
 # ----------------------------------------------------------------------------------------------------------
+def _versions():
+    from importlib.metadata import version, PackageNotFoundError
+    res = []
+    for p in ('nbdev', 'execnb', 'fastcore', 'markdown-it-py', 'mdit-py-plugins', 'latex2mathml', 'pygments', 'jinja2'):
+        try: res.append(f'{p} {version(p)}')
+        except PackageNotFoundError: res.append(f'{p} missing')
+    return res
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--check', action='store_true', help='build into a temp folder, compare with docs/ and check links')
@@ -765,13 +844,21 @@ def main(argv=None):
         info = build_site(site, a.nbs, a.workers)
         errs = check_links(site)
         for e in errs: print(f"broken link: {e}")
+        cfg_nbs = Path(a.nbs or cfg.nbs_path).resolve()
+        readme = readme_markdown(cfg_nbs/cfg.get('readme_nb', 'index.ipynb'))
         if a.check:
             diffs = compare_dirs(site, out)
+            readme_file = REPO/'README.md'
+            if not readme_file.exists() or readme_file.read_text() != readme: diffs.append('stale: README.md (generated from nbs/index.ipynb)')
             for d in diffs: print(d)
-            if diffs: print(f"{out} is out of date: run `python tools/build_docs.py` and commit {out.name}/")
+            if diffs:
+                print(f"{out} is out of date: run `python tools/build_docs.py` and commit {out.name}/")
+                print("(if the notebooks did not change, compare renderer versions with the ones that built docs/: "
+                      + ', '.join(_versions()) + ")")
             print(f"check: {len(diffs)} difference(s), {len(errs)} broken link(s)")
             return 1 if (diffs or errs) else 0
         sync_dir(site, out)
+        (REPO/'README.md').write_text(readme)
         print(f"wrote {info['pages']} pages to {out}" + (f"; {len(errs)} broken link(s)" if errs else ''))
         return 1 if errs else 0
 
