@@ -10,6 +10,7 @@ import numpy as np
 import ipywidgets as W
 import matplotlib
 import matplotlib.pyplot as plt
+from IPython import get_ipython
 from IPython.display import display
 from .core import Registry, check_type
 
@@ -58,8 +59,8 @@ class Demo:
         self.text.value = self.summary(**p)
         res = self.render(**p)
         self.output.clear_output(wait=True)
-        with self.output:
-            display(res)
+        if get_ipython() is not None:  # in plain Python (scripts, tests) there is nothing to display into
+            with self.output: display(res)
         if isinstance(res, matplotlib.figure.Figure): plt.close(res)
         self.last = res
 
