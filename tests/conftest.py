@@ -16,9 +16,14 @@ def data_root():
     return None
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+def free_port(lo=None, hi=None):
+    "A free TCP port on 127.0.0.1: any (from the OS), or a random free one in [lo, hi)"
+    import random
+    for _ in range(200):
+        with socket.socket() as s:
+            try: s.bind(('127.0.0.1', random.randrange(lo, hi) if lo else 0)); return s.getsockname()[1]
+            except OSError: continue
+    raise RuntimeError('no free port found')
 
 
 @pytest.fixture(scope='module')

@@ -10,15 +10,17 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope='module')
 def demo_server():
     pytest.importorskip('voila', reason='sparseface demo needs voila (the dev extra)')
-    port = free_port()
+    port = free_port(20000, 30000)  # outside the ephemeral range, so no other test's server can take it meanwhile
     exe = shutil.which('sparseface') or str(Path(sys.executable).with_name('sparseface'))
     proc = subprocess.Popen([exe, 'demo', 'noise-psnr', '--port', str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f'http://127.0.0.1:{port}'
     try:
         for _ in range(120):
             if proc.poll() is not None: pytest.fail(f'sparseface demo exited: {proc.stdout.read()}')
-            try: urllib.request.urlopen(url, timeout=2); break
-            except Exception: time.sleep(0.5)
+            try:
+                if b'voila' in urllib.request.urlopen(url, timeout=2).read().lower(): break  # Voila itself answers, not another server
+            except Exception: pass
+            time.sleep(0.5)
         else: pytest.fail('Voila did not start within 60 s')
         yield url
     finally:
