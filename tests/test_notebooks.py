@@ -30,7 +30,9 @@ def test_found_notebooks():
 
 @pytest.mark.parametrize('nb', NOTEBOOKS, ids=[p.relative_to(NBS).as_posix() for p in NOTEBOOKS])
 def test_notebook(nb):
-    env = {**os.environ, 'MPLBACKEND': 'Agg', 'PYTHONWARNINGS': 'ignore'}
+    # one torch thread per notebook: pytest runs two notebooks at once on small machines, and two
+    # multi-threaded torch processes on two cores slow each other down by up to 100x
+    env = {'OMP_NUM_THREADS': '1', **os.environ, 'MPLBACKEND': 'Agg', 'PYTHONWARNINGS': 'ignore'}
     r = subprocess.run([sys.executable, '-c', RUNNER, str(nb), os.environ.get('SPARSEFACE_TEST_FLAGS', '')],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, f"notebook {nb.relative_to(ROOT)} failed:\n{r.stdout[-2000:]}\n{r.stderr[-10000:]}"
