@@ -165,7 +165,8 @@ class Registry:
             key = name or obj.__name__
             if not isinstance(key, str) or not key: raise ValueError(f"{self.kind} names must be non-empty strings, got {key!r}")
             old = self._items.get(key)
-            same_def = old is not None and (getattr(old, '__module__', None), getattr(old, '__qualname__', None)) == (getattr(obj, '__module__', None), getattr(obj, '__qualname__', None))
+            mods = {getattr(old, '__module__', None), getattr(obj, '__module__', None)}
+            same_def = old is not None and getattr(old, '__qualname__', None) == getattr(obj, '__qualname__', None) and (len(mods) == 1 or '__main__' in mods)
             if old is not None and old is not obj and not overwrite and not same_def:
                 raise ValueError(f"{self.kind} {key!r} is already registered by {getattr(old, '__module__', '?')}.{getattr(old, '__qualname__', '?')}; pass overwrite=True to replace it")
             doc = inspect.getdoc(obj) or ''
