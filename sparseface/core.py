@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['REPRODUCTIONS', 'UnknownNameError', 'DataNotFoundError', 'check_type', 'check_choice', 'check_range', 'check_tensor',
-           'default_device', 'module_device', 'set_seed', 'make_generator', 'Registry', 'ensure_dir']
+__all__ = ['REPRODUCTIONS', 'BENCHMARKS', 'UnknownNameError', 'DataNotFoundError', 'check_type', 'check_choice', 'check_range',
+           'check_tensor', 'default_device', 'module_device', 'set_seed', 'make_generator', 'Registry', 'ensure_dir']
 
 # %% ../nbs/00_core.ipynb #eb75b8bd
 class UnknownNameError(ValueError):
@@ -193,6 +193,7 @@ class Registry:
 
 # %% ../nbs/00_core.ipynb #5912f679
 REPRODUCTIONS = Registry('reproduction')
+BENCHMARKS = Registry('benchmark')
 
 # %% ../nbs/00_core.ipynb #1494af06
 def ensure_dir(path:str|Path # Folder to create if missing

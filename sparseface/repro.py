@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import sparseface
-from .core import REPRODUCTIONS, Registry, default_device, ensure_dir, check_type, set_seed
+from .core import REPRODUCTIONS, BENCHMARKS, Registry, default_device, ensure_dir, check_type, set_seed
 
 # %% auto #0
 __all__ = ['discover', 'ReproContext', 'run_reproduction', 'run_reproductions', 'write_report']
@@ -93,10 +93,11 @@ def run_reproduction(name:str, # A registered reproduction (see `REPRODUCTIONS.n
                      data:str|Path|None=None, # Data root for the full version
                      device=None, # Device (see `default_device`)
                      seed:int=0, # Base seed
-                     progress:bool=True) -> dict: # Progress bars
-    "Run one reproduction, write `<out>/<name>.json`, and return its record"
-    if name not in REPRODUCTIONS: discover()
-    fn, meta = REPRODUCTIONS[name], REPRODUCTIONS.meta(name)
+                     progress:bool=True, # Progress bars
+                     registry:Registry=REPRODUCTIONS) -> dict: # Where `name` is registered (`BENCHMARKS` for benchmarks)
+    "Run one reproduction (or benchmark), write `<out>/<name>.json`, and return its record"
+    if name not in registry: discover()
+    fn, meta = registry[name], registry.meta(name)
     if data is not None and not Path(data).is_dir(): raise ValueError(f"data={str(data)!r} is not a folder")
     out = ensure_dir(out)
     ctx = ReproContext(name=name, out=out, quick=quick, data=Path(data) if data is not None else None,
@@ -104,7 +105,7 @@ def run_reproduction(name:str, # A registered reproduction (see `REPRODUCTIONS.n
     set_seed(seed)
     t0, started = time.perf_counter(), datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
     numbers = fn(ctx)
-    if not isinstance(numbers, dict): raise TypeError(f"reproduction {name!r} must return a dict of numbers, got {type(numbers).__name__}")
+    if not isinstance(numbers, dict): raise TypeError(f"{registry.kind} {name!r} must return a dict of numbers, got {type(numbers).__name__}")
     rec = {'name': name, 'title': meta.get('title') or meta.get('description', ''), 'paper': meta.get('paper'),
            'status': 'ok', 'quick': quick, 'data': str(ctx.data) if ctx.data else None, 'device': str(ctx.device), 'seed': seed,
            'started': started, 'seconds': round(time.perf_counter() - t0, 2), 'versions': _versions(),
@@ -115,21 +116,22 @@ def run_reproduction(name:str, # A registered reproduction (see `REPRODUCTIONS.n
 
 def run_reproductions(names, # Names, or 'all'
                       out:str|Path, # Output folder
+                      registry:Registry=REPRODUCTIONS, # `REPRODUCTIONS` or `BENCHMARKS`
                       **kwargs) -> list[dict]: # Passed to `run_reproduction`
-    "Run several reproductions (continuing past failures), then write `index.html` and `report.md`"
+    "Run several reproductions or benchmarks (continuing past failures), then write `index.html` and `report.md`"
     errs = discover()
-    names = REPRODUCTIONS.names() if names == 'all' or names == ['all'] else list(names)
-    for n in names: REPRODUCTIONS[n]  # unknown names and bad options fail before anything runs
+    names = registry.names() if names == 'all' or names == ['all'] else list(names)
+    for n in names: registry[n]  # unknown names and bad options fail before anything runs
     default_device(kwargs.get('device'))
     if kwargs.get('data') is not None and not Path(kwargs['data']).is_dir(): raise ValueError(f"data={str(kwargs['data'])!r} is not a folder")
     recs = []
     for n in names:
-        try: recs.append(run_reproduction(n, out, **kwargs))
+        try: recs.append(run_reproduction(n, out, registry=registry, **kwargs))
         except Exception as e:
-            recs.append({'name': n, 'title': REPRODUCTIONS.meta(n).get('title', ''), 'status': 'failed',
+            recs.append({'name': n, 'title': registry.meta(n).get('title', ''), 'status': 'failed',
                          'error': f"{type(e).__name__}: {e}", 'traceback': traceback.format_exc()})
             (Path(out) / f"{_slug(n)}.json").write_text(json.dumps(recs[-1], indent=2))
-    write_report(recs, out, import_errors=errs)
+    write_report(recs, out, import_errors=errs, heading=f"sparseface {registry.kind}s")
     return recs
 
 # %% ../nbs/05_repro.ipynb #3270da95
@@ -150,10 +152,11 @@ def _html_table(cols, rows):
 
 def write_report(records:list[dict], # Records returned by `run_reproduction`
                  out:str|Path, # Folder holding the JSON files and figures
-                 import_errors:dict|None=None) -> Path: # Modules that failed to import
+                 import_errors:dict|None=None, # Modules that failed to import
+                 heading:str='sparseface reproductions') -> Path: # Title of the report
     "Write `index.html` and `report.md` summarising `records`; returns the HTML path"
     out, e = ensure_dir(out), html.escape
-    md, hb = ['# sparseface reproductions', ''], []
+    md, hb = [f'# {heading}', ''], []
     summary = [{'reproduction': r['name'], 'status': r['status'], 'seconds': r.get('seconds', ''), 'device': r.get('device', ''),
                 'quick': r.get('quick', '')} for r in records]
     md += [_md_table(list(summary[0]) if summary else ['reproduction'], summary), '']
@@ -183,6 +186,6 @@ def write_report(records:list[dict], # Records returned by `run_reproduction`
     css = ('body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#222}'
            'table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}'
            'th{background:#f3f3f3}img{max-width:100%}.fail{color:#b00}figure{margin:1rem 0}')
-    page = f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>sparseface reproductions</title><style>{css}</style></head><body><h1>sparseface reproductions</h1>{''.join(hb)}</body></html>"
+    page = f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{e(heading)}</title><style>{css}</style></head><body><h1>{e(heading)}</h1>{''.join(hb)}</body></html>"
     (out / 'index.html').write_text(page)
     return out / 'index.html'

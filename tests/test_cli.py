@@ -15,10 +15,16 @@ def test_help():
     for word in ('reproduce', 'demo', 'list'): assert word in r.stdout
 
 
-def test_reproduce_help_lists_options():
-    r = sf('reproduce', '--help')
+@pytest.mark.parametrize('cmd', ['reproduce', 'bench'])
+def test_help_lists_options(cmd):
+    r = sf(cmd, '--help')
     assert r.returncode == 0
     for opt in ('--quick', '--data', '--device', '--seed', '--out'): assert opt in r.stdout
+
+
+def test_list_shows_benchmarks():
+    r = sf('list')
+    assert r.returncode == 0 and 'Benchmarks:' in r.stdout and 'featsel' in r.stdout
 
 
 def test_unknown_reproduction_is_a_clear_error(tmp_path):

@@ -63,7 +63,7 @@ def random_grow(eligible:torch.Tensor, # Boolean [n]: positions that may be swit
                 generator:torch.Generator|None=None # Randomness
                ) -> torch.Tensor:
     "SET: exactly k eligible positions, uniformly without replacement"
-    n, n_e = eligible.numel(), int(eligible.sum())
+    n, n_e = eligible.numel(), int(eligible.count_nonzero())
     k = min(k, n_e)
     if k <= 0: return _empty(eligible.device)
     g = _gen(generator)
@@ -90,7 +90,7 @@ def bernoulli_grow(eligible:torch.Tensor, k:int, grad:torch.Tensor|None=None, ge
 def gradient_grow(eligible:torch.Tensor, k:int, grad:torch.Tensor|None=None, generator:torch.Generator|None=None) -> torch.Tensor:
     "RigL: the k eligible positions with the largest |dense gradient| of the current batch"
     if grad is None: raise ValueError("the 'gradient' grow rule needs the dense gradient (grad=...)")
-    n = int(eligible.sum())
+    n = int(eligible.count_nonzero())
     if k <= 0 or n == 0: return _empty(eligible.device)
     score = grad.detach().abs().float().reshape(-1).masked_fill(~eligible, -math.inf)
     return score.topk(min(k, n), sorted=False).indices
@@ -287,7 +287,7 @@ class DSTEngine:
         n_prune = max(0, min(int(n_prune), len(active)))
         removed = active[self.prune_fn(m.active_values(), n_prune, generator=self.generator)] if n_prune else _empty(active.device)
         eligible = _eligible(m, removed, inputs)
-        n_elig = m.n_total - len(active) + len(removed) if inputs is None else int(eligible.sum())
+        n_elig = m.n_total - len(active) + len(removed) if inputs is None else int(eligible.count_nonzero())
         n_grow = max(0, min(int(n_grow), n_elig))
         grad = m.dense_grad() if (n_grow and getattr(self.grow_fn, 'needs_grad', False)) else None
         added = self.grow_fn(eligible, n_grow, grad=grad, generator=self.generator) if n_grow else _empty(active.device)
@@ -458,7 +458,7 @@ def grow_connections(layer:SparseLayer, # A sparse layer
     act = layer.active_index()
     inp = None if inputs is None else _as_index(inputs, layer.n_inputs, act.device)
     eligible = _eligible(layer, _empty(act.device), inp)
-    k = min(int(k), int(eligible.sum()))
+    k = min(int(k), int(eligible.count_nonzero()))
     grad = layer.dense_grad() if getattr(fn, 'needs_grad', False) and k else None
     add = fn(eligible, k, grad=grad, generator=g) if k else _empty(act.device)
     layer.update_topology(_empty(act.device), add, optimizer=optimizer, reset_state=reset_state)

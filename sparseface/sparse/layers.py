@@ -15,8 +15,9 @@ from ..core import Registry, UnknownNameError, check_type, check_choice, check_r
 
 # %% auto #0
 __all__ = ['DISTRIBUTIONS', 'SparseLayer', 'MaskedMixin', 'MaskedLinear', 'MaskedConv1d', 'MaskedConv2d', 'to_torch_sparse',
-           'SparseLinear', 'layer_densities', 'random_mask', 'sparse_layers', 'apply_masks', 'sparsify', 'to_sparse',
-           'count_params', 'memory_bytes', 'output_positions', 'forward_flops', 'training_flops']
+           'sample_positions', 'SparseLinear', 'layer_densities', 'random_mask', 'sparse_layers', 'apply_masks',
+           'sparsify', 'to_sparse', 'count_params', 'memory_bytes', 'output_positions', 'forward_flops',
+           'training_flops', 'peak_train_memory']
 
 # %% ../../nbs/10_sparse.layers.ipynb #0cbcd356
 class SparseLayer:
@@ -219,35 +220,77 @@ def to_torch_sparse(X, # A scipy.sparse matrix (any format) or a dense array/ten
     return t.to(device) if device is not None else t
 
 # %% ../../nbs/10_sparse.layers.ipynb #80eca868
+def sample_positions(n:int, # Number of positions to choose from: range(n)
+                     k:int, # How many distinct positions to draw, 0 <= k <= n
+                     generator:torch.Generator|None=None, # Randomness (numbers are drawn on its device)
+                     device=None # Device of the result; default the generator's
+                    ) -> torch.Tensor:
+    "`k` distinct positions of `range(n)`, every k-subset equally likely, sorted int64; memory O(k), never O(n) for k <= n/4"
+    n, k = int(n), int(k)
+    if n < 0 or not 0 <= k <= n: raise ValueError(f"k must be in [0, n] = [0, {n}], got {k}")
+    g = generator if generator is not None else make_generator(None, 'cpu')
+    dev = g.device
+    if 4 * k > n: out = torch.randperm(n, generator=g, device=dev)[:k].sort().values  # dense enough: O(n) = O(k)
+    else:
+        out = torch.empty(0, dtype=torch.long, device=dev)
+        while len(out) < k:  # draw 5% more than needed to expect k distinct ones (one round, nearly always), top up if short
+            m = int(-(n - len(out)) * math.log1p(-(k - len(out)) / (n - len(out))) * 1.05) + 16
+            new = torch.randint(0, n, (m,), generator=g, device=dev)
+            out = _distinct(torch.cat([out, new]) if len(out) else new)
+        if len(out) > k:  # keep a uniform k of the distinct ones: drop a uniform subset of the excess (sorted order is kept)
+            keep = torch.ones(len(out), dtype=torch.bool, device=dev)
+            keep[sample_positions(len(out), len(out) - k, g)] = False
+            out = torch.from_numpy(out.numpy()[keep.numpy()]) if dev.type == 'cpu' else out[keep]  # numpy: no index array
+    return out.to(device if device is not None else dev)
+
+def _distinct(t):
+    "Sorted distinct values of a fresh 1-D int64 tensor (on the CPU sorted in place with numpy: half the scratch memory of `unique`)"
+    if t.device.type != 'cpu' or len(t) == 0: return t.unique()
+    a = t.numpy(); a.sort()
+    keep = np.empty(len(a), dtype=bool); keep[0] = True
+    np.not_equal(a[1:], a[:-1], out=keep[1:])
+    return torch.from_numpy(a[keep])
+
+def _wanted(ctx, i):
+    "Will the autograd engine use the gradient of input `i` in this backward pass? (False in `autograd.grad` w.r.t. other inputs)"
+    if not ctx.needs_input_grad[i]: return False
+    node = ctx.next_functions[i][0]
+    if node is None: return False
+    try: return bool(torch._C._will_engine_execute_node(node))
+    except (RuntimeError, AttributeError): return True  # a leaf input during autograd.grad, or an older/newer torch: assume yes
+
 class _SparseLinearFn(torch.autograd.Function):
     "y = x @ W.T for W given by the CSR structure of a `SparseLinear` and its `values`"
     @staticmethod
     @torch.amp.custom_fwd(device_type='cuda', cast_inputs=torch.float32)
     def forward(ctx, x, values, layer):
+        xT = x.t().contiguous()  # (in, B): the layout of both sparse products, copied once and kept for the backward pass
         W = torch.sparse_csr_tensor(layer._crow, layer.indices[1], values, layer.weight_shape, check_invariants=False)
-        ctx.save_for_backward(x, values); ctx.layer = layer
-        return (W @ x.t().contiguous()).t()
+        ctx.save_for_backward(xT if ctx.needs_input_grad[1] else None, values); ctx.layer = layer
+        return (W @ xT).t()
 
     @staticmethod
     @torch.amp.custom_bwd(device_type='cuda')
     @torch.autograd.function.once_differentiable
     def backward(ctx, g):
-        x, values = ctx.saved_tensors; L = ctx.layer
+        xT, values = ctx.saved_tensors; L = ctx.layer
         gx = gv = None
-        g = g.contiguous()
-        if ctx.needs_input_grad[0]:  # dL/dx = g @ W = (W.T @ g.T).T with a cached transposed CSR structure
+        gT = g.t().contiguous()  # (out, B)
+        if _wanted(ctx, 0):  # dL/dx = g @ W = (W.T @ g.T).T with a cached transposed CSR structure
             crow_t, col_t, perm_t = L._transposed()
             WT = torch.sparse_csr_tensor(crow_t, col_t, values.index_select(0, perm_t), (L.in_features, L.out_features), check_invariants=False)
-            gx = (WT @ g.t().contiguous()).t()
-        if ctx.needs_input_grad[1]:  # dL/dv_k = sum_b g[b, r_k] x[b, c_k]: a sampled dense-dense product
+            gx = (WT @ gT).t()
+        if _wanted(ctx, 1):  # dL/dv_k = sum_b g[b, r_k] x[b, c_k]: a sampled dense-dense product, O(B nnz)
             S = torch.sparse_csr_tensor(L._crow, L.indices[1], torch.zeros_like(values), L.weight_shape, check_invariants=False)
-            gv = torch.sparse.sampled_addmm(S, g.t().contiguous(), x, beta=0.).values()
-        if L.track_dense_grad:
-            d = g.t() @ x
-            L._dense_grad = d if L._dense_grad is None else L._dense_grad + d
+            gv = torch.sparse.sampled_addmm(S, gT, xT.t(), beta=0.).values()
+            if L.track_dense_grad:  # RigL's growth score: the dense (out, in) gradient, only while requested
+                d = gT @ xT.t()
+                L._dense_grad = d if L._dense_grad is None else L._dense_grad + d
         return gx, gv, None
 
-def _crow(rows, n_rows, dtype):
+def _crow(rows, n_rows, dtype, is_sorted=False):
+    "CSR row pointers of the row indices `rows` (O(n_rows) scratch memory when they are sorted)"
+    if is_sorted: return torch.searchsorted(rows, torch.arange(n_rows + 1, dtype=rows.dtype, device=rows.device)).to(dtype)
     c = torch.zeros(n_rows + 1, dtype=torch.long, device=rows.device)
     c[1:] = torch.bincount(rows.long(), minlength=n_rows).cumsum(0)
     return c.to(dtype)
@@ -268,9 +311,7 @@ class SparseLinear(SparseLayer, nn.Module):
         self._idx_dtype = torch.int32 if in_features * out_features < 2**31 else torch.long
         g = generator if generator is not None else make_generator(None, 'cpu')
         n = in_features * out_features
-        if indices is None:
-            k = int(round(density * n))
-            flat = torch.randperm(n, generator=g, device=g.device)[:k].sort().values
+        if indices is None: flat = sample_positions(n, int(round(density * n)), g)  # O(nnz), sorted
         else:
             indices = torch.as_tensor(indices).long()
             if indices.ndim != 2 or indices.shape[0] != 2: raise ValueError(f"indices must have shape [2, nnz], got {tuple(indices.shape)}")
@@ -279,16 +320,20 @@ class SparseLinear(SparseLayer, nn.Module):
             flat = (indices[0] * in_features + indices[1]).unique()
         bound = 1 / math.sqrt(in_features)  # nn.Linear's default initialisation
         dt = dtype or torch.get_default_dtype()
-        self.values = nn.Parameter(((torch.rand(len(flat), generator=g, device=g.device) * 2 - 1) * bound).to(device=device, dtype=dt))
+        self.values = nn.Parameter(torch.rand(len(flat), generator=g, device=g.device).mul_(2 * bound).sub_(bound).to(device=device, dtype=dt))
         self.bias = nn.Parameter(((torch.rand(out_features, generator=g, device=g.device) * 2 - 1) * bound).to(device=device, dtype=dt)) if bias else None
         self.register_buffer('indices', self._pairs(flat.to(self.values.device)))
         self._build()
 
-    def _pairs(self, flat): return torch.stack([flat // self.in_features, flat % self.in_features]).to(self._idx_dtype)
+    def _pairs(self, flat):
+        "The [2, nnz] (row, column) index buffer of sorted flat positions, filled row by row (little scratch memory)"
+        out = torch.empty(2, len(flat), dtype=self._idx_dtype, device=flat.device)
+        torch.div(flat, self.in_features, rounding_mode='floor', out=out[0]); torch.remainder(flat, self.in_features, out=out[1])
+        return out
 
     def _build(self):
         "Rebuild the cached row pointers; the transposed structure is rebuilt lazily (only inputs that need a gradient use it)"
-        self.register_buffer('_crow', _crow(self.indices[0], self.out_features, self._idx_dtype), persistent=False)
+        self.register_buffer('_crow', _crow(self.indices[0], self.out_features, self._idx_dtype, is_sorted=True), persistent=False)
         for k in ('_crow_t', '_col_t', '_perm_t'): self.register_buffer(k, None, persistent=False)
 
     def _transposed(self):
@@ -320,7 +365,7 @@ class SparseLinear(SparseLayer, nn.Module):
         return w.view(self.weight_shape)
 
     def dense_grad(self) -> torch.Tensor:
-        "Flat dense gradient dL/dW of the last backward pass (recorded while `track_dense_grad` is on)"
+        "Flat dense gradient dL/dW of the last backward pass: O(in*out), recorded only while `track_dense_grad` is on (RigL update batches)"
         if self._dense_grad is None: raise RuntimeError("no dense gradient recorded: set `track_dense_grad = True` before the forward/backward pass")
         return self._dense_grad.reshape(-1)
     def clear_dense_grad(self): self._dense_grad = None
@@ -328,7 +373,8 @@ class SparseLinear(SparseLayer, nn.Module):
     def forward(self, x):
         if x.layout != torch.strided: x = x.to_dense()
         lead = x.shape[:-1]
-        y = _SparseLinearFn.apply(x.reshape(-1, self.in_features), self.values, self)
+        # `values` enters through a view so that the backward pass can tell whether its gradient is wanted
+        y = _SparseLinearFn.apply(x.reshape(-1, self.in_features), self.values.view_as(self.values), self)
         if self.bias is not None: y = y + self.bias
         return y.reshape(*lead, self.out_features)
 
@@ -396,7 +442,7 @@ class SparseLinear(SparseLayer, nn.Module):
 
     def extra_repr(self): return f'in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, nnz={self.nnz}, density={self.density:.4f}'
 
-# %% ../../nbs/10_sparse.layers.ipynb #e5afd372
+# %% ../../nbs/10_sparse.layers.ipynb #bd050565
 DISTRIBUTIONS = Registry('density distribution')
 
 @DISTRIBUTIONS.register('uniform')
@@ -438,7 +484,7 @@ def layer_densities(shapes:dict, # name -> weight shape of every layer to sparsi
         if top * eps > 1: dense |= {n for n in sparse if raw[n] == top}
         else: return {n: 1.0 if n in dense else eps * raw[n] for n in shapes}
 
-# %% ../../nbs/10_sparse.layers.ipynb #73c0da18
+# %% ../../nbs/10_sparse.layers.ipynb #4f387a78
 def _exact_counts(p:dict, N:dict, total:int|None):
     "Integer counts close to p*N per layer that sum to `total` (largest remainder), or rounded per layer"
     if total is None: return {n: int(round(p[n] * N[n])) for n in p}
@@ -513,7 +559,7 @@ def sparsify(model:nn.Module, # The model to convert
         m.set_mask(mask.to(m.weight.device))
     return model
 
-# %% ../../nbs/10_sparse.layers.ipynb #9d596dde
+# %% ../../nbs/10_sparse.layers.ipynb #3dee1002
 def to_sparse(model:nn.Module, # A model with `MaskedLinear` layers
               names:Iterable[str]|None=None, # Layers to convert; default every `MaskedLinear`
               inplace:bool=True) -> nn.Module: # Convert `model` itself or a deep copy
@@ -526,7 +572,7 @@ def to_sparse(model:nn.Module, # A model with `MaskedLinear` layers
     for n in names: _set_submodule(model, n, SparseLinear.from_dense(cands[n]))
     return model
 
-# %% ../../nbs/10_sparse.layers.ipynb #1e6b9494
+# %% ../../nbs/10_sparse.layers.ipynb #2a6341f5
 def _param_rows(model):
     for name, m in model.named_modules():
         own = list(m.named_parameters(recurse=False))
@@ -571,7 +617,7 @@ def memory_bytes(model:nn.Module, # A model
     df['saving'] = 1 - df['sparse_bytes'] / df['dense_bytes'].where(df['dense_bytes'] > 0)
     return df
 
-# %% ../../nbs/10_sparse.layers.ipynb #3dee1002
+# %% ../../nbs/10_sparse.layers.ipynb #6527e702
 _FLOP_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, SparseLinear)
 
 def output_positions(model:nn.Module, # A model
@@ -632,3 +678,94 @@ def training_flops(model:nn.Module, # A model (its current masks are used)
         check_range(dense_grad_every, 'dense_grad_every', 1)
         per += df.drop('total')['dense_flops'].sum() / dense_grad_every
     return float(per * n_samples)
+
+# %% ../../nbs/10_sparse.layers.ipynb #f952240c
+_PEAK_SCRIPT = r"""
+import gc, json, os, re, resource, sys, time
+import torch
+from torch import nn
+import torch.nn.functional as F
+from sparseface.sparse.layers import SparseLinear, MaskedLinear, sample_positions
+a = json.loads(sys.argv[1])
+if a['threads']: torch.set_num_threads(a['threads'])
+PROC = os.path.exists('/proc/self/status')
+
+def status_mb(key):  # VmRSS (now) or VmHWM (peak) of this process, in MiB
+    return int(re.search(rf'^{key}:\s+(\d+) kB', open('/proc/self/status').read(), re.M).group(1)) / 2**10
+
+def maxrss_mb():
+    if PROC: return status_mb('VmHWM')
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == 'darwin' else 2**10) / 2**20  # bytes / KiB
+
+def reset_peak():  # Linux: restart the high-water mark at the current RSS; the baseline is then the current RSS
+    try:
+        with open('/proc/self/clear_refs', 'w') as f: f.write('5')
+        return status_mb('VmRSS')
+    except OSError: return maxrss_mb()
+
+def first_layer(d, h, density, g):
+    if a['kind'] == 'sparse': return SparseLinear(d, h, density=density, generator=g)
+    m = torch.zeros(d * h, dtype=torch.bool)
+    m[sample_positions(d * h, int(round(density * d * h)), g)] = True
+    return MaskedLinear(d, h, mask=m.view(h, d))
+
+def batch(B, d, g):  # row by row: making it leaves no transient peak above what it holds
+    x, nz = torch.zeros(B, d), max(1, round(a['input_density'] * d))
+    for i in range(B): x[i, torch.randint(0, d, (nz,), generator=g)] = torch.randn(nz, generator=g)
+    return x
+
+def train(d, h, density, x, y, steps):
+    g = torch.Generator().manual_seed(a['seed'])
+    t0 = time.perf_counter()
+    net = nn.Sequential(first_layer(d, h, density, g), nn.ReLU(), nn.Linear(h, a['n_classes']))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    build_s, build_peak, times = time.perf_counter() - t0, maxrss_mb(), []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(net(x), y).backward(); opt.step()
+        if a['kind'] == 'masked': net[0].apply_mask()
+        times.append(time.perf_counter() - t0)
+    return build_s, build_peak, times
+
+g = torch.Generator().manual_seed(a['seed'] + 1)
+x, y = batch(a['batch'], a['d'], g), torch.randint(0, a['n_classes'], (a['batch'],), generator=g)
+train(64, 8, 0.5, batch(4, 64, g), torch.zeros(4, dtype=torch.long), 2)   # warm-up: kernels, thread pools
+gc.collect()
+base = reset_peak()
+build_s, build_peak, times = train(a['d'], a['hidden'], a['density'], x, y, a['steps'])
+print(json.dumps({'baseline_mb': base, 'build_mb': build_peak - base, 'peak_mb': maxrss_mb() - base, 'build_s': build_s, 'step_times': times}))
+"""
+
+def peak_train_memory(kind:str='sparse', # 'sparse' (`SparseLinear`) or 'masked' (`MaskedLinear`) first layer
+                      d:int=200_000, # Input features
+                      hidden:int=1000, # Hidden units (outputs of the first layer)
+                      density:float=0.01, # Density of the first layer (exact count of connections)
+                      batch:int=100, # Batch size
+                      steps:int=3, # Training steps (0: only build the model)
+                      n_classes:int=2, # Outputs of the last layer
+                      input_density:float=0.01, # Fraction of non-zeros in each input row (stored densely)
+                      threads:int|None=None, # torch threads in the subprocess; default torch's (or OMP_NUM_THREADS)
+                      seed:int=0, # Seed of the model and the batch
+                      timeout:float|None=None # Seconds before the subprocess is killed
+                     ) -> dict:
+    "Peak resident memory (MiB above a baseline) and time per step of training a first layer -> ReLU -> Linear with Adam, in a fresh process"
+    import json, os, subprocess, sys
+    from pathlib import Path
+    check_choice(kind, ('sparse', 'masked'), 'kind'); check_range(density, 'density', 0, 1, lo_open=True)
+    for v, nm in ((d, 'd'), (hidden, 'hidden'), (batch, 'batch'), (n_classes, 'n_classes')): check_range(v, nm, 1)
+    check_range(steps, 'steps', 0); check_range(input_density, 'input_density', 0, 1)
+    if sys.platform.startswith('win'): raise RuntimeError("peak_train_memory needs the `resource` module (Linux or macOS)")
+    args = dict(kind=kind, d=int(d), hidden=int(hidden), density=float(density), batch=int(batch), steps=int(steps),
+                n_classes=int(n_classes), input_density=float(input_density), threads=threads, seed=int(seed))
+    import sparseface
+    root = str(Path(sparseface.__file__).resolve().parents[1])  # the subprocess imports this copy of the library
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join([root] + [p for p in [os.environ.get('PYTHONPATH')] if p])}
+    r = subprocess.run([sys.executable, '-c', _PEAK_SCRIPT, json.dumps(args)], capture_output=True, text=True, timeout=timeout, env=env)
+    if r.returncode != 0:
+        raise RuntimeError(f"peak_train_memory({kind!r}) failed in its subprocess (exit code {r.returncode}"
+                           f"{'; killed, out of memory?' if r.returncode < 0 else ''}):\n{r.stderr[-3000:]}")
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    times = out.pop('step_times')
+    return {'kind': kind, 'd': int(d), 'hidden': int(hidden), 'density': float(density), 'batch': int(batch), 'steps': int(steps),
+            'nnz': int(round(density * d * hidden)), **out, 'step_s': float(np.median(times)) if times else float('nan')}
