@@ -189,7 +189,8 @@ class Registry:
     def __contains__(self, name): return name in self._items
     def __iter__(self): return iter(self._items)
     def __len__(self): return len(self._items)
-    def __repr__(self): return f"Registry({self.kind!r}: {', '.join(self._items) or 'empty'})"
+    def __repr__(self): return f"Registry({self.kind!r})"  # stable: signatures that default to a registry render the same everywhere
+    def _repr_pretty_(self, p, cycle): p.text(f"Registry({self.kind!r}: {', '.join(self._items) or 'empty'})")  # notebooks list the entries
 
 # %% ../nbs/00_core.ipynb #5912f679
 REPRODUCTIONS = Registry('reproduction')

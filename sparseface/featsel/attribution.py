@@ -307,7 +307,7 @@ def reproduce_attribution(ctx):
                   note='paper_coverage_n1000: the paper\'s Fig. 8 values. Accuracy columns: SVC test accuracy with the top-K of 64 pixels.')
     return numbers
 
-# %% ../../nbs/12_featsel.attribution.ipynb #167fd266
+# %% ../../nbs/12_featsel.attribution.ipynb #243d6550
 DEMO_SETS = {'digits': lambda: load_dataset('digits'),
              'madelon-synthetic': lambda: make_madelon(n_samples=600, n_features=64, n_informative=8, n_redundant=0, n_clusters_per_class=1, class_sep=1.5, seed=0)}
 
