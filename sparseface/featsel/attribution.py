@@ -212,7 +212,8 @@ def evaluate_selector(selector:SparseFeatureSelector, # An unfitted selector (it
         t0 = time.perf_counter()
         sel = clone(selector).set_params(random_state=s, n_features=min(max(ks), X.shape[1])).fit(Xtr, ytr)
         fits.append({'seed': s, 'seconds': time.perf_counter() - t0, 'best_epoch': sel.best_epoch_, 'train_flops': sel.train_flops_,
-                     'active_params': sel.params_['active'].sum() if hasattr(sel.params_, 'columns') else None})
+                     'active_params': int(sel.params_.loc['total', 'active']), 'density': float(sel.params_.loc['total', 'density']),
+                     'param_bytes_csr': int(sel.memory_.loc['total', 'sparse_bytes']), 'param_bytes_dense': int(sel.memory_.loc['total', 'dense_bytes'])})
         for k in ks: acc[k].append(svc_accuracy(Xtr, ytr, Xte, yte, sel.ranking_[:k]))
     return {'accuracy': {k: (float(np.mean(v)), float(np.std(v))) for k, v in acc.items()}, 'fits': fits, 'last': sel}
 
@@ -270,6 +271,7 @@ def reproduce_full(ctx, seeds, cfg):
             m, sd = ev['accuracy'][100]
             rows.append({'dataset': n, 'variant': name, 'sparsity': 0.0 if a == 'dense' else sparsity[a], 'accuracy_%': 100 * m, 'std_%': 100 * sd,
                          'paper_%': paper_acc[name], 'train_TFLOPs': float(np.mean([f['train_flops'] for f in ev['fits']])) / 1e12,
+                         'params_MB_csr': ev['fits'][-1]['param_bytes_csr'] / 1e6, 'params_MB_dense': ev['fits'][-1]['param_bytes_dense'] / 1e6,
                          'fit_seconds': float(np.mean([f['seconds'] for f in ev['fits']]))})
             numbers[f'{n} {name} acc@100'] = 100 * m
     ctx.add_table('SVC accuracy (%) with the top-100 features: ours vs the paper (Table 6)', rows,
@@ -297,7 +299,7 @@ def reproduce_attribution(ctx):
         last = ev['last']
         row = {'variant': name, 'coverage': float(np.mean(cov)), 'paper_coverage_n1000': PAPER_FIG8_N1000[name]}
         row.update({f'acc@{k}': m for k, (m, sd) in ev['accuracy'].items()})
-        row.update({'density': float(last.params_['active'].sum() / last.params_['total'].sum()) if hasattr(last.params_, 'columns') else v['density'],
+        row.update({'density': float(last.params_.loc['total', 'density']),
                     'train_TFLOPs': last.train_flops_ / 1e12, 'fit_seconds': float(np.mean([f['seconds'] for f in ev['fits']]))})
         rows.append(row)
         numbers[f'{name}_coverage'] = row['coverage']; numbers[f'{name}_digits_acc@20'] = row['acc@20']
