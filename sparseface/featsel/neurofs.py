@@ -207,7 +207,7 @@ class NeuroFS(SelectorMixin, BaseEstimator):
         m = np.zeros(len(self.scores_), dtype=bool); m[self.ranking_[:self.n_features]] = True
         return m
 
-# %% ../../nbs/13_featsel.neurofs.ipynb #af2c64f4
+# %% ../../nbs/13_featsel.neurofs.ipynb #d346c833
 def classifier_accuracies(Xtr, ytr, Xte, yte, features) -> dict:
     "Test accuracy of SVC (defaults), 1-NN (brute) and ExtraTrees (50 trees) on the standardised `features` columns"
     f = np.asarray(features)
@@ -238,7 +238,7 @@ def reproduce_neurofs(ctx):
     ctx.add_table('NeuroFS: test accuracy with the selected features (and with all features)', rows)
     return numbers
 
-# %% ../../nbs/13_featsel.neurofs.ipynb #c239bb84
+# %% ../../nbs/13_featsel.neurofs.ipynb #ad9db567
 @functools.lru_cache(maxsize=4)
 def _digits_neurofs(k:int=20, seed:int=0):
     dg = load_dataset('digits')
