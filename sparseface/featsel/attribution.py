@@ -31,8 +31,9 @@ from ..widgets import Demo, DEMOS
 
 # %% auto #0
 __all__ = ['PAPER_FIG8_N1000', 'PAPER_TABLE6', 'PAPER_BATCH', 'DEMO_SETS', 'first_layer', 'qs_scores', 'attr_from_probs',
-           'attr_scores', 'ImportanceCallback', 'SparseFeatureSelector', 'svc_accuracy', 'evaluate_selector',
-           'variants', 'coverage', 'reproduce_full', 'reproduce_attribution', 'demo_fit', 'FeatureSelectionDemo']
+           'attr_scores', 'ImportanceCallback', 'RankingSelector', 'SparseFeatureSelector', 'svc_accuracy',
+           'evaluate_selector', 'variants', 'coverage', 'reproduce_full', 'reproduce_attribution', 'demo_fit',
+           'FeatureSelectionDemo']
 
 # %% ../../nbs/12_featsel.attribution.ipynb #94d53d1e
 def first_layer(model:nn.Module # An MLP whose first Linear/sparse layer sees the features
@@ -94,7 +95,34 @@ class ImportanceCallback(Callback):
         if self._s is not None: self.epoch_scores.append(self._s.cpu().double().numpy())
 
 # %% ../../nbs/12_featsel.attribution.ipynb #af4b1133
-class SparseFeatureSelector(SelectorMixin, BaseEstimator):
+class RankingSelector(SelectorMixin, BaseEstimator):
+    "Shared base of sparseface's selectors: input checks, sparse-input tags, support = the top `n_features` of `ranking_`"
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse, tags.target_tags.required = True, True
+        return tags
+
+    def _validate_xy(self, X, y):
+        "Checked dense float `X` and labels 0..C-1 (sets `classes_`, `n_features_in_`); the errors every selector shares"
+        y_arr = np.asarray(y)
+        if y_arr.dtype.kind in 'OUS' and any(isinstance(v, (str, bytes)) for v in y_arr.ravel()[:1000]):
+            raise TypeError("Unknown label type for y: it must hold numeric class labels, got strings; encode them with sklearn.preprocessing.LabelEncoder")
+        X, y = validate_data(self, X, y, accept_sparse='csr', dtype=(np.float32, np.float64), ensure_min_samples=2)
+        check_classification_targets(y)
+        check_type(self.n_features, (int, np.integer), 'n_features'); check_range(self.n_features, 'n_features', 1)
+        if self.n_features > X.shape[1]: raise ValueError(f"n_features={self.n_features} is larger than the number of features in X ({X.shape[1]})")
+        self.classes_, yi = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2: raise ValueError(f"y has a single class ({self.classes_[0]}): feature selection needs at least two")
+        return (X.toarray() if sp.issparse(X) else X), yi  # the MLPs take dense batches; `SparseLinear` is the route for very wide inputs
+
+    def _get_support_mask(self):
+        check_is_fitted(self, 'ranking_')
+        mask = np.zeros(len(self.ranking_), dtype=bool)
+        mask[self.ranking_[:self.n_features]] = True
+        return mask
+
+# %% ../../nbs/12_featsel.attribution.ipynb #e96515e9
+class SparseFeatureSelector(RankingSelector):
     "Feature selection with a (sparse) MLP: dense, SET or RigL training; QS or neuron-attribution scores (Atashgahi et al., ECAI 2024)"
     def __init__(self, n_features:int=100, # Number of features to keep (K)
                  algorithm:str='set', # 'dense', 'set' (random regrowth) or 'rigl' (gradient regrowth)
@@ -125,8 +153,6 @@ class SparseFeatureSelector(SelectorMixin, BaseEstimator):
     def _check_params(self, d):
         check_choice(self.algorithm, ('dense', 'set', 'rigl'), 'algorithm'); check_choice(self.metric, ('attr', 'qs'), 'metric')
         check_choice(self.accumulate, ('before_best', 'through_best', 'last_epoch'), 'accumulate')
-        check_type(self.n_features, (int, np.integer), 'n_features'); check_range(self.n_features, 'n_features', 1)
-        if self.n_features > d: raise ValueError(f"n_features={self.n_features} is larger than the number of features in X ({d})")
         check_range(self.density, 'density', 0, 1, lo_open=True); check_range(self.val_size, 'val_size', 0, 1, lo_open=True, hi_open=True)
         for n in ('epochs', 'patience', 'batch_size', 'update_every', 'attr_every'): check_type(getattr(self, n), (int, np.integer), n); check_range(getattr(self, n), n, 1)
         if self.sparse_first_layer and self.algorithm == 'dense': raise ValueError("sparse_first_layer needs a sparse algorithm ('set' or 'rigl'), got algorithm='dense'")
@@ -134,15 +160,8 @@ class SparseFeatureSelector(SelectorMixin, BaseEstimator):
     def fit(self, X, # Features `[n, d]`: numeric array or scipy sparse matrix
             y): # Integer class labels `[n]`
         "Train the network and accumulate feature scores; returns `self`"
-        y_arr = np.asarray(y)
-        if y_arr.dtype.kind in 'OUS' and any(isinstance(v, (str, bytes)) for v in y_arr.ravel()[:1000]):
-            raise TypeError("Unknown label type for y: it must hold numeric class labels, got strings; encode them with sklearn.preprocessing.LabelEncoder")
-        X, y = validate_data(self, X, y, accept_sparse='csr', dtype=(np.float32, np.float64), ensure_min_samples=2)
-        check_classification_targets(y)
+        X, yi = self._validate_xy(X, y)
         self._check_params(X.shape[1])
-        self.classes_, yi = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2: raise ValueError(f"y has a single class ({self.classes_[0]}): feature selection needs at least two")
-        if sp.issparse(X): X = X.toarray()  # the MLP path densifies; `SparseLinear` is the route for very wide inputs
         seed = 0 if self.random_state is None else int(self.random_state)
         strat = yi if np.bincount(yi).min() >= 2 else None
         Xtr, Xva, ytr, yva = train_test_split(X, yi, test_size=self.val_size, random_state=seed, stratify=strat)
@@ -174,18 +193,7 @@ class SparseFeatureSelector(SelectorMixin, BaseEstimator):
         self.train_flops_, self.attr_seconds_ = cbs[1].flops, cbs[0].seconds
         return self
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse, tags.target_tags.required = True, True
-        return tags
-
-    def _get_support_mask(self):
-        check_is_fitted(self, 'scores_')
-        mask = np.zeros(len(self.scores_), dtype=bool)
-        mask[self.ranking_[:self.n_features]] = True
-        return mask
-
-# %% ../../nbs/12_featsel.attribution.ipynb #4e85c91c
+# %% ../../nbs/12_featsel.attribution.ipynb #31cc8add
 def svc_accuracy(X_train, y_train, X_test, y_test, # The split (raw features)
                  features:Iterable[int]) -> float: # Column indices to use
     "Test accuracy of `SVC()` (RBF, defaults) trained on the standardised `features` columns"
@@ -217,7 +225,7 @@ def evaluate_selector(selector:SparseFeatureSelector, # An unfitted selector (it
         for k in ks: acc[k].append(svc_accuracy(Xtr, ytr, Xte, yte, sel.ranking_[:k]))
     return {'accuracy': {k: (float(np.mean(v)), float(np.std(v))) for k, v in acc.items()}, 'fits': fits, 'last': sel}
 
-# %% ../../nbs/12_featsel.attribution.ipynb #d0fcc9f1
+# %% ../../nbs/12_featsel.attribution.ipynb #df385c55
 PAPER_FIG8_N1000 = {'dense-qs': .75, 'dense-attr': .65, 'set-qs': .74, 'set-attr': .69, 'rigl-qs': .74, 'rigl-attr': .66}
 
 def variants(density:float=0.5) -> dict:
@@ -231,7 +239,7 @@ def coverage(selected:Iterable[int], # Selected feature indices
     s = list(selected)
     return len(set(s) & set(informative)) / max(len(s), 1)
 
-# %% ../../nbs/12_featsel.attribution.ipynb #7ac54dbd
+# %% ../../nbs/12_featsel.attribution.ipynb #fa4943a3
 def _plot_scores(scores, shape, title):
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(2.6, 2.6), dpi=80)
@@ -309,7 +317,7 @@ def reproduce_attribution(ctx):
                   note='paper_coverage_n1000: the paper\'s Fig. 8 values. Accuracy columns: SVC test accuracy with the top-K of 64 pixels.')
     return numbers
 
-# %% ../../nbs/12_featsel.attribution.ipynb #243d6550
+# %% ../../nbs/12_featsel.attribution.ipynb #942a9f52
 DEMO_SETS = {'digits': lambda: load_dataset('digits'),
              'madelon-synthetic': lambda: make_madelon(n_samples=600, n_features=64, n_informative=8, n_redundant=0, n_clusters_per_class=1, class_sep=1.5, seed=0)}
 

@@ -9,16 +9,13 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
-from sklearn.base import BaseEstimator
-from sklearn.feature_selection import SelectorMixin
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.validation import check_is_fitted, validate_data
-from sklearn.utils.multiclass import check_classification_targets
 from ..core import check_type, check_choice, check_range, set_seed, make_generator
 from ..train import Trainer, Callback, ArrayLoader
 from ..sparse.layers import sparsify, count_params
 from ..sparse.dst import signed_magnitude_prune, input_strength, input_degree, remove_inputs
 from ..data import make_madelon, load_dataset
+from .attribution import RankingSelector
 import functools
 import matplotlib.pyplot as plt
 from sklearn.model_selection import train_test_split
@@ -138,7 +135,7 @@ class NeuroFSCallback(Callback):
         set_rewire(L, 0.0, self.budget[0], g, allowed=allowed, generator=self.g, optimizer=self.trainer.opt)
 
 # %% ../../nbs/13_featsel.neurofs.ipynb #5e0aa9ef
-class NeuroFS(SelectorMixin, BaseEstimator):
+class NeuroFS(RankingSelector):
     "NeuroFS feature selection by input-neuron evolution in a sparse MLP (Atashgahi et al., TMLR 2023)"
     def __init__(self, n_features:int=50, # Number of features to select (K)
                  epochs:int=100, # Training epochs (T)
@@ -159,33 +156,18 @@ class NeuroFS(SelectorMixin, BaseEstimator):
         for k, v in list(locals().items()):
             if k not in ('self', '__class__'): setattr(self, k, v)
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse, tags.target_tags.required = True, True
-        return tags
-
     def fit(self, X, y):
         "Train the evolving sparse MLP; `scores_` are the final input strengths; returns `self`"
-        y_arr = np.asarray(y)
-        if y_arr.dtype.kind in 'OUS' and any(isinstance(v, (str, bytes)) for v in y_arr.ravel()[:1000]):
-            raise TypeError("Unknown label type for y: it must hold numeric class labels, got strings; encode them with sklearn.preprocessing.LabelEncoder")
-        X, y = validate_data(self, X, y, accept_sparse='csr', dtype=(np.float32, np.float64), ensure_min_samples=2)
-        check_classification_targets(y)
-        d = X.shape[1]
-        check_type(self.n_features, (int, np.integer), 'n_features'); check_range(self.n_features, 'n_features', 1)
-        if self.n_features > d: raise ValueError(f"n_features={self.n_features} is larger than the number of features in X ({d})")
+        X, yi = self._validate_xy(X, y)
         for n in ('epochs', 'batch_size'): check_type(getattr(self, n), (int, np.integer), n); check_range(getattr(self, n), n, 1)
         check_range(self.epsilon, 'epsilon', 0, lo_open=True); check_range(self.lr, 'lr', 0, lo_open=True)
         check_range(self.zeta_input, 'zeta_input', 0, 1); check_range(self.zeta_hidden, 'zeta_hidden', 0, 1)
         check_choice(self.grow, ('gradient', 'random'), 'grow'); check_choice(self.activation, ('tanh', 'relu'), 'activation')
-        self.classes_, yi = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2: raise ValueError(f"y has a single class ({self.classes_[0]}): feature selection needs at least two")
-        if sp.issparse(X): X = X.toarray()
         if self.standardize: X = StandardScaler().fit_transform(X)
         seed = 0 if self.random_state is None else int(self.random_state)
         set_seed(seed)
         act = nn.Tanh if self.activation == 'tanh' else nn.ReLU
-        layers, w = [], d
+        layers, w = [], X.shape[1]
         for h in self.hidden: layers += [nn.Linear(w, h), act()]; w = h
         model = nn.Sequential(*layers, nn.Linear(w, len(self.classes_)))
         sparsify(model, distribution='er', epsilon=self.epsilon, dense_layers=[str(len(layers))], generator=seed)
@@ -201,11 +183,6 @@ class NeuroFS(SelectorMixin, BaseEstimator):
         self.active_history_ = torch.stack(cb.active_history).numpy()  # [epochs + 1, d] active inputs
         self.params_ = count_params(tr.model)
         return self
-
-    def _get_support_mask(self):
-        check_is_fitted(self, 'scores_')
-        m = np.zeros(len(self.scores_), dtype=bool); m[self.ranking_[:self.n_features]] = True
-        return m
 
 # %% ../../nbs/13_featsel.neurofs.ipynb #d346c833
 def classifier_accuracies(Xtr, ytr, Xte, yte, features) -> dict:
