@@ -31,9 +31,9 @@ from ..widgets import Demo, DEMOS
 
 # %% auto #0
 __all__ = ['PAPER_FIG8_N1000', 'PAPER_TABLE6', 'PAPER_BATCH', 'DEMO_SETS', 'first_layer', 'qs_scores', 'attr_from_probs',
-           'attr_scores', 'ImportanceCallback', 'RankingSelector', 'SparseFeatureSelector', 'svc_accuracy',
-           'evaluate_selector', 'variants', 'coverage', 'reproduce_full', 'reproduce_attribution', 'demo_fit',
-           'FeatureSelectionDemo']
+           'attr_scores', 'ImportanceCallback', 'RankingSelector', 'SparseFeatureSelector', 'selection_accuracy',
+           'svc_accuracy', 'evaluate_selector', 'variants', 'coverage', 'reproduce_full', 'reproduce_attribution',
+           'demo_fit', 'FeatureSelectionDemo']
 
 # %% ../../nbs/12_featsel.attribution.ipynb #94d53d1e
 def first_layer(model:nn.Module # An MLP whose first Linear/sparse layer sees the features
@@ -194,15 +194,23 @@ class SparseFeatureSelector(RankingSelector):
         return self
 
 # %% ../../nbs/12_featsel.attribution.ipynb #31cc8add
-def svc_accuracy(X_train, y_train, X_test, y_test, # The split (raw features)
-                 features:Iterable[int]) -> float: # Column indices to use
-    "Test accuracy of `SVC()` (RBF, defaults) trained on the standardised `features` columns"
+def selection_accuracy(X_train, y_train, X_test, y_test, # The split (raw features; dense or scipy sparse)
+                       features:Iterable[int], # Column indices to use
+                       classifier=None): # A scikit-learn classifier (cloned); default `SVC()` (RBF, defaults)
+    "Test accuracy of `classifier` trained on the standardised `features` columns"
+    from sklearn.base import clone
     f = np.asarray(list(features))
     if len(f) == 0: raise ValueError("features is empty")
     dense = lambda a: a.toarray() if sp.issparse(a) else np.asarray(a)
     A, B = dense(X_train[:, f]), dense(X_test[:, f])
     sc = StandardScaler().fit(A)
-    return float(SVC().fit(sc.transform(A), y_train).score(sc.transform(B), y_test))
+    clf = SVC() if classifier is None else clone(classifier)
+    return float(clf.fit(sc.transform(A), y_train).score(sc.transform(B), y_test))
+
+def svc_accuracy(X_train, y_train, X_test, y_test, # The split (raw features)
+                 features:Iterable[int]) -> float: # Column indices to use
+    "Test accuracy of `SVC()` (RBF, defaults) trained on the standardised `features` columns (the paper's protocol)"
+    return selection_accuracy(X_train, y_train, X_test, y_test, features)
 
 def evaluate_selector(selector:SparseFeatureSelector, # An unfitted selector (its `random_state` is overridden)
                       X, y, # The whole dataset
@@ -263,10 +271,10 @@ PAPER_TABLE6 = {  # dataset: ({variant: accuracy}, {'set': sparsity, 'rigl': spa
 # the code's per-dataset batch sizes (100 for image/speech sets, 64 for Madelon, 32 for the rest)
 PAPER_BATCH = {'COIL20': 100, 'ORL': 100, 'Isolet': 100, 'madelon': 64}
 
-def reproduce_full(ctx, seeds, cfg):
+def reproduce_full(ctx, seeds, cfg, datasets=None): # `datasets`: names of `PAPER_TABLE6` to run (default all)
     "The paper's datasets found under `ctx.data`: six variants at the paper's chosen sparsity, K=100, side by side with Table 6"
-    from sparseface.data import data_available
-    names = [n for n in PAPER_TABLE6 if data_available(f'featsel/{n}.mat', root=ctx.data)]
+    for n in datasets or []: check_choice(n, list(PAPER_TABLE6), 'datasets')
+    names = [n for n in (datasets or PAPER_TABLE6) if data_available(f'featsel/{n}.mat', root=ctx.data)]
     if not names: raise FileNotFoundError(f"no featsel/*.mat of the paper under {ctx.data}; pass --data pointing at a folder with featsel/")
     rows, numbers = [], {}
     for n in tqdm(names, disable=not ctx.progress, desc='datasets', leave=False):
@@ -317,7 +325,7 @@ def reproduce_attribution(ctx):
                   note='paper_coverage_n1000: the paper\'s Fig. 8 values. Accuracy columns: SVC test accuracy with the top-K of 64 pixels.')
     return numbers
 
-# %% ../../nbs/12_featsel.attribution.ipynb #942a9f52
+# %% ../../nbs/12_featsel.attribution.ipynb #e23fb5a4
 DEMO_SETS = {'digits': lambda: load_dataset('digits'),
              'madelon-synthetic': lambda: make_madelon(n_samples=600, n_features=64, n_informative=8, n_redundant=0, n_clusters_per_class=1, class_sep=1.5, seed=0)}
 

@@ -15,7 +15,7 @@ from ..train import Trainer, Callback, ArrayLoader
 from ..sparse.layers import sparsify, count_params
 from ..sparse.dst import signed_magnitude_prune, input_strength, input_degree, remove_inputs
 from ..data import make_madelon, load_dataset
-from .attribution import RankingSelector
+from .attribution import RankingSelector, selection_accuracy
 import functools
 import matplotlib.pyplot as plt
 from sklearn.model_selection import train_test_split
@@ -187,10 +187,8 @@ class NeuroFS(RankingSelector):
 # %% ../../nbs/13_featsel.neurofs.ipynb #d346c833
 def classifier_accuracies(Xtr, ytr, Xte, yte, features) -> dict:
     "Test accuracy of SVC (defaults), 1-NN (brute) and ExtraTrees (50 trees) on the standardised `features` columns"
-    f = np.asarray(features)
-    sc = StandardScaler().fit(Xtr[:, f]); A, B = sc.transform(Xtr[:, f]), sc.transform(Xte[:, f])
     clfs = {'svc': SVC(), '1nn': KNeighborsClassifier(1, algorithm='brute'), 'extra_trees': ExtraTreesClassifier(50, random_state=0, n_jobs=1)}
-    return {k: float(c.fit(A, ytr).score(B, yte)) for k, c in clfs.items()}
+    return {k: selection_accuracy(Xtr, ytr, Xte, yte, features, c) for k, c in clfs.items()}
 
 @REPRODUCTIONS.register('neurofs', title='Paper 2: NeuroFS, feature selection by input-neuron evolution', paper=2)
 def reproduce_neurofs(ctx):
