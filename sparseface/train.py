@@ -27,29 +27,41 @@ def _as_tensor(a, name, device=None):
 
 class ArrayLoader:
     "Batches of `(X[i], y[i])` from in-memory arrays, shuffled with an explicit generator"
-    def __init__(self, X, # Inputs, `[N, ...]` tensor or array (float64 becomes float32)
+    def __init__(self, X, # Inputs, `[N, ...]` tensor or array (float64 becomes float32), or a 2-D scipy.sparse matrix
                  y, # Targets, `[N, ...]`
                  batch_size:int=128, # Samples per batch
                  shuffle:bool=False, # Draw a new permutation each epoch?
                  drop_last:bool=False, # Drop the last incomplete batch?
                  seed:int|None=0, # Seed of the shuffling generator
-                 device=None): # Where batches live; default: where `X` is
-        self.X, self.y = _as_tensor(X, 'X', device), _as_tensor(y, 'y', device)
-        if len(self.X) != len(self.y): raise ValueError(f"X and y must have the same length, got {len(self.X)} and {len(self.y)}")
-        if len(self.X) == 0: raise ValueError("X is empty")
+                 device=None): # Where batches live; default: where `X` is (the CPU for scipy.sparse `X`)
+        import scipy.sparse as sp
+        self.sparse = sp.issparse(X)
+        if self.sparse:  # rows stay in CSR on the host; each batch is made dense on the device, never the whole matrix
+            self.X = sp.csr_matrix(X, dtype=np.float32)
+            self.device = torch.device(device) if device is not None else torch.device('cpu')
+            self.y = _as_tensor(y, 'y', self.device)
+        else: self.X, self.y = _as_tensor(X, 'X', device), _as_tensor(y, 'y', device)
+        if self.X.shape[0] != len(self.y): raise ValueError(f"X and y must have the same length, got {self.X.shape[0]} and {len(self.y)}")
+        if self.X.shape[0] == 0: raise ValueError("X is empty")
         check_type(batch_size, int, 'batch_size'); check_range(batch_size, 'batch_size', 1)
         self.bs, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.gen = make_generator(seed, 'cpu')
-    def __len__(self): return len(self.X) // self.bs if self.drop_last else math.ceil(len(self.X) / self.bs)
+    def __len__(self): return self.X.shape[0] // self.bs if self.drop_last else math.ceil(self.X.shape[0] / self.bs)
     def __iter__(self):
-        n = len(self.X)
+        n = self.X.shape[0]
+        if self.sparse:
+            idx = torch.randperm(n, generator=self.gen) if self.shuffle else torch.arange(n)
+            for i in range(len(self)):
+                j = idx[i * self.bs:min((i + 1) * self.bs, n)]
+                yield torch.from_numpy(self.X[j.numpy()].toarray()).to(self.device), self.y[j.to(self.device)]
+            return
         idx = torch.randperm(n, generator=self.gen).to(self.X.device) if self.shuffle else None
         for i in range(len(self)):
             sl = slice(i * self.bs, min((i + 1) * self.bs, n))
             if idx is None: yield self.X[sl], self.y[sl]
             else: j = idx[sl]; yield self.X[j], self.y[j]
 
-# %% ../nbs/02_train.ipynb #b0401654
+# %% ../nbs/02_train.ipynb #696617c0
 class CancelBatch(Exception): "Skip the rest of the current batch"
 class CancelEpoch(Exception): "Skip the rest of the current epoch (validation still runs)"
 class CancelFit(Exception): "Stop training (after_fit still runs)"
@@ -63,7 +75,7 @@ class Callback:
     trainer = None
     def __repr__(self): return type(self).__name__
 
-# %% ../nbs/02_train.ipynb #696617c0
+# %% ../nbs/02_train.ipynb #95e19e7d
 class Trainer:
     "The one training loop of sparseface: model, loss, optimizer and callbacks"
     def __init__(self, model:nn.Module, # The network to train (moved to `device`)
@@ -189,7 +201,7 @@ class Trainer:
         for k, f in self.metrics.items(): res[k] = float(f(pred, y))
         return res
 
-# %% ../nbs/02_train.ipynb #12d9770b
+# %% ../nbs/02_train.ipynb #f75d1fb5
 class EarlyStopping(Callback):
     "Stop when `monitor` stops improving; optionally restore the best model state"
     order = 100
@@ -220,7 +232,7 @@ class EarlyStopping(Callback):
     def after_fit(self):
         if self.restore_best and self.best_state is not None: self.trainer.model.load_state_dict(self.best_state)
 
-# %% ../nbs/02_train.ipynb #8ad11019
+# %% ../nbs/02_train.ipynb #88f4c9be
 def plot_history(history:list[dict], # `Trainer.history`
                  keys:Iterable[str]|None=None, # Columns to plot; default all losses and metrics
                  ax=None): # A matplotlib axis to draw on
@@ -234,7 +246,7 @@ def plot_history(history:list[dict], # `Trainer.history`
     ax.set_xlabel('epoch'); ax.legend(); ax.grid(alpha=.3)
     return fig
 
-# %% ../nbs/02_train.ipynb #953701fa
+# %% ../nbs/02_train.ipynb #41ec3c75
 def mlp(d_in:int, # Input features
         hidden:Iterable[int]=(256, 128), # Hidden layer widths
         n_out:int=10, # Outputs
@@ -244,7 +256,7 @@ def mlp(d_in:int, # Input features
     for h in hidden: layers += [nn.Linear(d, h), nn.ReLU()] + ([nn.Dropout(dropout)] if dropout else []); d = h
     return nn.Sequential(*layers, nn.Linear(d, n_out))
 
-# %% ../nbs/02_train.ipynb #d8594f29
+# %% ../nbs/02_train.ipynb #85be3f2b
 def train_digits(seed:int=0, # Split and initialisation seed
                  epochs:int=60, # Maximum epochs
                  device=None, # Device
@@ -265,7 +277,7 @@ def train_digits(seed:int=0, # Split and initialisation seed
     pred, y = tr.predict(test_dl)
     return Bunch(trainer=tr, test=tr.evaluate(test_dl), early_stopping=es, test_pred=pred.argmax(-1), test_y=y, n_train=len(Xtr), n_test=len(Xte))
 
-# %% ../nbs/02_train.ipynb #f07c5222
+# %% ../nbs/02_train.ipynb #dc24f4d2
 @REPRODUCTIONS.register('digits-mlp', title='Shared fit loop: an MLP on the embedded digits set', paper=None)
 def reproduce_digits(ctx):
     "MLP on scikit-learn digits through the shared fit loop with early stopping"

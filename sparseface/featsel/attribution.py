@@ -102,8 +102,8 @@ class RankingSelector(SelectorMixin, BaseEstimator):
         tags.input_tags.sparse, tags.target_tags.required = True, True
         return tags
 
-    def _validate_xy(self, X, y):
-        "Checked dense float `X` and labels 0..C-1 (sets `classes_`, `n_features_in_`); the errors every selector shares"
+    def _validate_xy(self, X, y, keep_sparse:bool=False):
+        "Checked float `X` (dense unless `keep_sparse`) and labels 0..C-1 (sets `classes_`, `n_features_in_`); the errors every selector shares"
         y_arr = np.asarray(y)
         if y_arr.dtype.kind in 'OUS' and any(isinstance(v, (str, bytes)) for v in y_arr.ravel()[:1000]):
             raise TypeError("Unknown label type for y: it must hold numeric class labels, got strings; encode them with sklearn.preprocessing.LabelEncoder")
@@ -113,7 +113,7 @@ class RankingSelector(SelectorMixin, BaseEstimator):
         if self.n_features > X.shape[1]: raise ValueError(f"n_features={self.n_features} is larger than the number of features in X ({X.shape[1]})")
         self.classes_, yi = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2: raise ValueError(f"y has a single class ({self.classes_[0]}): feature selection needs at least two")
-        return (X.toarray() if sp.issparse(X) else X), yi  # the MLPs take dense batches; `SparseLinear` is the route for very wide inputs
+        return (X.toarray() if sp.issparse(X) and not keep_sparse else X), yi  # NeuroFS keeps scipy.sparse X sparse
 
     def _get_support_mask(self):
         check_is_fitted(self, 'ranking_')
@@ -196,16 +196,17 @@ class SparseFeatureSelector(RankingSelector):
 # %% ../../nbs/12_featsel.attribution.ipynb #31cc8add
 def selection_accuracy(X_train, y_train, X_test, y_test, # The split (raw features; dense or scipy sparse)
                        features:Iterable[int], # Column indices to use
-                       classifier=None): # A scikit-learn classifier (cloned); default `SVC()` (RBF, defaults)
-    "Test accuracy of `classifier` trained on the standardised `features` columns"
+                       classifier=None, # A scikit-learn classifier (cloned); default `SVC()` (RBF, defaults)
+                       standardize:bool=True): # Standardise the columns on the training split first (False: use them as given)
+    "Test accuracy of `classifier` trained on the (standardised) `features` columns"
     from sklearn.base import clone
     f = np.asarray(list(features))
     if len(f) == 0: raise ValueError("features is empty")
     dense = lambda a: a.toarray() if sp.issparse(a) else np.asarray(a)
     A, B = dense(X_train[:, f]), dense(X_test[:, f])
-    sc = StandardScaler().fit(A)
+    if standardize: sc = StandardScaler().fit(A); A, B = sc.transform(A), sc.transform(B)
     clf = SVC() if classifier is None else clone(classifier)
-    return float(clf.fit(sc.transform(A), y_train).score(sc.transform(B), y_test))
+    return float(clf.fit(A, y_train).score(B, y_test))
 
 def svc_accuracy(X_train, y_train, X_test, y_test, # The split (raw features)
                  features:Iterable[int]) -> float: # Column indices to use

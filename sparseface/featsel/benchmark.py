@@ -21,15 +21,20 @@ from .attribution import SparseFeatureSelector, ImportanceCallback, svc_accuracy
 __all__ = ['METHODS', 'FULL_SETS', 'rank_features', 'compare_methods', 'attribution_overhead', 'bench_featsel']
 
 # %% ../../nbs/12b_featsel.benchmark.ipynb #ea42e41a
-METHODS = ('set-attr', 'lassonet', 'mutual_info', 'extra_trees')
+METHODS = ('set-attr', 'lassonet', 'mutual_info', 'extra_trees', 'neurofs')
 
 def rank_features(method:str, # One of `METHODS`
                   X, y, # Training split
                   seed:int=0, # Seed
                   quick:bool=True, # Smaller budgets (fewer epochs; a coarser LassoNet path)
-                  device=None) -> np.ndarray: # Device for the neural methods
+                  device=None, # Device for the neural methods
+                  k:int=50) -> np.ndarray: # Features to select, for methods whose training depends on it (NeuroFS's removal schedule)
     "Feature ranking (most important first) of `method` fitted on `(X, y)`"
     check_choice(method, METHODS, 'method')
+    if method == 'neurofs':  # quick: the quick reproduction's network; full: the paper's (3 x 1000, 100 epochs, batch 20 on small sets)
+        from .neurofs import NeuroFS
+        cfg = dict(epochs=30, lr=0.05, batch_size=20, hidden=(256, 256, 256), epsilon=10) if quick else dict(batch_size=20 if len(y) < 500 else 100)
+        return NeuroFS(n_features=min(k, X.shape[1]), device=device, random_state=seed, **cfg).fit(X, y).ranking_
     if method == 'set-attr':
         sel = SparseFeatureSelector(n_features=1, algorithm='set', metric='attr', density=0.5, epochs=40 if quick else 200,
                                     patience=10 if quick else 50, device=device, random_state=seed).fit(X, y)
@@ -53,7 +58,7 @@ def compare_methods(X, y, # A whole dataset
     Xtr, Xte, ytr, yte = train_test_split(X, ys, test_size=0.2, random_state=42, stratify=ys)
     rows = []
     for m in tqdm(methods, disable=not progress, desc='methods', leave=False):
-        t0 = time.perf_counter(); r = rank_features(m, Xtr, ytr, seed, quick, device); secs = time.perf_counter() - t0
+        t0 = time.perf_counter(); r = rank_features(m, Xtr, ytr, seed, quick, device, k=max(ks)); secs = time.perf_counter() - t0
         rows.append({'method': m, 'seconds': secs, **{f'acc@{k}': svc_accuracy(Xtr, ytr, Xte, yte, r[:k]) for k in ks if k <= X.shape[1]}})
     return rows
 
@@ -89,7 +94,7 @@ def bench_featsel(ctx):
     if ctx.quick: ctx.deviation('Quick: 40 epochs (patience 10) for SET-Attr, LassoNet path_multiplier 1.1 instead of 1.02, one seed, embedded data.')
     rows, numbers = [], {}
     for name, X, y, ks in tqdm(sets, disable=not ctx.progress, desc='datasets', leave=False):
-        res = compare_methods(X, y, ks=ks, seed=ctx.seed, quick=ctx.quick, device=ctx.device)
+        res = compare_methods(X, y, ks=ks, methods=METHODS[:4], seed=ctx.seed, quick=ctx.quick, device=ctx.device)  # NeuroFS: `sparseface bench neurofs`
         by = {r['method']: r for r in res}
         for r in res: rows.append({'dataset': name, **r})
         k = ks[0]
