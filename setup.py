@@ -17,8 +17,8 @@ py_versions = '3.10 3.11 3.12 3.13'.split()
 def reqs(key): return shlex.split(cfg.get(key, '').strip())
 
 requirements = reqs('requirements')
-extras = {'dev': reqs('dev_requirements'), 'face': reqs('face_requirements')}
-extras['all'] = sorted({r for k in ('face',) for r in extras[k]})
+extras = {'dev': reqs('dev_requirements'), 'face': reqs('face_requirements'), 'robust': reqs('robust_requirements')}
+extras['all'] = sorted({r for k in ('face', 'robust') for r in extras[k]})
 lic = licenses[cfg['license']]
 min_python = cfg['min_python']
 
