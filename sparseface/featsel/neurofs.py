@@ -171,7 +171,7 @@ class NeuroFSCallback(Callback):
         self.flops.append(self._epoch_flops)
 
     def _evolve(self, t, g):
-        L, d, dev = self.inp, self.d, self.inp.active_index().device
+        L, d, dev = self.inp, self.d, next(self.inp.parameters()).device  # not active_index(): that builds an O(nnz) array
         s = input_strength(L).cpu()
         active = input_degree(L).cpu() > 0
         n_upd = int(self.R * self.zeta_in * (1 - t / self.T))
@@ -258,9 +258,9 @@ class NeuroFS(RankingSelector):
         model = nn.Sequential(*layers, nn.Linear(w, len(self.classes_)))
         sparsify(model, distribution='er', epsilon=self.epsilon, dense_layers=[str(len(layers))], generator=seed)  # a SparseLinear input layer is left as it is
         Xg = X if sp.issparse(X) else torch.from_numpy(X).to(dev)
-        data = ArrayLoader(Xg if not sp.issparse(X) else X, yi, self.batch_size, shuffle=True, seed=seed, device=dev)
+        data = ArrayLoader(Xg, yi, self.batch_size, shuffle=True, seed=seed, device=dev)  # scipy.sparse X stays sparse
         cb = NeuroFSCallback(self.n_features, self.zeta_input, self.zeta_hidden, self.frac_epoch_remove, self.grow,
-                             grad_data=ArrayLoader(Xg if not sp.issparse(X) else X, yi, max(16, min(1024, 2**23 // d)), device=dev), X=Xg, seed=seed)
+                             grad_data=ArrayLoader(Xg, yi, max(16, min(1024, 2**23 // d)), device=dev), X=Xg, seed=seed)
         tr = Trainer(model, opt=lambda ps: torch.optim.SGD(ps, lr=self.lr, momentum=0.9, weight_decay=2 * self.weight_decay),
                      device=dev, callbacks=[cb], progress=self.verbose)
         tr.fit(data, epochs=int(self.epochs))
