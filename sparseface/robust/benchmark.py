@@ -26,8 +26,8 @@ __all__ = ['ALEXNET_IMAGENET_C_ERRORS', 'ALEXNET_IMAGENET_CLEAN_ERROR', 'RESULT_
            'mce', 'relative_corruption_error', 'relative_mce', 'corruption_accuracy', 'counter_bug', 'ece_bins',
            'ece_from_bins', 'ece', 'flip_probability', 'mfp', 'toy_corrupt', 'default_corrupt_fn',
            'available_corruptions', 'evaluate_corruptions', 'run_distributed', 'error_table', 'summarize', 'digits_32',
-           'corruption_experiment', 'reproduce_corruptions', 'quick_digits_model', 'CorruptionDemo', 'bench_throughput',
-           'time_cifar10c', 'bench_corruptions']
+           'corruption_experiment', 'reproduce_corruptions', 'reproduce_cifar_c', 'quick_digits_model',
+           'CorruptionDemo', 'bench_throughput', 'time_cifar10c', 'bench_corruptions']
 
 # %% ../../nbs/31_robust.benchmark.ipynb #69cecf87
 ALEXNET_IMAGENET_C_ERRORS = {  # AlexNet top-1 ImageNet-C error (%) per severity 1..5 (afa-augment `summaryImageNet_C_baseline.csv`)
@@ -454,21 +454,37 @@ def reproduce_corruptions(ctx):
         lin = _train(nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10)), Xtr, ytr, 6, ctx.device, ctx.seed, lr=0.01)
         ctx.deviation('Quick: embedded digits upsampled to 32x32 (1297 train / 500 test), 6 epochs; baseline = softmax regression trained in the same run.')
         return corruption_experiment(ctx, {'small-cnn': cnn, 'softmax-regression': lin}, 'softmax-regression', test, names)
-    from sparseface.data import load_cifar10
-    from sparseface.models import create_model
-    tr, te = load_cifar10(ctx.data, 'train'), load_cifar10(ctx.data, 'test')  # DataNotFoundError when absent
+    return reproduce_cifar_c(ctx, names)
+
+def reproduce_cifar_c(ctx, # A `ReproContext` (data root in `ctx.data` or `$SPARSEFACE_DATA`)
+                      corruptions:Sequence[str]|None=None, # None: all available
+                      models:Mapping[str, tuple]|None=None, # Label -> (`create_model` name, kwargs); None: ResNet-18 and the small-CNN baseline
+                      baseline:str='small-cnn', # Label of the baseline among `models`
+                      epochs:int=30, # Training epochs of every model
+                      train_per_class:int|None=None, # First k training images per class (None: all 5000)
+                      test_per_class:int|None=None # First k test images per class (None: all 1000)
+                     ) -> dict:
+    "Train CIFAR-style backbones on CIFAR-10 and evaluate them on regenerated CIFAR-10-C: table, CE, mCE, relative mCE"
+    from sparseface.data import load_dataset
+    from sparseface.models import create_model, train_classifier
+    names = list(corruptions) if corruptions is not None else available_corruptions('all')
+    models = dict(models) if models is not None else {'resnet18-cifar': ('resnet18-cifar', {}), 'small-cnn': ('small-cnn', {})}
+    if baseline not in models: raise ValueError(f"baseline must be one of the models {list(models)}, got {baseline!r}")
+    tr = load_dataset('cifar10', root=ctx.data, split='train', limit_per_class=train_per_class)   # DataNotFoundError when absent
+    te = load_dataset('cifar10', root=ctx.data, split='test', limit_per_class=test_per_class)
     to_t = lambda a: torch.as_tensor(np.asarray(a)).permute(0, 3, 1, 2).float() / 255
     Xtr, ytr, Xte, yte = to_t(tr.images), torch.as_tensor(tr.y).long(), to_t(te.images), torch.as_tensor(te.y).long()
     mean, std = Xtr.mean((0, 2, 3), keepdim=True), Xtr.std((0, 2, 3), keepdim=True)
     norm = lambda x: (x - mean.to(x.device)) / std.to(x.device)
-    from sparseface.models import train_classifier
-    models = {}
-    for name, ep in (('resnet18-cifar', 30), ('small-cnn', 30)):
-        m = create_model(name, 10, 3)
-        train_classifier(m, train=(norm(Xtr), ytr), epochs=ep, lr=0.1, batch_size=128, scheduler='plateau', device=ctx.device, seed=ctx.seed, progress=ctx.progress)
-        models[name] = m.eval()
-    ctx.deviation('Full: 30 epochs SGD 0.1 (plateau) with crop/flip; baseline = small-cnn trained the same way (not AlexNet/ResNet-18 on ImageNet).')
-    return corruption_experiment(ctx, models, 'small-cnn', (Xte, yte), names, transform=norm, batch_size=1000)
+    trained = {}
+    for label, (arch, kw) in models.items():
+        set_seed(ctx.seed); m = create_model(arch, 10, 3, **kw)
+        train_classifier(m, train=(norm(Xtr), ytr), epochs=epochs, lr=0.1, batch_size=128, scheduler='plateau', device=ctx.device, seed=ctx.seed, progress=ctx.progress)
+        trained[label] = m.eval()
+    ctx.deviation(f"CIFAR-10 (JPEG copy): {len(Xtr)} training / {len(Xte)} test images, {epochs} epochs SGD 0.1 (plateau) with crop/flip; "
+                  f"baseline = {baseline!r} trained the same way (the survey's baseline is AlexNet on ImageNet).")
+    ctx.note('Models: ' + '; '.join(f"{k} = {a} {kw or ''} ({sum(p.numel() for p in trained[k].parameters()):,} parameters)" for k, (a, kw) in models.items()))
+    return corruption_experiment(ctx, trained, baseline, (Xte, yte), names, transform=norm, batch_size=1000)
 
 # %% ../../nbs/31_robust.benchmark.ipynb #c5c7c8df
 @functools.lru_cache(maxsize=1)
@@ -602,7 +618,7 @@ def time_cifar10c(device='cuda', # Device (a GPU for the headline number)
 def bench_corruptions(ctx):
     "Throughput vs the reference package on the context's device; on CUDA also the full CIFAR-10-C generation time"
     n = 100 if ctx.quick else 1000
-    bs = min(n, 100) if ctx.device.type == 'cpu' else n  # on a CPU, batches of 100 stay in cache (4-14x faster than 1000 for the blurs)
+    bs = n  # one batch: on a CPU `corrupt_batch` itself works in cache-sized chunks (`CPU_CHUNK`)
     d = bench_throughput(n, device=ctx.device, batch_size=bs, seed=ctx.seed, progress=ctx.progress)
     if d['reference_s'].isna().all(): ctx.note("imagecorruptions is not importable (pip install imagecorruptions-imaug): reference timings skipped")
     ctx.add_table(f'{n} images of 32x32 x 5 severities: seconds (ours on {ctx.device} in batches of {bs}, reference one image at a time) and speed-up', d.round(4))
