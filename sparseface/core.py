@@ -5,6 +5,7 @@
 # %% ../nbs/00_core.ipynb #97a638e0
 from __future__ import annotations
 import os, random, difflib, inspect
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable
 import numpy as np
@@ -12,7 +13,8 @@ import torch
 
 # %% auto #0
 __all__ = ['REPRODUCTIONS', 'BENCHMARKS', 'UnknownNameError', 'DataNotFoundError', 'check_type', 'check_choice', 'check_range',
-           'check_tensor', 'default_device', 'module_device', 'set_seed', 'make_generator', 'Registry', 'ensure_dir']
+           'check_tensor', 'default_device', 'module_device', 'eval_mode', 'set_seed', 'make_generator', 'Registry',
+           'ensure_dir']
 
 # %% ../nbs/00_core.ipynb #eb75b8bd
 class UnknownNameError(ValueError):
@@ -130,6 +132,16 @@ def module_device(module:torch.nn.Module # A model
     for t in module.parameters(): return t.device
     for t in module.buffers(): return t.device
     return torch.device('cpu')
+
+# %% ../nbs/00_core.ipynb #5d0f6405
+@contextmanager
+def eval_mode(model:torch.nn.Module): # The model (all its submodules) to evaluate
+    "Context manager: `model` in eval mode inside the block; each submodule's own train/eval flag restored after"
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try: yield model
+    finally:
+        for m, t in modes: m.training = t
 
 # %% ../nbs/00_core.ipynb #03eb8fd1
 def set_seed(seed:int=0, # The seed

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from .core import check_type, check_choice, check_range, default_device, module_device, make_generator, set_seed, REPRODUCTIONS
+from .core import check_type, check_choice, check_range, default_device, module_device, make_generator, set_seed, REPRODUCTIONS, eval_mode
 from .metrics import accuracy
 
 # %% auto #0
@@ -185,14 +185,12 @@ class Trainer:
     def predict(self, data): # An iterable of `(x, y)` batches, or a tensor/array of inputs
         "Model outputs and targets over `data` (eval mode, no gradients), concatenated"
         if isinstance(data, (torch.Tensor, np.ndarray)): data = ArrayLoader(data, np.zeros(len(data)), batch_size=1024)
-        was = self.model.training; self.model.eval()
-        try:
+        with eval_mode(self.model):
             preds, ys = [], []
             for xb, yb in data:
                 with self._autocast(): preds.append(self.model(xb.to(self.device)).float())
                 ys.append(yb.to(self.device))
             return torch.cat(preds), torch.cat(ys)
-        finally: self.model.train(was)
 
     def evaluate(self, data): # An iterable of `(x, y)` batches
         "Loss and metrics over `data`"

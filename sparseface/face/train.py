@@ -11,7 +11,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from sklearn.utils import Bunch
-from ..core import Registry, check_type, check_choice, check_range, check_tensor, default_device, set_seed
+from ..core import Registry, check_type, check_choice, check_range, check_tensor, default_device, set_seed, eval_mode
 from ..train import Trainer, Callback, ArrayLoader
 from ..metrics import accuracy
 from ..models import MODELS, create_model, RandomCropFlip
@@ -203,7 +203,7 @@ def train_face_recognizer(X, # Face images [N, C, H, W] float in [0, 1] (see `fa
     dev = default_device(device)
     net = net.to(dev)
     with torch.no_grad():
-        was = net.training; net.eval(); d = net(X[:2].to(dev)).shape; net.train(was)
+        with eval_mode(net): d = net(X[:2].to(dev)).shape
     if len(d) != 2: raise ValueError(f"the model must map images to embeddings [B, D], got shape {tuple(d)}")
     hd = HEADS.create(head, int(d[1]), len(classes), scale, margin, easy_margin)
     fm = FaceModel(net, hd)
@@ -232,6 +232,4 @@ def embed(net:nn.Module, # An embedding net
     "Embeddings [N, D] of images in eval mode (float32, on the CPU)"
     X = face_tensor(X)
     dev = next(net.parameters()).device if device is None else default_device(device)
-    was = net.training; net.eval()
-    try: return torch.cat([net(X[i:i + batch_size].to(dev)).float().cpu() for i in range(0, len(X), batch_size)])
-    finally: net.train(was)
+    with eval_mode(net): return torch.cat([net(X[i:i + batch_size].to(dev)).float().cpu() for i in range(0, len(X), batch_size)])

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from ..core import check_type, check_choice, check_range, check_tensor, make_generator, module_device
+from ..core import check_type, check_choice, check_range, check_tensor, make_generator, module_device, eval_mode
 
 # %% auto #0
 __all__ = ['spectrum', 'inverse_spectrum', 'amplitude', 'phase', 'radial_distance', 'radial_bands', 'band_mask',
@@ -291,8 +291,7 @@ def fourier_heatmap(model:nn.Module, # Classifier returning logits [N, n_classes
     g = make_generator(int(seed), 'cpu')
     signs = (torch.randint(0, 2, (P, N, C if independent_channels else 1), generator=g, dtype=torch.int8) * 2 - 1).to(dev)
     errors = torch.zeros(P, device=dev, dtype=torch.float64)
-    was = model.training; model.eval()
-    try:
+    with eval_mode(model):
         total, bs = P * N, int(batch_size)
         for s in tqdm(range(0, total, bs), disable=not progress, desc='fourier heatmap', leave=False):
             t = torch.arange(s, min(s + bs, total), device=dev)
@@ -301,7 +300,6 @@ def fourier_heatmap(model:nn.Module, # Classifier returning logits [N, n_classes
             if clip is not None: xb = xb.clamp(clip[0], clip[1])
             wrong = (model(xb).argmax(-1) != y[n]).double()
             errors.index_add_(0, p, wrong)
-    finally: model.train(was)
     heat = torch.full((H * W,), float('nan'), dtype=torch.float64, device=dev)
     rows, cols = conjugate_index(H, W, dev)
     heat[reps] = errors / N

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from sklearn.utils import Bunch
 from tqdm.auto import tqdm
 import matplotlib.pyplot as plt
-from ..core import REPRODUCTIONS, DataNotFoundError, check_type, check_choice, check_range, check_tensor, module_device, set_seed
+from ..core import REPRODUCTIONS, DataNotFoundError, check_type, check_choice, check_range, check_tensor, module_device, set_seed, eval_mode
 from .core import spectrum, amplitude, radial_bands, band_mask, conjugate_index, conjugate_pairs, filter_images
 from ..models import create_model, train_classifier
 from ..train import Callback
@@ -250,11 +250,6 @@ def _first_conv(model):
         if isinstance(m, nn.modules.conv._ConvNd): return m
     return None
 
-class _eval_mode:
-    "Context: model in eval mode, restored afterwards"
-    def __init__(self, model): self.model = model
-    def __enter__(self): self.was = self.model.training; self.model.eval(); return self.model
-    def __exit__(self, *a): self.model.train(self.was)
 
 def _check_inputs(model, images, labels):
     "(images, labels, n_classes) checked and on the model's device"
@@ -274,7 +269,7 @@ def _check_inputs(model, images, labels):
     p = next(iter(model.parameters()), None)
     x = torch.as_tensor(images).to(dev, p.dtype if p is not None and p.is_floating_point() else torch.float32)
     y = torch.as_tensor(labels).to(dev).long()
-    with _eval_mode(model), torch.no_grad(): out = model(x[:1])
+    with eval_mode(model), torch.no_grad(): out = model(x[:1])
     if out.ndim != 2: raise ValueError(f"model must return logits [N, n_classes], got shape {tuple(out.shape)}")
     K = out.shape[1]
     if y.min() < 0 or y.max() >= K: raise ValueError(f"labels must be in [0, {K - 1}] (the model has {K} outputs), got values in [{int(y.min())}, {int(y.max())}]")
@@ -335,7 +330,7 @@ def unit_scores(model:nn.Module, # Classifier returning logits (its device is us
     onehot = F.one_hot(y, K).float()
     nb, uc = (N, max(1, bs // N)) if N <= bs else (bs, 1)
     todo = torch.nonzero(~st['done']).flatten()
-    with _eval_mode(model):
+    with eval_mode(model):
         z = torch.cat([_forward(model, x[i:i + bs], amp, channels_last) for i in range(0, N, bs)])
         clean_loss = F.cross_entropy(z, y, reduction='none') @ onehot
         clean_correct = (z.argmax(1) == y).float() @ onehot
@@ -453,7 +448,7 @@ def greedy_dfm(model:nn.Module, # Classifier returning logits (its device is use
     def correct(X):
         return torch.cat([(_forward(model, X[i:i + bs], amp, channels_last).argmax(1) == y[i:i + bs]).float() for i in range(0, N, bs)]) @ onehot
     key = _fingerprint(model, x, y, ('greedy', int(t), torch.as_tensor(order).cpu().tolist(), amp)) if cache is not None else None
-    with _eval_mode(model):
+    with eval_mode(model):
         st = _load_cache(cache, key, 'greedy')
         if st is None:
             st = {'kind': 'greedy', 'key': key, 'removed': always.cpu()[None].repeat(K, 1), 'cur': correct(x).cpu(), 'step': 0}  # cur: clean counts, as the code
@@ -518,7 +513,7 @@ def dfm_naive(model:nn.Module, # Classifier returning logits
     N, C, H, W = x.shape
     batches = [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, N, batch_size)]
     n_fwd = 0
-    with _eval_mode(model):
+    with eval_mode(model):
         if method == 'rank':
             units = frequency_units(H, W, patch_size, device=x.device)
             scores = torch.full((K, len(units)), float('nan'), dtype=torch.float64)
@@ -554,7 +549,7 @@ def dfm_naive(model:nn.Module, # Classifier returning logits
 # %% ../../nbs/21_freq.shortcuts.ipynb #e37f0038
 @torch.no_grad()
 def _predict(model, x, bs, amp=False):
-    with _eval_mode(model): return torch.cat([_forward(model, x[i:i + bs], amp).argmax(1) for i in range(0, len(x), bs)])
+    with eval_mode(model): return torch.cat([_forward(model, x[i:i + bs], amp).argmax(1) for i in range(0, len(x), bs)])
 
 def _dfm_tensor(dfms, K, H, W, device):
     if isinstance(dfms, dict):

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from sklearn.utils import Bunch
 from tqdm.auto import tqdm
 import matplotlib.pyplot as plt
-from ..core import REPRODUCTIONS, DataNotFoundError, check_type, check_choice, check_range, check_tensor, module_device, set_seed
+from ..core import REPRODUCTIONS, DataNotFoundError, check_type, check_choice, check_range, check_tensor, module_device, set_seed, eval_mode
 from .core import spectrum, amplitude, radial_bands, band_mask, conjugate_index, conjugate_pairs, filter_images
 from ..models import create_model, train_classifier
 from ..train import Callback
@@ -40,9 +40,7 @@ class ClassCurve(Callback):
         self.iters, self.acc, self.f1 = [], [], []
     def _record(self):
         tr = self.trainer; m = tr.model
-        was = m.training; m.eval()
-        with torch.no_grad(): pred = _forward(m, self.X.to(tr.device)).argmax(1)
-        m.train(was)
+        with eval_mode(m), torch.no_grad(): pred = _forward(m, self.X.to(tr.device)).argmax(1)
         K = int(self.y.max()) + 1
         cm = confusion_matrix(pred.cpu(), self.y, max(K, int(pred.max()) + 1))[:K, :K].double()
         self.iters.append(tr.iter); self.acc.append((cm.diagonal() / cm.sum(1)).tolist())

@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from torch import nn
 import torch.nn.functional as F
-from ..core import Registry, UnknownNameError, check_type, check_choice, check_range, check_tensor, make_generator, module_device
+from ..core import Registry, UnknownNameError, check_type, check_choice, check_range, check_tensor, make_generator, module_device, eval_mode
 
 # %% auto #0
 __all__ = ['DISTRIBUTIONS', 'SparseLayer', 'MaskedMixin', 'MaskedLinear', 'MaskedConv1d', 'MaskedConv2d', 'to_torch_sparse',
@@ -634,7 +634,7 @@ def output_positions(model:nn.Module, # A model
         if isinstance(m, _FLOP_TYPES): hooks.append(m.register_forward_hook(hook(n, m)))
     try:
         with torch.no_grad():
-            was = model.training; model.eval(); model(example.to(module_device(model))); model.train(was)
+            with eval_mode(model): model(example.to(module_device(model)))
     finally:
         for h in hooks: h.remove()
     return pos
