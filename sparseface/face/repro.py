@@ -4,7 +4,8 @@
 
 # %% ../../nbs/50e_face.repro.ipynb #bfd49e3e
 from __future__ import annotations
-import functools, time
+import functools, io, time
+from PIL import Image
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -14,7 +15,7 @@ from sklearn.utils import Bunch
 from ..core import REPRODUCTIONS, BENCHMARKS, check_type, check_range, module_device
 from ..data import load_dataset, data_available
 from ..widgets import DEMOS, Demo
-from .detect import dlib_available, crop_faces, find_faces, plot_detections, NoFaceError
+from .detect import dlib_available, check_image, crop_faces, find_faces, plot_detections, NoFaceError
 from .recognition import load_recognizer, compare_with_dlib, descriptor_throughput
 from .eval import pair_scores, verification_report, gallery_probe_split, identification_report, plot_roc, plot_cmc
 from .train import embed
@@ -131,6 +132,30 @@ class FaceDemo(Demo):
     def controls(self):
         return {'image': W.Dropdown(options=list(self.images), value='astronaut', description='image'),
                 'upsample': W.IntSlider(value=0, min=0, max=2, description='upsample')}
+    def add_image(self, name:str, # Menu entry (made unique with a counter)
+                  image) -> str: # uint8 image [H, W, 3] RGB or [H, W] grey (repeated to RGB)
+        "Add an image to the menu and show it; returns its menu entry"
+        im = np.asarray(image)
+        if im.ndim == 2: im = np.repeat(im[..., None], 3, -1)
+        im = check_image(np.ascontiguousarray(im))
+        self._n_added = getattr(self, '_n_added', 0) + 1
+        key = f'{self._n_added}: {name}'; self.images[key] = im
+        dd = self._controls['image']; self._paused = True
+        try: dd.options = list(self.images)
+        finally: self._paused = False
+        dd.value = key                                           # redraws
+        return key
+    def _on_upload(self, change):
+        for f in change['new']:                                   # ipywidgets 8: a tuple of {'name', 'content', ...}
+            try: im = np.asarray(Image.open(io.BytesIO(bytes(f['content']))).convert('RGB'))
+            except Exception as e: self.text.value = f"could not read {f['name']!r} as an image: {e}"; continue
+            self.add_image(f['name'], im)
+    def widget(self) -> W.Widget:
+        "The demo with an upload button next to the controls"
+        up = W.FileUpload(accept='image/*', multiple=False, description='upload')
+        up.observe(self._on_upload, names='value')
+        w = super().widget(); kids = list(w.children); kids[1] = W.HBox([kids[1], up])
+        w.children = tuple(kids); return w
     @functools.lru_cache(maxsize=16)
     def compute(self, image, upsample):
         "(faces Bunch, gallery Bunch, distances [N faces, gallery] or None)"
