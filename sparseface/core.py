@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #97a638e0
 from __future__ import annotations
-import os, random, difflib, inspect
+import os, random, re, sys, difflib, inspect
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -13,8 +13,8 @@ import torch
 
 # %% auto #0
 __all__ = ['REPRODUCTIONS', 'BENCHMARKS', 'UnknownNameError', 'DataNotFoundError', 'check_type', 'check_choice', 'check_range',
-           'check_tensor', 'default_device', 'module_device', 'eval_mode', 'set_seed', 'make_generator', 'Registry',
-           'ensure_dir']
+           'check_tensor', 'default_device', 'module_device', 'eval_mode', 'memory_mb', 'reset_peak_memory', 'set_seed',
+           'make_generator', 'Registry', 'ensure_dir']
 
 # %% ../nbs/00_core.ipynb #eb75b8bd
 class UnknownNameError(ValueError):
@@ -142,6 +142,23 @@ def eval_mode(model:torch.nn.Module): # The model (all its submodules) to evalua
     try: yield model
     finally:
         for m, t in modes: m.training = t
+
+# %% ../nbs/00_core.ipynb #297ab679
+def memory_mb(key:str='VmHWM' # 'VmHWM' (peak) or 'VmRSS' (now); without /proc both give the peak from `resource`
+             ) -> float:
+    "Resident memory of this process in MiB"
+    check_choice(key, ['VmHWM', 'VmRSS'], 'key')
+    if os.path.exists('/proc/self/status'):
+        with open('/proc/self/status') as f: return int(re.search(rf'^{key}:\s+(\d+) kB', f.read(), re.M).group(1)) / 2**10
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == 'darwin' else 2**10) / 2**20   # bytes / KiB
+
+def reset_peak_memory() -> float:
+    "Restart the peak at the current resident size (Linux) and return that baseline in MiB (elsewhere: the peak so far)"
+    try:
+        with open('/proc/self/clear_refs', 'w') as f: f.write('5')
+        return memory_mb('VmRSS')
+    except OSError: return memory_mb('VmHWM')
 
 # %% ../nbs/00_core.ipynb #03eb8fd1
 def set_seed(seed:int=0, # The seed

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from ..core import Registry, check_type, check_range, default_device, module_device
+from .detect import MODEL_FILES, model_file, _dlib
 
 # %% auto #0
 __all__ = ['DLIB_RESNET_BLOCKS', 'RECOGNIZERS', 'parse_dlib_net', 'read_dlib_net', 'DlibResNet', 'load_recognizer',
@@ -190,24 +191,12 @@ def read_dlib_net(path:str|os.PathLike, # A dlib DNN `.dat` file (uncompressed)
     return net
 
 # %% ../../nbs/50b_face.recognition.ipynb #fe7c2c42
-_FACE_EXTRA = 'pip install "sparseface[face]"'
-
-def _packaged_model(filename:str # e.g. 'dlib_face_recognition_resnet_model_v1.dat'
-                   ) -> Path:
-    "Path of a model file shipped in the `face-recognition-models` package (not imported)"
-    spec = importlib.util.find_spec('face_recognition_models')
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(f"The face models package 'face-recognition-models' is not installed: run {_FACE_EXTRA} "
-                                  f"(installs dlib-bin and face-recognition-models), or pass path= to a copy of {filename}")
-    p = Path(list(spec.submodule_search_locations)[0])/'models'/filename
-    if not p.is_file(): raise FileNotFoundError(f"{filename} is missing from {p.parent}; reinstall with {_FACE_EXTRA} or pass path=")
-    return p
-
-def _import_dlib():
-    "Import dlib or say what to install"
-    try: import dlib
-    except ImportError: raise ImportError(f"dlib is not installed; run {_FACE_EXTRA} (installs dlib-bin)") from None
-    return dlib
+def _resnet_file(path:str|os.PathLike|None=None # A copy of the weights; None: the file of face-recognition-models
+                ) -> Path:
+    "The ResNet weights file: `path`, or the packaged one (`model_file('resnet')`), with an error saying what to install or pass"
+    if path is not None: return Path(path)
+    try: return model_file('resnet')
+    except (ImportError, FileNotFoundError) as e: raise type(e)(f"{e}; or pass path= to a copy of {MODEL_FILES['resnet']}") from None
 
 # %% ../../nbs/50b_face.recognition.ipynb #e40e8eee
 # (in_channels, out_channels, downsample) of the residual blocks of dlib's `dnn_face_recognition_ex` network, input side first
@@ -334,7 +323,7 @@ RECOGNIZERS = Registry('recognizer')
 @RECOGNIZERS.register('dlib-resnet', input_size=150, dim=128, threshold=0.6)
 def _dlib_resnet(path:str|os.PathLike|None=None):
     "dlib's 128-D face-recognition ResNet (dlib_face_recognition_resnet_model_v1.dat, 99.38% LFW)"
-    p = _packaged_model('dlib_face_recognition_resnet_model_v1.dat') if path is None else path
+    p = _resnet_file(path)
     return DlibResNet(read_dlib_net(p))
 
 def load_recognizer(name:str='dlib-resnet', # A name in `RECOGNIZERS`
@@ -375,8 +364,8 @@ def _torch_descriptors(model, chips_u8, batch_size):
     return torch.cat([model(_to_input(chips_u8[i:i+batch_size], dev)).cpu() for i in range(0, len(chips_u8), batch_size)]).double().numpy()
 
 def _dlib_recognizer(path=None):
-    dlib = _import_dlib()
-    return dlib.face_recognition_model_v1(str(_packaged_model('dlib_face_recognition_resnet_model_v1.dat') if path is None else path))
+    dlib = _dlib()
+    return dlib.face_recognition_model_v1(str(_resnet_file(path)))
 
 def _pair_distances(D:np.ndarray) -> np.ndarray:
     i, j = np.triu_indices(len(D), 1)

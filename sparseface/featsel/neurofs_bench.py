@@ -22,12 +22,11 @@ import numpy as np, torch
 a = json.loads(sys.argv[1])
 torch.set_num_threads(a['threads'] or torch.get_num_threads())
 from sparseface.featsel.neurofs import NeuroFS, make_sparse_problem
-def mb(key): return int(re.search(rf'^{key}:\s+(\d+) kB', open('/proc/self/status').read(), re.M).group(1)) / 2**10
+from sparseface.core import memory_mb as mb, reset_peak_memory
 b = make_sparse_problem(a['n'], a['d'], seed=0)
 X = b.X if a['kind'] == 'neurofs-sparse' else b.X.toarray()
 NeuroFS(n_features=2, epochs=1, hidden=(8, 8, 8), epsilon=2, batch_size=50, device='cpu', random_state=0).fit(b.X[:100, :200], b.y[:100])  # warm-up
-with open('/proc/self/clear_refs', 'w') as f: f.write('5')
-base = mb('VmRSS'); t0 = time.perf_counter()
+base = reset_peak_memory(); t0 = time.perf_counter()
 if a['kind'].startswith('neurofs'):
     nf = NeuroFS(n_features=50, epochs=a['epochs'], hidden=(a['hidden'],) * 3, batch_size=100, sparse_input=a['kind'] == 'neurofs-sparse',
                  device='cpu', random_state=0).fit(X, b.y)

@@ -688,20 +688,8 @@ import torch.nn.functional as F
 from sparseface.sparse.layers import SparseLinear, MaskedLinear, sample_positions
 a = json.loads(sys.argv[1])
 if a['threads']: torch.set_num_threads(a['threads'])
-PROC = os.path.exists('/proc/self/status')
-
-def status_mb(key):  # VmRSS (now) or VmHWM (peak) of this process, in MiB
-    return int(re.search(rf'^{key}:\s+(\d+) kB', open('/proc/self/status').read(), re.M).group(1)) / 2**10
-
-def maxrss_mb():
-    if PROC: return status_mb('VmHWM')
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == 'darwin' else 2**10) / 2**20  # bytes / KiB
-
-def reset_peak():  # Linux: restart the high-water mark at the current RSS; the baseline is then the current RSS
-    try:
-        with open('/proc/self/clear_refs', 'w') as f: f.write('5')
-        return status_mb('VmRSS')
-    except OSError: return maxrss_mb()
+from sparseface.core import memory_mb, reset_peak_memory as reset_peak
+def maxrss_mb(): return memory_mb('VmHWM')
 
 def first_layer(d, h, density, g):
     if a['kind'] == 'sparse': return SparseLinear(d, h, density=density, generator=g)
