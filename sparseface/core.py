@@ -13,8 +13,8 @@ import torch
 
 # %% auto #0
 __all__ = ['REPRODUCTIONS', 'BENCHMARKS', 'UnknownNameError', 'DataNotFoundError', 'check_type', 'check_choice', 'check_range',
-           'check_tensor', 'default_device', 'module_device', 'eval_mode', 'memory_mb', 'reset_peak_memory', 'set_seed',
-           'make_generator', 'Registry', 'ensure_dir']
+           'check_tensor', 'n_samples', 'check_xy', 'default_device', 'module_device', 'eval_mode', 'memory_mb',
+           'reset_peak_memory', 'set_seed', 'make_generator', 'Registry', 'ensure_dir']
 
 # %% ../nbs/00_core.ipynb #eb75b8bd
 class UnknownNameError(ValueError):
@@ -102,6 +102,35 @@ def check_tensor(x, # A `torch.Tensor` or `np.ndarray`
         if floating and not (bool(torch.isfinite(x).all()) if is_t else bool(np.isfinite(x).all())):
             raise ValueError(f"{name} contains NaN or infinite values")
     return x
+
+# %% ../nbs/00_core.ipynb #770a976b
+def n_samples(x, # An array, tensor, list, DataFrame or scipy sparse matrix
+              name:str='X'): # The argument's name
+    "Number of samples (the length of the first axis) of `x`"
+    shape = getattr(x, 'shape', None)
+    if shape is not None:
+        if len(shape) == 0: raise ValueError(f"{name} must have a samples axis, got a scalar")
+        return int(shape[0])
+    try: return len(x)
+    except TypeError: raise TypeError(f"{name} must be an array, tensor or sequence of samples, got {type(x).__name__}") from None
+
+def check_xy(X, # Samples `[N, ...]`: array, tensor, list, DataFrame or scipy sparse matrix
+             y, # Targets `[N, ...]`
+             names:tuple=('X', 'y'), # The arguments' names, for the messages
+             min_samples:int=1, # Fewest samples allowed
+             finite:bool=True): # Reject NaN and infinity in floating `X`?
+    "Raise a clear `ValueError` unless `X` and `y` hold the same number (>= `min_samples`) of samples and `X` is finite; return them"
+    nx, ny = n_samples(X, names[0]), n_samples(y, names[1])
+    if nx != ny: raise ValueError(f"{names[0]} and {names[1]} must have the same length, got {nx} and {ny}")
+    if nx < min_samples: raise ValueError(f"{names[0]} is empty" if nx == 0 else f"{names[0]} has {nx} samples, at least {min_samples} are needed")
+    if finite:
+        v = X.data if hasattr(X, 'tocsr') else X        # scipy sparse: the stored values
+        if isinstance(v, torch.Tensor):
+            if (v.is_floating_point() or v.is_complex()) and not bool(torch.isfinite(v).all()): raise ValueError(f"{names[0]} contains NaN or infinite values")
+        else:
+            a = np.asarray(v) if not hasattr(v, 'to_numpy') else v.to_numpy()
+            if a.dtype.kind in 'fc' and not np.isfinite(a).all(): raise ValueError(f"{names[0]} contains NaN or infinite values")
+    return X, y
 
 # %% ../nbs/00_core.ipynb #4f3dc7fa
 def default_device(device:str|torch.device|None=None # 'cpu', 'cuda', 'cuda:1', 'mps', a torch.device, or None for automatic

@@ -35,3 +35,22 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+# Flags of notebook cells that need something optional (settings.ini `tst_flags`), and how to tell it is there
+PEERS = ('lassonet', 'imagecorruptions')      # peer libraries of the dev extra that benchmarks compare against
+
+
+def _has(*mods):
+    import importlib.util
+    return all(importlib.util.find_spec(m) is not None for m in mods)
+
+
+def missing_needs() -> dict:
+    "{flag: what is missing} for the cell flags `face`, `robust`, `peers`, `data` whose needs are not met here"
+    res = {}
+    if not _has('dlib', 'face_recognition_models'): res['face'] = 'the face extra (pip install "sparseface[face]")'
+    if not _has('imagecorruptions'): res['robust'] = 'the robust extra (pip install "sparseface[robust]")'
+    if not _has(*PEERS): res['peers'] = f'the peer libraries of the dev extra ({", ".join(PEERS)}; pip install "sparseface[dev]")'
+    if data_root() is None: res['data'] = 'the data folder (set SPARSEFACE_DATA; CI uses ../shared/data)'
+    return res

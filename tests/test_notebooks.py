@@ -1,12 +1,17 @@
 """Run every notebook through nbdev's test machinery, one test per notebook, each in its own process.
 
-Cells flagged with a flag of settings.ini `tst_flags` (slow, cuda, notest) are skipped unless the
-flag is listed in the environment variable SPARSEFACE_TEST_FLAGS (e.g. "slow cuda").
+Cells flagged with a flag of settings.ini `tst_flags` are skipped unless the flag is forced:
+- `slow`, `cuda`, `notest`: forced only when listed in the environment variable SPARSEFACE_TEST_FLAGS
+  (e.g. "slow cuda");
+- `face`, `robust`, `peers`, `data`: forced automatically when what they need is there (the `face` or
+  `robust` extra, the peer libraries of the dev extra, the data folder `SPARSEFACE_DATA` or ../shared/data).
+  When it is missing, the rest of the notebook still runs, and the test is reported as *skipped*, with the
+  reason and how many cells did not run, instead of passing silently.
 """
-import os, sys, subprocess
+import os, re, sys, json, subprocess
 from pathlib import Path
 import pytest
-from conftest import ROOT
+from conftest import ROOT, missing_needs
 
 NBS = ROOT / 'nbs'
 NOTEBOOKS = sorted(p for p in NBS.rglob('*.ipynb')
@@ -22,6 +27,21 @@ ok, secs = test_nb(Path(sys.argv[1]), skip_flags=skip, force_flags=sys.argv[2].s
 print(f'{Path(sys.argv[1]).name}: {"ok" if ok else "FAILED"} in {secs:.1f} s')
 sys.exit(0 if ok else 1)
 """
+_re_flags = re.compile(r'^\s*#\|\s*(.*)$')
+
+
+def cell_flags(nb: Path) -> list[set]:
+    "The bare `#| flag` directives of every code cell of `nb`"
+    res = []
+    for c in json.loads(nb.read_text(encoding='utf-8'))['cells']:
+        if c['cell_type'] != 'code': continue
+        flags = set()
+        for line in ''.join(c['source']).splitlines():
+            m = _re_flags.match(line)
+            if not m: break
+            if ':' not in m.group(1): flags |= set(m.group(1).split())
+        res.append(flags)
+    return res
 
 
 def test_found_notebooks():
@@ -30,9 +50,17 @@ def test_found_notebooks():
 
 @pytest.mark.parametrize('nb', NOTEBOOKS, ids=[p.relative_to(NBS).as_posix() for p in NOTEBOOKS])
 def test_notebook(nb):
+    missing = missing_needs()                 # {flag: reason} for the extras/data that are not here
+    user = os.environ.get('SPARSEFACE_TEST_FLAGS', '').split()
+    force = sorted(({'face', 'robust', 'peers', 'data'} - set(missing)) | set(user))
     # one torch thread per notebook: pytest runs two notebooks at once on small machines, and two
     # multi-threaded torch processes on two cores slow each other down by up to 100x
     env = {'OMP_NUM_THREADS': '1', **os.environ, 'MPLBACKEND': 'Agg', 'PYTHONWARNINGS': 'ignore'}
-    r = subprocess.run([sys.executable, '-c', RUNNER, str(nb), os.environ.get('SPARSEFACE_TEST_FLAGS', '')],
+    r = subprocess.run([sys.executable, '-c', RUNNER, str(nb), ' '.join(force)],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, f"notebook {nb.relative_to(ROOT)} failed:\n{r.stdout[-2000:]}\n{r.stderr[-10000:]}"
+    skipped = {}
+    for flags in cell_flags(nb):
+        for f in flags & set(missing): skipped[f] = skipped.get(f, 0) + 1
+    if skipped:
+        pytest.skip('; '.join(f"{n} cell(s) need {missing[f]}" for f, n in skipped.items()) + ' — skipped (the rest of the notebook passed)')
