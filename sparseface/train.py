@@ -4,19 +4,22 @@
 
 # %% ../nbs/02_train.ipynb #59e82b50
 from __future__ import annotations
-import copy, math, time, warnings
+import copy, itertools, math, os, time, warnings
 from contextlib import nullcontext
 from typing import Callable, Iterable
 import numpy as np
 import torch
 from torch import nn
+import torch.distributed as dist
+from fastcore.basics import patch
 from tqdm.auto import tqdm
-from .core import check_type, check_choice, check_range, default_device, module_device, make_generator, set_seed, REPRODUCTIONS, eval_mode
+from .core import check_type, check_choice, check_range, check_xy, default_device, module_device, make_generator, set_seed, REPRODUCTIONS, eval_mode
 from .metrics import accuracy
 
 # %% auto #0
-__all__ = ['EVENTS', 'ArrayLoader', 'CancelBatch', 'CancelEpoch', 'CancelFit', 'Callback', 'Trainer', 'EarlyStopping',
-           'plot_history', 'mlp', 'train_digits', 'reproduce_digits']
+__all__ = ['EVENTS', 'ArrayLoader', 'CancelBatch', 'CancelEpoch', 'CancelFit', 'Callback', 'BatchTransform', 'dist_info',
+           'setup_distributed', 'Trainer', 'xy_pair', 'EarlyStopping', 'plot_history', 'mlp', 'train_digits',
+           'reproduce_digits']
 
 # %% ../nbs/02_train.ipynb #e1f6eade
 def _as_tensor(a, name, device=None):
@@ -29,11 +32,12 @@ class ArrayLoader:
     "Batches of `(X[i], y[i])` from in-memory arrays, shuffled with an explicit generator"
     def __init__(self, X, # Inputs, `[N, ...]` tensor or array (float64 becomes float32), or a 2-D scipy.sparse matrix
                  y, # Targets, `[N, ...]`
-                 batch_size:int=128, # Samples per batch
+                 batch_size:int=128, # Samples per batch (under DDP: per global batch, which the ranks share)
                  shuffle:bool=False, # Draw a new permutation each epoch?
                  drop_last:bool=False, # Drop the last incomplete batch?
                  seed:int|None=0, # Seed of the shuffling generator
-                 device=None): # Where batches live; default: where `X` is (the CPU for scipy.sparse `X`)
+                 device=None, # Where batches live; default: where `X` is (the CPU for scipy.sparse `X`)
+                 min_last:int=1): # Drop a last batch (of several) with fewer samples than this; 2 spares BatchNorm a batch of one
         import scipy.sparse as sp
         self.sparse = sp.issparse(X)
         if self.sparse:  # rows stay in CSR on the host; each batch is made dense on the device, never the whole matrix
@@ -41,25 +45,56 @@ class ArrayLoader:
             self.device = torch.device(device) if device is not None else torch.device('cpu')
             self.y = _as_tensor(y, 'y', self.device)
         else: self.X, self.y = _as_tensor(X, 'X', device), _as_tensor(y, 'y', device)
-        if self.X.shape[0] != len(self.y): raise ValueError(f"X and y must have the same length, got {self.X.shape[0]} and {len(self.y)}")
-        if self.X.shape[0] == 0: raise ValueError("X is empty")
-        check_type(batch_size, int, 'batch_size'); check_range(batch_size, 'batch_size', 1)
-        self.bs, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        check_xy(self.X, self.y)
+        for v, n in ((batch_size, 'batch_size'), (min_last, 'min_last')): check_type(v, int, n); check_range(v, n, 1)
+        self.bs, self.shuffle, self.drop_last, self.min_last = batch_size, shuffle, drop_last, min_last
         self.gen = make_generator(seed, 'cpu')
-    def __len__(self): return self.X.shape[0] // self.bs if self.drop_last else math.ceil(self.X.shape[0] / self.bs)
-    def __iter__(self):
-        n = self.X.shape[0]
-        if self.sparse:
-            idx = torch.randperm(n, generator=self.gen) if self.shuffle else torch.arange(n)
-            for i in range(len(self)):
-                j = idx[i * self.bs:min((i + 1) * self.bs, n)]
-                yield torch.from_numpy(self.X[j.numpy()].toarray()).to(self.device), self.y[j.to(self.device)]
-            return
-        idx = torch.randperm(n, generator=self.gen).to(self.X.device) if self.shuffle else None
-        for i in range(len(self)):
-            sl = slice(i * self.bs, min((i + 1) * self.bs, n))
-            if idx is None: yield self.X[sl], self.y[sl]
-            else: j = idx[sl]; yield self.X[j], self.y[j]
+        self.rank, self.world_size = 0, 1   # all of every batch; `shard` makes a view for one rank
+
+# %% ../nbs/02_train.ipynb #a1c0e001
+@patch
+def __len__(self:ArrayLoader):
+    "Number of batches (of this rank's share)"
+    full, t = divmod(self.X.shape[0], self.bs)
+    own = len(range(self.rank, t, self.world_size))   # this rank's rows of the last, incomplete batch
+    return full + (own > 0 and not self.drop_last and (own >= self.min_last or full == 0))
+
+@patch
+def _slices(self:ArrayLoader):
+    "This rank's rows of every batch, as slices `start:stop:world_size` into the epoch's order"
+    n, B = self.X.shape[0], self.bs
+    return [slice(i * B + self.rank, min((i + 1) * B, n), self.world_size) for i in range(len(self))]
+
+@patch
+def __iter__(self:ArrayLoader):
+    perm = torch.randperm(self.X.shape[0], generator=self.gen) if self.shuffle else None
+    if self.sparse:
+        idx = perm if perm is not None else torch.arange(self.X.shape[0])
+        for sl in self._slices():
+            j = idx[sl]; yield torch.from_numpy(self.X[j.numpy()].toarray()).to(self.device), self.y[j.to(self.device)]
+        return
+    if perm is not None: perm = perm.to(self.X.device)
+    for sl in self._slices():
+        if perm is None: yield self.X[sl], self.y[sl]
+        else: j = perm[sl]; yield self.X[j], self.y[j]
+
+# %% ../nbs/02_train.ipynb #a1c0e003
+@patch
+def shard(self:ArrayLoader, rank:int, # This process's rank, `0 <= rank < world_size`
+          world_size:int # Number of processes sharing each batch
+         ) -> ArrayLoader:
+    "A view of this loader that yields rank `rank`'s share (rows `rank::world_size`) of every batch; it shares the arrays and the generator"
+    check_type(world_size, int, 'world_size'); check_range(world_size, 'world_size', 1)
+    check_type(rank, int, 'rank'); check_range(rank, 'rank', 0, world_size - 1)
+    if self.world_size != 1: raise ValueError("this loader is already a shard")
+    dl = copy.copy(self); dl.rank, dl.world_size = rank, world_size
+    return dl
+
+@patch
+def positions(self:ArrayLoader) -> torch.Tensor:
+    "Positions in the single-process sequence of batches of the rows this loader yields (`0..N-1` for a whole loader)"
+    if not len(self): return torch.zeros(0, dtype=torch.long)
+    return torch.cat([torch.arange(s.start, s.stop, s.step) for s in self._slices()])
 
 # %% ../nbs/02_train.ipynb #696617c0
 class CancelBatch(Exception): "Skip the rest of the current batch"
@@ -75,160 +110,404 @@ class Callback:
     trainer = None
     def __repr__(self): return type(self).__name__
 
+class BatchTransform(Callback):
+    "Callback: replace every *training* batch `trainer.xb` by `tfm(xb)` before the forward pass (augmentation)"
+    order = -10 # Before the callbacks that look at the batch
+    def __init__(self, tfm:Callable|None=None): # `x -> x`; subclasses override `__call__` instead
+        self.tfm = tfm
+    def __call__(self, x): # A batch of inputs
+        "The transformed batch"
+        return self.tfm(x)
+    def before_batch(self):
+        if self.trainer.training: self.trainer.xb = self(self.trainer.xb)
+
+# %% ../nbs/02_train.ipynb #a1c0e006
+def dist_info() -> tuple[int, int]:
+    "`(rank, world_size)` of the default process group; `(0, 1)` when there is none"
+    if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+def setup_distributed(device=None, # The device asked for; None: `default_device()`
+                      distributed:bool|None=None # None: data-parallel if torchrun started us or a process group exists; False: never; True: required
+                     ) -> tuple[int, int, torch.device]:
+    "`(rank, world_size, device)`; joins torchrun's process group if none exists (NCCL on CUDA, gloo otherwise) and takes GPU `LOCAL_RANK`"
+    launched = int(os.environ.get('WORLD_SIZE', '1')) > 1 and 'RANK' in os.environ
+    if distributed is False or not dist.is_available() or not (dist.is_initialized() or launched):
+        if distributed: raise ValueError("distributed=True needs a process group: launch with torchrun or call torch.distributed.init_process_group")
+        return 0, 1, default_device(device)
+    dev = default_device(device)
+    if dev.type == 'cuda' and dev.index is None:
+        dev = torch.device('cuda', int(os.environ.get('LOCAL_RANK', dist_info()[0] % torch.cuda.device_count())))
+    if dev.type == 'cuda': torch.cuda.set_device(dev)
+    if not dist.is_initialized(): dist.init_process_group('nccl' if dev.type == 'cuda' else 'gloo')
+    if dist.get_backend() == 'nccl' and dev.type != 'cuda': raise ValueError(f"the process group uses NCCL, which cannot reduce tensors on {dev}: train on CUDA or use gloo")
+    return (*dist_info(), dev)
+
 # %% ../nbs/02_train.ipynb #95e19e7d
 class Trainer:
-    "The one training loop of sparseface: model, loss, optimizer and callbacks"
+    "The one training loop of sparseface: model, loss, optimizer, lr schedule, augmentation and callbacks; data-parallel under torchrun"
     def __init__(self, model:nn.Module, # The network to train (moved to `device`)
-                 loss_fn:Callable|None=None, # `loss_fn(pred, target)`; default cross-entropy
-                 opt:str|Callable='adam', # 'adam', 'adamw', 'sgd', or a function `params -> Optimizer`
+                 loss_fn:Callable|None=None, # `loss_fn(pred, target)`, a mean over the batch; default cross-entropy
+                 opt:str|Callable='adam', # 'adam', 'adamw', 'sgd', or a factory `params -> Optimizer`
                  lr:float=1e-3, # Learning rate
                  weight_decay:float=0., # Weight decay (L2 for adam/sgd, decoupled for adamw)
                  momentum:float=0.9, # Momentum for 'sgd'
+                 nesterov:bool=False, # Nesterov momentum for 'sgd'?
                  callbacks:Iterable[Callback]=(), # Callbacks (see `EVENTS`)
                  metrics:dict|None=None, # name -> fn(pred, target) on the validation set
-                 scheduler:Callable|None=None, # `opt -> LR scheduler`
+                 scheduler:str|Callable|None=None, # None, 'plateau', 'cosine', or a factory `opt -> LR scheduler`
                  scheduler_interval:str='epoch', # Step the scheduler each 'epoch' or each 'step'
-                 device=None, # Device; default `default_device()`
+                 plateau_patience:int=10, # 'plateau': epochs without a lower validation loss before the lr is divided by 10
+                 augment:Callable|Callback|None=None, # Transform of every training batch `x -> x`, or a callback (e.g. `models.RandomCropFlip`)
+                 device=None, # Device; default `default_device()` (under torchrun: GPU `LOCAL_RANK` on CUDA)
                  amp:bool=False, # Mixed precision on CUDA
                  grad_clip:float|None=None, # Clip the gradient norm to this value
-                 progress:bool=True): # Show a progress bar
-        check_type(model, nn.Module, 'model')
-        check_range(lr, 'lr', 0, lo_open=True); check_range(weight_decay, 'weight_decay', 0)
+                 progress:bool=True, # Show a progress bar (on rank 0)
+                 distributed:bool|None=None, # Data-parallel: None when torchrun started us or a process group exists; False never
+                 ddp_kwargs:dict|None=None): # Further `DistributedDataParallel` options (e.g. `find_unused_parameters=True`)
+        check_type(model, nn.Module, 'model'); check_type(plateau_patience, (int, np.integer), 'plateau_patience')
+        check_range(lr, 'lr', 0, lo_open=True); check_range(weight_decay, 'weight_decay', 0); check_range(momentum, 'momentum', 0, 1)
         check_choice(scheduler_interval, ('epoch', 'step'), 'scheduler_interval')
-        self.device = default_device(device)
-        self.model = model.to(self.device)
+        self.rank, self.world_size, self.device = setup_distributed(device, distributed)
+        self.model, self.ddp, self.ddp_kwargs = model.to(self.device), None, dict(ddp_kwargs or {})
         self.loss_fn = loss_fn if loss_fn is not None else nn.CrossEntropyLoss()
-        self.lr, self.wd, self.momentum, self.opt_spec = lr, weight_decay, momentum, opt
-        self.opt = self._make_opt(opt)
-        self.scheduler = scheduler(self.opt) if scheduler is not None else None
-        self.scheduler_interval, self.grad_clip, self.progress = scheduler_interval, grad_clip, progress
-        self.metrics = dict(metrics or {})
-        self.cbs = sorted(callbacks, key=lambda c: getattr(c, 'order', 0))
-        self.amp = amp and self.device.type == 'cuda'
-        self.amp_dtype = torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported() else torch.float16
-        self.scaler = torch.amp.GradScaler('cuda') if self.amp and self.amp_dtype == torch.float16 else None
-        self.history, self.iter, self.epoch, self.training = [], 0, 0, False
+        self.lr, self.wd, self.momentum, self.nesterov, self.opt_spec = lr, weight_decay, momentum, nesterov, opt
+        self.opt, self.scheduler_spec, self.scheduler = self._make_opt(opt), _check_scheduler(scheduler), None
+        self.scheduler_interval, self.plateau_patience, self.grad_clip, self.progress = scheduler_interval, int(plateau_patience), grad_clip, progress
+        self.metrics, self.cbs = dict(metrics or {}), sorted(_as_callbacks(augment) + list(callbacks), key=lambda c: getattr(c, 'order', 0))
+        self._setup_amp(amp)
+        self.history, self.iter, self.epoch, self.training, self.global_bs = [], 0, 0, False, 0
 
-    def _make_opt(self, opt):
-        ps = [p for p in self.model.parameters() if p.requires_grad]
-        if callable(opt) and not isinstance(opt, str): return opt(ps)
-        check_choice(opt, ('adam', 'adamw', 'sgd'), 'opt')
-        if opt == 'adam': return torch.optim.Adam(ps, lr=self.lr, weight_decay=self.wd)
-        if opt == 'adamw': return torch.optim.AdamW(ps, lr=self.lr, weight_decay=self.wd)
-        return torch.optim.SGD(ps, lr=self.lr, momentum=self.momentum, weight_decay=self.wd)
+# %% ../nbs/02_train.ipynb #a1c0e009
+@patch
+def _make_opt(self:Trainer, opt):
+    "The optimizer over the trainable parameters, from a name or a factory"
+    ps = [p for p in self.model.parameters() if p.requires_grad]
+    if callable(opt) and not isinstance(opt, str): return opt(ps)
+    if not isinstance(opt, str): raise TypeError(f"opt must be 'adam', 'adamw', 'sgd' or a callable, got {type(opt).__name__}")
+    check_choice(opt, ('adam', 'adamw', 'sgd'), 'opt')
+    if opt == 'adam': return torch.optim.Adam(ps, lr=self.lr, weight_decay=self.wd)
+    if opt == 'adamw': return torch.optim.AdamW(ps, lr=self.lr, weight_decay=self.wd)
+    if self.nesterov and self.momentum == 0: raise ValueError("nesterov=True needs momentum > 0")
+    return torch.optim.SGD(ps, lr=self.lr, momentum=self.momentum, weight_decay=self.wd, nesterov=self.nesterov)
 
-    def __call__(self, event):
-        for cb in self.cbs:
-            f = getattr(cb, event, None)
-            if f is not None: f()
+def _check_scheduler(s):
+    if s is None or (callable(s) and not isinstance(s, str)) or s in ('plateau', 'cosine'): return s
+    raise ValueError(f"scheduler must be None, 'plateau', 'cosine' or a callable `opt -> scheduler`, got {s!r}")
 
-    def _autocast(self): return torch.autocast('cuda', dtype=self.amp_dtype) if self.amp else nullcontext()
+@patch
+def _make_scheduler(self:Trainer):
+    "The lr scheduler, built at the first `fit` (so that 'cosine' anneals over that fit's epochs)"
+    s = self.scheduler_spec
+    if s == 'plateau': return torch.optim.lr_scheduler.ReduceLROnPlateau(self.opt, mode='min', factor=0.1, patience=self.plateau_patience)
+    if s == 'cosine': return torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=self.n_epochs)
+    return s(self.opt) if s is not None else None
 
-    def _batch(self, xb, yb):
-        self.xb, self.yb = xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
-        try:
-            self('before_batch')
-            with self._autocast():
-                self.pred = self.model(self.xb); self('after_pred')
-                self.loss = self.loss_fn(self.pred, self.yb); self('after_loss')
-            if not torch.isfinite(self.loss): raise FloatingPointError(f"loss became {self.loss.item()} at epoch {self.epoch}, step {self.iter}; lower lr or check the inputs for NaN")
-            self.opt.zero_grad(set_to_none=True)
-            (self.scaler.scale(self.loss) if self.scaler else self.loss).backward(); self('after_backward')
-            if self.scaler: self.scaler.unscale_(self.opt)
-            if self.grad_clip: nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
-            self('before_step')
-            if self.scaler: self.scaler.step(self.opt); self.scaler.update()
-            else: self.opt.step()
-            self('after_step')
-            if self.scheduler is not None and self.scheduler_interval == 'step': self.scheduler.step()
-            self._tl += self.loss.detach() * len(self.xb); self._tn += len(self.xb)
-        except CancelBatch: pass
-        try: self('after_batch')
-        finally: self.iter += 1  # `iter` is the 0-based index of the current batch; it counts batches done afterwards
+# %% ../nbs/02_train.ipynb #a1c0e010
+def _as_callbacks(augment):
+    if augment is None or augment is False: return []
+    if isinstance(augment, Callback): return [augment]
+    if callable(augment): return [BatchTransform(augment)]
+    raise TypeError(f"augment must be a Callback, a callable batch transform or None, got {type(augment).__name__}")
 
-    def fit(self, train, # Training batches: an iterable of `(x, y)` (e.g. `ArrayLoader`, `DataLoader`)
-            valid=None, # Validation batches, or None
-            epochs:int=10): # Number of epochs
-        "Train for `epochs` epochs, running callbacks; returns `self`"
-        check_type(epochs, int, 'epochs'); check_range(epochs, 'epochs', 1)
-        self.train_dl, self.valid_dl, self.n_epochs = train, valid, epochs
-        for cb in self.cbs: cb.trainer = self
-        bar = tqdm(range(epochs), disable=not self.progress, desc='fit', leave=False)
-        try:
-            self('before_fit')
-            for self.epoch in bar:
-                t0, self._tl, self._tn = time.perf_counter(), torch.zeros((), device=self.device), 0
-                self.model.train(); self.training = True
-                try:
-                    self('before_epoch')
-                    for xb, yb in train: self._batch(xb, yb)
-                except CancelEpoch: pass
-                self.training = False
-                row = {'epoch': self.epoch, 'train_loss': (self._tl / max(self._tn, 1)).item() if self._tn else float('nan')}
-                if valid is not None:
-                    self('before_validate')
-                    row.update({f'valid_{k}' if k == 'loss' else k: v for k, v in self.evaluate(valid).items()})
-                    self('after_validate')
-                row['lr'] = self.opt.param_groups[0]['lr']; row['time'] = time.perf_counter() - t0
-                self.history.append(row)
-                if self.scheduler is not None and self.scheduler_interval == 'epoch':
-                    if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau): self.scheduler.step(row.get('valid_loss', row['train_loss']))
-                    else: self.scheduler.step()
-                bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k.endswith('loss')})
-                self('after_epoch')
-        except CancelFit: pass
-        finally: bar.close()
-        self('after_fit')
-        return self
+@patch
+def _setup_amp(self:Trainer, amp):
+    "Autocast dtype and gradient scaler (CUDA only)"
+    self.amp = amp and self.device.type == 'cuda'
+    self.amp_dtype = torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported() else torch.float16
+    self.scaler = torch.amp.GradScaler('cuda') if self.amp and self.amp_dtype == torch.float16 else None
 
-    @torch.no_grad()
-    def predict(self, data): # An iterable of `(x, y)` batches, or a tensor/array of inputs
-        "Model outputs and targets over `data` (eval mode, no gradients), concatenated"
-        if isinstance(data, (torch.Tensor, np.ndarray)): data = ArrayLoader(data, np.zeros(len(data)), batch_size=1024)
-        with eval_mode(self.model):
-            preds, ys = [], []
-            for xb, yb in data:
-                with self._autocast(): preds.append(self.model(xb.to(self.device)).float())
-                ys.append(yb.to(self.device))
-            return torch.cat(preds), torch.cat(ys)
+@patch
+def _autocast(self:Trainer): return torch.autocast('cuda', dtype=self.amp_dtype) if self.amp else nullcontext()
 
-    def evaluate(self, data): # An iterable of `(x, y)` batches
-        "Loss and metrics over `data`"
-        pred, y = self.predict(data)
-        res = {'loss': self.loss_fn(pred, y).item()}
-        for k, f in self.metrics.items(): res[k] = float(f(pred, y))
-        return res
+@patch
+def __call__(self:Trainer, event:str): # One of `EVENTS`
+    "Run `event` on every callback, in order"
+    for cb in self.cbs:
+        f = getattr(cb, event, None)
+        if f is not None: f()
+
+# %% ../nbs/02_train.ipynb #a1c0e012
+@patch
+def _batch(self:Trainer, xb, yb):
+    "One training step on `(xb, yb)`: events `before_batch` … `after_batch`"
+    self.xb, self.yb = xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
+    self.global_bs = self._global_size(len(self.xb))
+    try:
+        self('before_batch')
+        self._forward()
+        self._step()
+        self._tl += self.loss.detach() * len(self.xb); self._tn += len(self.xb)
+    except CancelBatch: pass
+    try: self('after_batch')
+    finally: self.iter += 1  # `iter` is the 0-based index of the current batch; it counts batches done afterwards
+
+@patch
+def _forward(self:Trainer):
+    "Predictions and loss of the batch"
+    with self._autocast():
+        self.pred = self._net(self.xb); self('after_pred')
+        self.loss = self.loss_fn(self.pred, self.yb); self('after_loss')
+    if not torch.isfinite(self.loss): raise FloatingPointError(f"loss became {self.loss.item()} at epoch {self.epoch}, step {self.iter}; lower lr or check the inputs for NaN")
+
+# %% ../nbs/02_train.ipynb #a1c0e013
+@patch
+def _step(self:Trainer):
+    "Backward pass (DDP averages the gradients over ranks), clipping, optimizer step and per-step scheduler step"
+    self.opt.zero_grad(set_to_none=True)
+    w = self.world_size * len(self.xb) / self.global_bs     # 1 unless the ranks' shares of the batch differ in size
+    loss = self.loss if w == 1 else self.loss * w
+    (self.scaler.scale(loss) if self.scaler else loss).backward(); self('after_backward')
+    if self.scaler: self.scaler.unscale_(self.opt)
+    if self.grad_clip: nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+    self('before_step')
+    if self.scaler: self.scaler.step(self.opt); self.scaler.update()
+    else: self.opt.step()
+    self('after_step')
+    if self.scheduler is not None and self.scheduler_interval == 'step': self.scheduler.step()
+
+# %% ../nbs/02_train.ipynb #a1c0e015
+@patch
+def fit(self:Trainer, train, # Training batches: an iterable of `(x, y)` (e.g. `ArrayLoader`, `DataLoader`)
+        valid=None, # Validation batches, or None
+        epochs:int=10): # Number of epochs
+    "Train for `epochs` epochs, running callbacks; returns `self`"
+    check_type(epochs, int, 'epochs'); check_range(epochs, 'epochs', 1)
+    self.train_dl, self.valid_dl, self.n_epochs = self._shard(train), self._shard(valid), epochs
+    if self.scheduler is None: self.scheduler = self._make_scheduler()
+    self._wrap_ddp()
+    for cb in self.cbs: cb.trainer = self
+    bar = tqdm(range(epochs), disable=not self.progress or not self.is_main, desc='fit', leave=False)
+    try:
+        self('before_fit')
+        for self.epoch in bar:
+            row = self._one_epoch()
+            bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k.endswith('loss')})
+            self('after_epoch')
+    except CancelFit: pass
+    finally: bar.close()
+    self._sync_buffers()
+    self('after_fit')
+    return self
+
+# %% ../nbs/02_train.ipynb #a1c0e016
+@patch
+def _one_epoch(self:Trainer) -> dict:
+    "Train on every batch, then log the epoch's row and step an epoch-wise scheduler"
+    t0, self._tl, self._tn = time.perf_counter(), torch.zeros((), device=self.device), 0
+    self._net.train(); self.training = True
+    try:
+        self('before_epoch')
+        for xb, yb in self._train_batches(): self._batch(xb, yb)
+    except CancelEpoch: pass
+    self.training = False
+    row = self._log_row(t0)
+    if self.scheduler is not None and self.scheduler_interval == 'epoch':
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau): self.scheduler.step(row.get('valid_loss', row['train_loss']))
+        else: self.scheduler.step()
+    return row
+
+@patch
+def _log_row(self:Trainer, t0) -> dict:
+    "Append the epoch's row: training loss, validation loss and metrics, lr and seconds"
+    tl, tn = self._reduce_sum(self._tl, self._tn)
+    row = {'epoch': self.epoch, 'train_loss': (tl / max(tn, 1)).item() if tn else float('nan')}
+    if self.valid_dl is not None:
+        self('before_validate')
+        row.update({f'valid_{k}' if k == 'loss' else k: v for k, v in self.evaluate(self.valid_dl).items()})
+        self('after_validate')
+    row['lr'] = self.opt.param_groups[0]['lr']; row['time'] = time.perf_counter() - t0
+    self.history.append(self._broadcast(row))
+    return self.history[-1]
+
+# %% ../nbs/02_train.ipynb #a1c0e018
+@patch
+@torch.no_grad()
+def predict(self:Trainer, data): # An iterable of `(x, y)` batches, or a tensor/array of inputs
+    "Model outputs and targets over `data` (eval mode, no gradients), concatenated; under DDP each rank predicts its share of an `ArrayLoader`, all get the whole"
+    if isinstance(data, (torch.Tensor, np.ndarray)): data = ArrayLoader(data, np.zeros(len(data)), batch_size=1024)
+    data = self._shard(data); self._sync_buffers()
+    with eval_mode(self.model):
+        preds, ys = [], []
+        for xb, yb in data:
+            with self._autocast(): preds.append(self.model(xb.to(self.device)).float())
+            ys.append(yb.to(self.device))
+    if isinstance(data, ArrayLoader) and data.world_size > 1:
+        pos = data.positions().to(self.device)
+        return self._gather(torch.cat(preds) if preds else None, pos), self._gather(torch.cat(ys) if ys else None, pos)
+    return torch.cat(preds), torch.cat(ys)
+
+@patch
+def evaluate(self:Trainer, data): # An iterable of `(x, y)` batches
+    "Loss and metrics over `data`"
+    pred, y = self.predict(data)
+    res = {'loss': self.loss_fn(pred, y).item()}
+    for k, f in self.metrics.items(): res[k] = float(f(pred, y))
+    return res
+
+# %% ../nbs/02_train.ipynb #a1c0e019
+def xy_pair(data, # A pair `(X, y)` of samples and targets
+            name:str='data' # The argument's name, for the messages
+           ) -> tuple:
+    "`X, y` from a pair, checked by `core.check_xy` (same length, not empty, finite `X`)"
+    if not isinstance(data, (tuple, list)) or len(data) != 2: raise TypeError(f"{name} must be a pair (X, y), got {type(data).__name__}")
+    return check_xy(*data, names=(f'{name} X', f'{name} y'))
+
+@patch
+def fit_arrays(self:Trainer, train:tuple, # Training data `(X, y)` (what `ArrayLoader` takes)
+               valid:tuple|None=None, # Validation data `(X, y)`, or None
+               epochs:int=10, # Number of epochs
+               batch_size:int=64, # Samples per training batch (under DDP: the global batch)
+               seed:int=0, # Seed of the shuffling
+               valid_batch_size:int=512, # Samples per validation batch
+               min_last:int=2): # Drop a last training batch smaller than this (2: BatchNorm cannot normalise one sample)
+    "Fit on in-memory `(X, y)` pairs, batched by `ArrayLoader` on the trainer's device; returns `self`"
+    X, y = xy_pair(train, 'train')
+    vdl = ArrayLoader(*xy_pair(valid, 'valid'), valid_batch_size, device=self.device) if valid is not None else None
+    return self.fit(ArrayLoader(X, y, batch_size, shuffle=True, seed=seed, device=self.device, min_last=min_last), vdl, epochs)
+
+# %% ../nbs/02_train.ipynb #a1c0e025
+@patch(as_prop=True)
+def is_main(self:Trainer) -> bool:
+    "Is this rank 0 (or the only process)?"
+    return self.rank == 0
+
+@patch(as_prop=True)
+def _net(self:Trainer): return self.ddp if self.ddp is not None else self.model
+
+@patch
+def shard_rows(self:Trainer, t:torch.Tensor # Draws for the whole global batch, one row per sample
+              ) -> torch.Tensor:
+    "This rank's rows of `t` (`rank::world_size`, the rows `ArrayLoader` gives this rank); all of `t` in one process"
+    return t if self.world_size == 1 else t[self.rank::self.world_size]
+
+@patch
+def _wrap_ddp(self:Trainer):
+    "Wrap the model in `DistributedDataParallel` once (which copies rank 0's parameters and buffers to every rank)"
+    if self.world_size > 1 and self.ddp is None:
+        from torch.nn.parallel import DistributedDataParallel
+        self.ddp = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == 'cuda' else None, **self.ddp_kwargs)
+
+# %% ../nbs/02_train.ipynb #a1c0e026
+def _bcast(t): dist.broadcast(t.view(torch.uint8) if t.dtype == torch.bool else t, 0)
+
+@patch
+def broadcast_state(self:Trainer):
+    "Copy rank 0's parameters and buffers to every rank (nothing to do in one process)"
+    if self.world_size > 1:
+        with torch.no_grad():
+            for t in self.model.state_dict().values(): _bcast(t)
+
+@patch
+def _sync_buffers(self:Trainer):
+    "Rank 0's buffers (BatchNorm statistics, masks) on every rank"
+    if self.world_size > 1:
+        for b in self.model.buffers(): _bcast(b)
+
+@patch
+def _shard(self:Trainer, data):
+    "Under DDP, this rank's share of an `ArrayLoader`, shuffled with rank 0's generator; anything else as it is"
+    if self.world_size == 1 or not isinstance(data, ArrayLoader) or data.world_size > 1: return data
+    if data.shuffle:
+        s = data.gen.get_state().to(self.device); dist.broadcast(s, 0); data.gen.set_state(s.cpu())
+    return data.shard(self.rank, self.world_size)
+
+# %% ../nbs/02_train.ipynb #a1c0e027
+@patch
+def _global_size(self:Trainer, n:int) -> int:
+    "Samples in the global batch: `n` summed over ranks"
+    if self.world_size == 1: return n
+    t = torch.tensor([n], device=self.device); dist.all_reduce(t); return int(t)
+
+@patch
+def _train_batches(self:Trainer):
+    "The training batches; under DDP the same number on every rank (the fewest any rank has)"
+    dl = self.train_dl
+    if self.world_size == 1: return dl
+    if hasattr(getattr(dl, 'sampler', None), 'set_epoch'): dl.sampler.set_epoch(self.epoch)
+    if not hasattr(dl, '__len__'): raise TypeError("under DDP the training batches need a length: every rank must run the same number of steps")
+    n = torch.tensor([len(dl)], device=self.device); dist.all_reduce(n, op=dist.ReduceOp.MIN)
+    return itertools.islice(dl, int(n))
+
+@patch
+def _reduce_sum(self:Trainer, total:torch.Tensor, count:int):
+    "`(total, count)` summed over ranks"
+    if self.world_size == 1: return total, count
+    t = torch.stack([total.double(), torch.tensor(float(count), dtype=torch.float64, device=self.device)]); dist.all_reduce(t)
+    return t[0].float(), int(t[1])
+
+# %% ../nbs/02_train.ipynb #a1c0e028
+@patch
+def _broadcast(self:Trainer, obj):
+    "Rank 0's `obj` on every rank, so that every rank takes the same decisions"
+    if self.world_size == 1: return obj
+    box = [obj]; dist.broadcast_object_list(box, src=0, device=self.device if self.device.type == 'cuda' else None)
+    return box[0]
+
+@patch
+def _gather(self:Trainer, t:torch.Tensor|None, pos:torch.Tensor):
+    "Every rank's rows `t` (None: none here), put back at their single-process positions `pos`"
+    meta = [None] * self.world_size
+    dist.all_gather_object(meta, None if t is None else (len(t), tuple(t.shape[1:]), t.dtype))
+    m, (_, shape, dtype) = max(x[0] for x in meta if x), next(x for x in meta if x)
+    buf, at = torch.zeros((m, *shape), dtype=dtype, device=self.device), torch.full((m,), -1, dtype=torch.long, device=self.device)
+    if t is not None: buf[:len(t)], at[:len(t)] = t, pos
+    bufs, ats = [torch.empty_like(buf) for _ in meta], [torch.empty_like(at) for _ in meta]
+    dist.all_gather(bufs, buf); dist.all_gather(ats, at)
+    at = torch.cat(ats); keep = at >= 0
+    out = torch.empty((int(keep.sum()), *shape), dtype=dtype, device=self.device)
+    out[at[keep]] = torch.cat(bufs)[keep]
+    return out
 
 # %% ../nbs/02_train.ipynb #f75d1fb5
 class EarlyStopping(Callback):
-    "Stop when `monitor` stops improving; optionally restore the best model state"
+    "Stop when `monitor` stops improving; optionally restore (and save) the best model state"
     order = 100
     def __init__(self, monitor:str='valid_loss', # A key of the history rows
                  patience:int=5, # Stop after this many epochs without improvement
                  mode:str='min', # 'min' or 'max'
                  min_delta:float=0., # Smallest change that counts as improvement
                  restore_best:bool=True, # Load the best state at the end of fit
-                 warmup:int=0): # During the first `warmup` epochs every epoch replaces the best (as the attribution paper's code does)
+                 warmup:int=0, # During the first `warmup` epochs every epoch replaces the best (as the attribution paper's code does)
+                 path:str|os.PathLike|None=None): # Also write the best state to this file (rank 0 only)
         check_choice(mode, ('min', 'max'), 'mode'); check_range(patience, 'patience', 0); check_range(warmup, 'warmup', 0)
         self.monitor, self.patience, self.mode, self.min_delta, self.restore_best, self.warmup = monitor, patience, mode, min_delta, restore_best, warmup
+        self.path = check_type(path, (str, os.PathLike, type(None)), 'path')
     def before_fit(self):
         self.best_value, self.best_epoch, self.wait, self.best_state = None, -1, 0, None
         if self.trainer.valid_dl is None and self.monitor.startswith('valid'):
             raise ValueError(f"EarlyStopping monitors {self.monitor!r} but fit() was given no validation data")
-    def after_epoch(self):
-        row = self.trainer.history[-1]
-        if self.monitor not in row: raise ValueError(f"EarlyStopping: monitor={self.monitor!r} is not one of {list(row)}")
-        v = row[self.monitor]
-        better = self.best_value is None or self.trainer.epoch < self.warmup or \
-                 (v < self.best_value - self.min_delta if self.mode == 'min' else v > self.best_value + self.min_delta)
-        if better:
-            self.best_value, self.best_epoch, self.wait = v, self.trainer.epoch, 0
-            if self.restore_best: self.best_state = {k: t.detach().clone() for k, t in self.trainer.model.state_dict().items()}
-        else:
-            self.wait += 1
-            if self.wait >= self.patience: raise CancelFit()
-    def after_fit(self):
-        if self.restore_best and self.best_state is not None: self.trainer.model.load_state_dict(self.best_state)
+
+# %% ../nbs/02_train.ipynb #a1c0e023
+@patch
+def after_epoch(self:EarlyStopping):
+    "Keep the state of a better epoch; stop after `patience` epochs without one (every rank decides from the same row)"
+    row = self.trainer.history[-1]
+    if self.monitor not in row: raise ValueError(f"EarlyStopping: monitor={self.monitor!r} is not one of {list(row)}")
+    v = row[self.monitor]
+    better = self.best_value is None or self.trainer.epoch < self.warmup or \
+             (v < self.best_value - self.min_delta if self.mode == 'min' else v > self.best_value + self.min_delta)
+    if better:
+        self.best_value, self.best_epoch, self.wait = v, self.trainer.epoch, 0
+        self._keep()
+    else:
+        self.wait += 1
+        if self.wait >= self.patience: raise CancelFit()
+
+@patch
+def _keep(self:EarlyStopping):
+    "Copy (and write) the current state, on rank 0 only"
+    if not self.trainer.is_main or not (self.restore_best or self.path is not None): return
+    state = {k: t.detach().clone() for k, t in self.trainer.model.state_dict().items()}
+    if self.restore_best: self.best_state = state
+    if self.path is not None: torch.save({k: t.cpu() for k, t in state.items()}, self.path)
+
+@patch
+def after_fit(self:EarlyStopping):
+    "Load the best state (rank 0's, on every rank)"
+    if not self.restore_best or self.best_epoch < 0: return
+    if self.best_state is not None: self.trainer.model.load_state_dict(self.best_state)
+    self.trainer.broadcast_state()
 
 # %% ../nbs/02_train.ipynb #88f4c9be
 def plot_history(history:list[dict], # `Trainer.history`
@@ -277,7 +556,7 @@ def train_digits(seed:int=0, # Split and initialisation seed
 
 # %% ../nbs/02_train.ipynb #dc24f4d2
 @REPRODUCTIONS.register('digits-mlp', title='Shared fit loop: an MLP on the embedded digits set', paper=None)
-def reproduce_digits(ctx):
+def reproduce_digits(ctx): # The reproduction context (options, output folder; see `sparseface.repro`)
     "MLP on scikit-learn digits through the shared fit loop with early stopping"
     from sparseface.metrics import confusion_matrix, plot_confusion_matrix
     seeds = [ctx.seed] if ctx.quick else [ctx.seed + i for i in range(5)]
