@@ -400,6 +400,8 @@ def _yale(root=None, drop_duplicates:bool=False):
     return load_yale_folder(data_path('faces/yale', root, "The 'yalefaces' files named subjectNN.<condition>."), drop_duplicates)
 
 # %% ../nbs/01_data.ipynb #04dba677
+from .core import check_xy
+
 def _take(a, idx): return a.iloc[idx] if isinstance(a, (pd.DataFrame, pd.Series)) else a[idx]
 
 def train_val_test_split(X, # Samples: array (n, ...) or DataFrame
@@ -411,8 +413,8 @@ def train_val_test_split(X, # Samples: array (n, ...) or DataFrame
                         ) -> Bunch:
     "Random train/validation/test split; a `Bunch` of `X_*`, `y_*` and `idx_*` for train, val, test"
     X, y = [a if isinstance(a, (np.ndarray, pd.DataFrame, pd.Series)) else np.asarray(a) for a in (X, y)]
+    check_xy(X, y, finite=False)   # same length, not empty; missing values are the caller's business, not the split's
     n = len(X)
-    if len(y) != n: raise ValueError(f"X and y must have the same length, got {n} and {len(y)}")
     check_range(test_size, 'test_size', 0, 1, lo_open=True, hi_open=True); check_range(val_size, 'val_size', 0, 1, hi_open=True)
     if test_size + val_size >= 1: raise ValueError(f"test_size + val_size must be < 1, got {test_size} + {val_size}")
     check_type(seed, (int, np.integer), 'seed'); check_type(stratify, bool, 'stratify')

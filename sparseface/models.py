@@ -9,13 +9,14 @@ import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
-from .core import Registry, check_type, check_choice, check_range, check_tensor, make_generator, set_seed, default_device
-from .train import Trainer, Callback, ArrayLoader
+from .core import Registry, check_type, check_choice, check_range, check_tensor, make_generator, set_seed
+from .train import Trainer, Callback, BatchTransform, xy_pair
 from .metrics import accuracy
 
 # %% auto #0
-__all__ = ['MODELS', 'create_model', 'n_params', 'SmallCNN', 'small_cnn', 'BasicBlock', 'Bottleneck', 'ResNet', 'resnet18_cifar',
-           'resnet34_cifar', 'resnet50_cifar', 'crop_flip', 'random_crop_flip', 'RandomCropFlip', 'train_classifier']
+__all__ = ['MODELS', 'create_model', 'n_params', 'SmallCNN', 'BasicBlock', 'Bottleneck', 'ResNet', 'resnet18_cifar',
+           'resnet34_cifar', 'resnet50_cifar', 'crop_flip', 'crop_flip_params', 'random_crop_flip', 'RandomCropFlip',
+           'train_classifier']
 
 # %% ../nbs/07_models.ipynb #e4871e35
 MODELS = Registry('model')
@@ -30,7 +31,7 @@ def create_model(name:str, # A registered model name (see `MODELS.names()`)
     factory = MODELS[name]  # UnknownNameError (a ValueError) listing the names on a miss
     for v, n in ((num_classes, 'num_classes'), (in_chans, 'in_chans')):
         check_type(v, (int, np.integer), n); check_range(int(v), n, 1)
-    return factory(num_classes=int(num_classes), in_chans=int(in_chans), **kwargs)
+    return factory(int(num_classes), int(in_chans), **kwargs)
 
 def n_params(model:nn.Module # Any module
             ) -> int:
@@ -42,8 +43,9 @@ def n_params(model:nn.Module # Any module
 def _conv_bn_relu(c_in, c_out):
     return [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
 
+@MODELS.register('small-cnn')
 class SmallCNN(nn.Module):
-    "Conv–BN–ReLU–max-pool blocks, global average pooling and a linear head"
+    "Compact CNN: conv-BN-ReLU-max-pool blocks (default 32-64-128), global average pooling and a linear head, for fast CPU runs"
     def __init__(self, num_classes:int=10, # Outputs
                  in_chans:int=3, # Input channels
                  widths:Sequence[int]=(32, 64, 128), # Channels of each block (one block per entry)
@@ -57,15 +59,8 @@ class SmallCNN(nn.Module):
         for w in widths: layers += _conv_bn_relu(c, int(w)) + [nn.MaxPool2d(2)]; c = int(w)
         self.features = nn.Sequential(*layers)
         self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(c, num_classes))
-    def forward(self, x): return self.head(self.features(x))
-
-@MODELS.register('small-cnn')
-def small_cnn(num_classes:int=10, # Outputs
-              in_chans:int=3, # Input channels
-              **kwargs # `widths`, `dropout` of `SmallCNN`
-             ) -> SmallCNN:
-    "Compact CNN (3 conv blocks 32-64-128, BN, ReLU, max-pool; GAP; linear) for fast CPU runs"
-    return SmallCNN(num_classes, in_chans, **kwargs)
+    def forward(self, x): # Images [B, C, H, W]
+        return self.head(self.features(x))
 
 # %% ../nbs/07_models.ipynb #4132398f
 class BasicBlock(nn.Module):
@@ -150,17 +145,26 @@ class ResNet(nn.Module):
 
 # %% ../nbs/07_models.ipynb #dacf36f6
 @MODELS.register('resnet18-cifar')
-def resnet18_cifar(num_classes:int=10, in_chans:int=3, stem:str='cifar') -> ResNet:
+def resnet18_cifar(num_classes:int=10, # Outputs
+                   in_chans:int=3, # Input channels
+                   stem:str='cifar' # 'cifar' (3x3 stride 1, no max-pool) or 'imagenet' (7x7/2 + max-pool)
+                  ) -> ResNet:
     "ResNet-18 (BasicBlock, 2-2-2-2) with the CIFAR stem of pytorch-cifar (11.17 M parameters at 10 classes)"
     return ResNet(BasicBlock, (2, 2, 2, 2), num_classes, in_chans, stem)
 
 @MODELS.register('resnet34-cifar')
-def resnet34_cifar(num_classes:int=10, in_chans:int=3, stem:str='cifar') -> ResNet:
+def resnet34_cifar(num_classes:int=10, # Outputs
+                   in_chans:int=3, # Input channels
+                   stem:str='cifar' # 'cifar' or 'imagenet'
+                  ) -> ResNet:
     "ResNet-34 (BasicBlock, 3-4-6-3) with the CIFAR stem of pytorch-cifar"
     return ResNet(BasicBlock, (3, 4, 6, 3), num_classes, in_chans, stem)
 
 @MODELS.register('resnet50-cifar')
-def resnet50_cifar(num_classes:int=10, in_chans:int=3, stem:str='cifar') -> ResNet:
+def resnet50_cifar(num_classes:int=10, # Outputs
+                   in_chans:int=3, # Input channels
+                   stem:str='cifar' # 'cifar' or 'imagenet'
+                  ) -> ResNet:
     "ResNet-50 (Bottleneck, 3-4-6-3) with the CIFAR stem of pytorch-cifar"
     return ResNet(Bottleneck, (3, 4, 6, 3), num_classes, in_chans, stem)
 
@@ -191,6 +195,17 @@ def crop_flip(x:torch.Tensor, # Images [B, C, H, W]
     c = torch.arange(C, device=x.device)[None, :, None, None]
     return xp[b, c, rows[:, None, :, None], cols[:, None, None, :]]
 
+def crop_flip_params(n:int, # Images in the batch (under DDP: in the global batch)
+                     pad:int=4, # Largest translation in pixels
+                     generator:torch.Generator|None=None, # Randomness (its device is where the draws live); None: PyTorch's global generator
+                     flip:bool=True # Draw mirror flags with probability 1/2 (else none)?
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    "Random crop offsets `[n, 2]` in 0..2*pad and flip flags `[n]` for `crop_flip`, drawn apart from applying them"
+    dev = generator.device if generator is not None else torch.device('cpu')
+    off = torch.randint(0, 2 * int(pad) + 1, (n, 2), generator=generator, device=dev)
+    fl = torch.rand(n, generator=generator, device=dev) < 0.5 if flip else torch.zeros(n, dtype=torch.bool, device=dev)
+    return off, fl
+
 def random_crop_flip(x:torch.Tensor, # Images [B, C, H, W] (any device)
                      pad:int=4, # Largest translation in pixels
                      generator:torch.Generator|int|None=None, # Randomness: a generator (any device), a seed, or None (from PyTorch's global seed)
@@ -200,15 +215,11 @@ def random_crop_flip(x:torch.Tensor, # Images [B, C, H, W] (any device)
     check_tensor(x, 'x', ndim=4, dtype_kind='f', finite=False)
     check_type(pad, (int, np.integer), 'pad'); check_range(int(pad), 'pad', 0)
     g = generator if isinstance(generator, torch.Generator) else make_generator(check_type(generator, (int, np.integer, type(None)), 'generator'), 'cpu')
-    B = x.shape[0]
-    off = torch.randint(0, 2 * int(pad) + 1, (B, 2), generator=g, device=g.device)
-    fl = torch.rand(B, generator=g, device=g.device) < 0.5 if flip else torch.zeros(B, dtype=torch.bool, device=g.device)
-    return crop_flip(x, off, fl, int(pad), fill)
+    return crop_flip(x, *crop_flip_params(x.shape[0], int(pad), g, flip), int(pad), fill)
 
 # %% ../nbs/07_models.ipynb #abcf07c5
-class RandomCropFlip(Callback):
-    "Callback: random pad-crop and horizontal flip of every training batch on its device"
-    order = -10  # before callbacks that look at the batch
+class RandomCropFlip(BatchTransform):
+    "Callback: random pad-crop and horizontal flip of every training batch on its device (drawn for the global batch under DDP)"
     def __init__(self, pad:int=4, # Largest translation in pixels
                  flip:bool=True, # Also mirror horizontally with probability 1/2?
                  fill:float|Sequence[float]=0., # Padding value, or one per channel
@@ -222,35 +233,30 @@ class RandomCropFlip(Callback):
         return random_crop_flip(x, self.pad, self.generator, flip=self.flip, fill=self.fill)
     def before_fit(self): self.generator = make_generator(self.seed, 'cpu')
     def before_batch(self):
-        if self.trainer.training: self.trainer.xb = self(self.trainer.xb)
+        tr = self.trainer
+        if not tr.training: return
+        off, fl = crop_flip_params(tr.global_bs, self.pad, self.generator, self.flip)
+        tr.xb = crop_flip(tr.xb, tr.shard_rows(off), tr.shard_rows(fl), self.pad, self.fill)
 
 # %% ../nbs/07_models.ipynb #146fe30d
-def _check_xy(data, name):
-    if not isinstance(data, (tuple, list)) or len(data) != 2:
-        raise TypeError(f"{name} must be a pair (X, y), got {type(data).__name__}")
-    X, y = data
-    check_tensor(X, f'{name} X', ndim=4, dtype_kind='f'); check_tensor(y, f'{name} y', ndim=1, dtype_kind='i')
-    if len(X) != len(y): raise ValueError(f"{name}: X and y must have the same length, got {len(X)} and {len(y)}")
-    if len(X) == 0: raise ValueError(f"{name} is empty")
-    X, y = (torch.from_numpy(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a for a in (X, y))
-    return X.float() if X.dtype == torch.float64 else X, y.long()
-
-def _make_sgd(lr, momentum, nesterov, weight_decay):
-    def f(params): return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
-    return f
+def _image_pair(data, name):
+    "`(X [N, C, H, W] float, y [N] long)` from a pair, checked"
+    X, y = xy_pair(data, name)
+    check_tensor(X, f'{name} X', ndim=4, dtype_kind='f', finite=False); check_tensor(y, f'{name} y', ndim=1, dtype_kind='i')
+    return X, (y.long() if isinstance(y, torch.Tensor) else torch.from_numpy(np.asarray(y, dtype=np.int64)))
 
 def train_classifier(model:nn.Module, # The network (moved to `device`)
                      train:tuple, # Training data `(X [N, C, H, W] float, already normalised; y [N] int)`
                      val:tuple|None=None, # Validation data `(X, y)`, or None
                      epochs:int=10, # Epochs
                      lr:float=0.01, # Learning rate
-                     batch_size:int=64, # Batch size
+                     batch_size:int=64, # Batch size (under DDP: the global batch)
                      opt:str|Callable='sgd', # 'sgd' (momentum/nesterov below), 'adam', 'adamw', or `params -> Optimizer`
                      momentum:float=0.9, # SGD momentum
                      nesterov:bool=True, # Nesterov momentum (SGD)?
                      weight_decay:float=1e-4, # L2 weight decay
-                     augment:bool|Callback=True, # Random pad-4 crop + flip (`RandomCropFlip`), False, or a callback
-                     scheduler:str|Callable|None=None, # None, 'plateau' (ReduceLROnPlateau factor 0.1), or `opt -> scheduler`
+                     augment:bool|Callable|Callback=True, # True: random pad-4 crop + flip (`RandomCropFlip`); False; or a batch transform / callback
+                     scheduler:str|Callable|None=None, # None, 'plateau' (ReduceLROnPlateau factor 0.1), 'cosine', or `opt -> scheduler`
                      patience:int=10, # Plateau patience in epochs (scheduler='plateau')
                      callbacks:Iterable[Callback]=(), # Further callbacks (e.g. `EarlyStopping`)
                      device=None, # Device; default `default_device()`
@@ -259,29 +265,12 @@ def train_classifier(model:nn.Module, # The network (moved to `device`)
                     ) -> Trainer:
     "Train an image classifier with the papers' CIFAR recipe through `Trainer`; returns the trainer (history, model)"
     check_type(model, nn.Module, 'model')
-    Xtr, ytr = _check_xy(train, 'train')
-    if val is not None: Xva, yva = _check_xy(val, 'val')
+    train, val = _image_pair(train, 'train'), (_image_pair(val, 'val') if val is not None else None)
     for v, n in ((epochs, 'epochs'), (batch_size, 'batch_size'), (seed, 'seed'), (patience, 'patience')):
         check_type(v, (int, np.integer), n); check_range(int(v), n, 0 if n in ('seed', 'patience') else 1)
-    check_range(lr, 'lr', 0, lo_open=True); check_range(momentum, 'momentum', 0, 1); check_range(weight_decay, 'weight_decay', 0)
     check_type(nesterov, bool, 'nesterov')
-    if opt == 'sgd':
-        if nesterov and momentum == 0: raise ValueError("nesterov=True needs momentum > 0")
-        opt = _make_sgd(lr, momentum, nesterov, weight_decay)
-    elif isinstance(opt, str): check_choice(opt, ('sgd', 'adam', 'adamw'), 'opt')
-    elif not callable(opt): raise TypeError(f"opt must be 'sgd', 'adam', 'adamw' or a callable, got {type(opt).__name__}")
-    if scheduler == 'plateau':
-        pat = int(patience)
-        scheduler = lambda o: torch.optim.lr_scheduler.ReduceLROnPlateau(o, mode='min', factor=0.1, patience=pat)
-    elif isinstance(scheduler, str): check_choice(scheduler, ('plateau',), 'scheduler')
-    elif scheduler is not None and not callable(scheduler): raise TypeError(f"scheduler must be None, 'plateau' or a callable, got {type(scheduler).__name__}")
-    if isinstance(augment, bool): cbs = [RandomCropFlip(seed=seed)] if augment else []
-    elif isinstance(augment, Callback): cbs = [augment]
-    else: raise TypeError(f"augment must be a bool or a Callback, got {type(augment).__name__}")
     set_seed(int(seed))
-    dev = default_device(device)
-    tr = Trainer(model, opt=opt, lr=lr, weight_decay=weight_decay, momentum=momentum, callbacks=cbs + list(callbacks),
-                 metrics={'accuracy': accuracy}, scheduler=scheduler, device=dev, progress=progress)
-    dl = ArrayLoader(Xtr, ytr, int(batch_size), shuffle=True, drop_last=len(Xtr) % int(batch_size) == 1 and len(Xtr) > 1, seed=int(seed), device=dev)
-    vdl = ArrayLoader(Xva, yva, 512, device=dev) if val is not None else None
-    return tr.fit(dl, vdl, epochs=int(epochs))
+    tr = Trainer(model, opt=opt, lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov, callbacks=callbacks,
+                 augment=RandomCropFlip(seed=int(seed)) if augment is True else augment or None, metrics={'accuracy': accuracy},
+                 scheduler=scheduler, plateau_patience=int(patience), device=device, progress=progress)
+    return tr.fit_arrays(train, val, int(epochs), int(batch_size), int(seed))

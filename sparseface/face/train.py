@@ -11,16 +11,17 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from sklearn.utils import Bunch
-from ..core import Registry, check_type, check_choice, check_range, check_tensor, default_device, set_seed, eval_mode
-from ..train import Trainer, Callback, ArrayLoader
+from ..core import Registry, check_type, check_choice, check_range, check_tensor, check_xy, default_device, module_device, set_seed, eval_mode
+from ..train import Trainer, Callback, xy_pair
 from ..metrics import accuracy
 from ..models import MODELS, create_model, RandomCropFlip
 
 # %% auto #0
-__all__ = ['HEADS', 'FaceCNN', 'face_cnn', 'CosineHead', 'ArcFaceHead', 'CosFaceHead', 'LinearHead', 'arcface_head',
-           'cosface_head', 'linear_head', 'face_tensor', 'FaceModel', 'HeadLoss', 'train_face_recognizer', 'embed']
+__all__ = ['HEADS', 'FaceCNN', 'CosineHead', 'ArcFaceHead', 'CosFaceHead', 'LinearHead', 'arcface_head', 'cosface_head',
+           'linear_head', 'face_tensor', 'FaceModel', 'HeadLoss', 'train_face_recognizer', 'embed']
 
 # %% ../../nbs/50d_face.train.ipynb #63e1c2a6
+@MODELS.register('face-cnn')
 class FaceCNN(nn.Module):
     "Compact face-embedding CNN: conv-BN-PReLU-max-pool blocks, adaptive pooling to a fixed grid, linear + BN embedding"
     def __init__(self, emb_dim:int=128, # Embedding size
@@ -50,13 +51,6 @@ class FaceCNN(nn.Module):
         if x.shape[1] != self.in_chans: raise ValueError(f"FaceCNN was built for {self.in_chans} channels, got {x.shape[1]}")
         return self.embed(self.features(x))
 
-@MODELS.register('face-cnn')
-def face_cnn(num_classes:int=128, # Outputs = the embedding size (the registry's common argument name)
-             in_chans:int=3, # Input channels
-             **kwargs # `widths`, `grid`, `dropout` of `FaceCNN`
-            ) -> FaceCNN:
-    "Compact face-embedding CNN (4 conv blocks 32-64-128-256, BN, PReLU; 4x4 adaptive pool; linear + BN embedding)"
-    return FaceCNN(num_classes, in_chans, **kwargs)
 
 # %% ../../nbs/50d_face.train.ipynb #042a484e
 class CosineHead(nn.Module):
@@ -72,8 +66,13 @@ class CosineHead(nn.Module):
         self.s, self.m = float(s), float(m)
         self.weight = nn.Parameter(torch.empty(int(n_classes), int(emb_dim)))
         nn.init.xavier_uniform_(self.weight)
-    def cosine(self, emb): return F.linear(F.normalize(emb.float()), F.normalize(self.weight.float()))
-    def margin_cosine(self, cos, onehot): raise NotImplementedError
+    def cosine(self, emb): # Embeddings [B, D]
+        "Cosines [B, C] between the normalised embeddings and class centres (float32)"
+        return F.linear(F.normalize(emb.float()), F.normalize(self.weight.float()))
+    def margin_cosine(self, cos, # Cosines [B, C]
+                      onehot): # True class of each row [B, C] bool
+        "The true classes' cosines with the margin (subclasses define it)"
+        raise NotImplementedError
     def forward(self, emb, # Embeddings [B, D]
                 labels=None): # Identities [B] (training: the margin is applied to the true class); None: plain scaled cosine
         cos = self.cosine(emb)
@@ -116,23 +115,40 @@ class LinearHead(nn.Module):
                  n_classes:int): # Number of training identities
         super().__init__()
         self.fc = nn.Linear(emb_dim, n_classes)
-    def forward(self, emb, labels=None): return self.fc(emb.float())
+    def forward(self, emb, # Embeddings [B, D]
+                labels=None): # Ignored (the common signature of the heads)
+        return self.fc(emb.float())
 
+
+# %% ../../nbs/50d_face.train.ipynb #d5f0e002
 HEADS = Registry('face head')
 
 @HEADS.register('arcface')
-def arcface_head(emb_dim:int, n_classes:int, s:float|None=None, m:float|None=None, easy_margin:bool=False) -> ArcFaceHead:
+def arcface_head(emb_dim:int, # Embedding size
+                 n_classes:int, # Number of training identities
+                 s:float|None=None, # Scale; None: 30
+                 m:float|None=None, # Angular margin; None: 0.5
+                 easy_margin:bool=False # ArcFace's easy-margin variant?
+                ) -> ArcFaceHead:
     "ArcFace head, s = 30 and m = 0.5 unless given"
     return ArcFaceHead(emb_dim, n_classes, 30. if s is None else s, 0.5 if m is None else m, easy_margin)
 
 @HEADS.register('cosface')
-def cosface_head(emb_dim:int, n_classes:int, s:float|None=None, m:float|None=None, easy_margin:bool=False) -> CosFaceHead:
-    "CosFace head, s = 30 and m = 0.35 unless given (easy_margin is ignored)"
+def cosface_head(emb_dim:int, # Embedding size
+                 n_classes:int, # Number of training identities
+                 s:float|None=None, # Scale; None: 30
+                 m:float|None=None, # Cosine margin; None: 0.35
+                 easy_margin:bool=False # Ignored (the common signature of `HEADS`)
+                ) -> CosFaceHead:
+    "CosFace head, s = 30 and m = 0.35 unless given"
     return CosFaceHead(emb_dim, n_classes, 30. if s is None else s, 0.35 if m is None else m)
 
 @HEADS.register('linear')
-def linear_head(emb_dim:int, n_classes:int, s:float|None=None, m:float|None=None, easy_margin:bool=False) -> LinearHead:
-    "Plain softmax head (s, m and easy_margin are ignored)"
+def linear_head(emb_dim:int, # Embedding size
+                n_classes:int, # Number of training identities
+                s:float|None=None, m:float|None=None, easy_margin:bool=False # Ignored (the common signature of `HEADS`)
+               ) -> LinearHead:
+    "Plain softmax head"
     return LinearHead(emb_dim, n_classes)
 
 # %% ../../nbs/50d_face.train.ipynb #1aaa5170
@@ -153,15 +169,46 @@ def face_tensor(images, # Images [N, H, W] (grey), [N, H, W, 3] (RGB, channels l
 
 class FaceModel(nn.Module):
     "Embedding net + training head in one module: `forward` gives embeddings, the head is used only by the loss"
-    def __init__(self, net:nn.Module, head:nn.Module):
+    def __init__(self, net:nn.Module, # The embedding net `[B, C, H, W] -> [B, D]`
+                 head:nn.Module): # The training head (optimised, moved and saved with the net)
         super().__init__(); self.net, self.head = net, head
-    def forward(self, x): return self.net(x)
+    def forward(self, x): # Images [B, C, H, W]
+        return self.net(x)
 
 class HeadLoss:
     "Loss `(embeddings, labels) -> cross-entropy of the head's margin logits`, for `Trainer(loss_fn=...)`"
-    def __init__(self, head:nn.Module): self.head = head
-    def __call__(self, emb, y): return F.cross_entropy(self.head(emb, y), y.long())
+    def __init__(self, head:nn.Module): # A head of `HEADS`
+        self.head = head
+    def __call__(self, emb, # Embeddings [B, D]
+                 y): # Class indices [B]
+        return F.cross_entropy(self.head(emb, y), y.long())
 
+
+# %% ../../nbs/50d_face.train.ipynb #d5f0e004
+def _identities(X, y):
+    "The face batch, the identities as class indices 0..C-1, and the identity of each class"
+    X = face_tensor(X); check_xy(X, y); check_tensor(y, 'y', ndim=1, dtype_kind='i')
+    classes, yi = np.unique(y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y), return_inverse=True)
+    if len(classes) < 2: raise ValueError("y has a single identity: a recogniser needs at least 2")
+    return X, torch.from_numpy(yi), classes
+
+def _val_identities(val, classes):
+    "Validation `(X, class indices)` of training identities"
+    Xv, yv = xy_pair(val, 'val')
+    Xv, yv = face_tensor(Xv), np.asarray(yv.cpu() if isinstance(yv, torch.Tensor) else yv)
+    if not np.isin(yv, classes).all(): raise ValueError("val identities must all be training identities")
+    return Xv, torch.from_numpy(np.searchsorted(classes, yv))
+
+def _embedding_net(model, emb_dim, X):
+    "The embedding net (a `MODELS` name built with `emb_dim` outputs, or a module) and its embedding size"
+    if isinstance(model, str): net = create_model(model, num_classes=int(emb_dim), in_chans=X.shape[1])
+    elif isinstance(model, nn.Module): net = model
+    else: raise TypeError(f"model must be a MODELS name or an nn.Module, got {type(model).__name__}")
+    with torch.no_grad(), eval_mode(net): d = net(X[:2].to(module_device(net))).shape
+    if len(d) != 2: raise ValueError(f"the model must map images to embeddings [B, D], got shape {tuple(d)}")
+    return net, int(d[1])
+
+# %% ../../nbs/50d_face.train.ipynb #d5f0e006
 def train_face_recognizer(X, # Face images [N, C, H, W] float in [0, 1] (see `face_tensor`), or anything `face_tensor` takes
                           y, # Identity of each image [N] (any integers)
                           model:str|nn.Module='face-cnn', # A `MODELS` name (built with `emb_dim` outputs) or an embedding net
@@ -170,14 +217,14 @@ def train_face_recognizer(X, # Face images [N, C, H, W] float in [0, 1] (see `fa
                           lr:float=1e-3, # Learning rate
                           epochs:int=30, # Epochs
                           weight_decay:float=5e-4, # Weight decay (L2 for adam/sgd, decoupled for adamw)
-                          batch_size:int=64, # Batch size
+                          batch_size:int=64, # Batch size (under DDP: the global batch)
                           opt:str|Callable='adam', # 'adam', 'adamw', 'sgd' or `params -> Optimizer`
-                          augment:bool|Callback=True, # Random crop (shift by up to `crop_pad` pixels) + horizontal flip, False, or a callback
+                          augment:bool|Callable|Callback=True, # True: random crop (shift by up to `crop_pad` pixels) + horizontal flip; False; or a batch transform / callback
                           crop_pad:int=4, # Largest shift of the random crop, in pixels
                           margin:float|None=None, # Head margin m; default 0.5 (arcface) / 0.35 (cosface)
                           scale:float|None=None, # Head scale s; default 30
                           easy_margin:bool=False, # ArcFace's easy-margin variant?
-                          schedule:str|None='cosine', # 'cosine' (annealed to 0 over `epochs`) or None (constant lr)
+                          schedule:str|Callable|None='cosine', # 'cosine' (annealed to 0 over `epochs`), None (constant lr), or any `Trainer` scheduler
                           val:tuple|None=None, # Validation `(X, y)` with training identities, for loss/accuracy in the history
                           callbacks:Iterable[Callback]=(), # Further callbacks
                           seed:int=0, # Seed of initialisation, shuffling and augmentation
@@ -185,43 +232,18 @@ def train_face_recognizer(X, # Face images [N, C, H, W] float in [0, 1] (see `fa
                           progress:bool=False # Progress bar
                          ) -> Bunch:
     "Train a face-embedding net jointly with a margin head through `Trainer`; returns the net (eval mode), head, trainer and history"
-    X = face_tensor(X)
-    check_tensor(y, 'y', ndim=1, dtype_kind='i')
-    yn = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
-    if len(yn) != len(X): raise ValueError(f"X and y must have the same length, got {len(X)} and {len(yn)}")
-    classes, yi = np.unique(yn, return_inverse=True)
-    if len(classes) < 2: raise ValueError("y has a single identity: a recogniser needs at least 2")
+    X, yi, classes = _identities(X, y)
     check_choice(head, HEADS.names(), 'head')
     for v, n in ((epochs, 'epochs'), (batch_size, 'batch_size'), (crop_pad, 'crop_pad'), (seed, 'seed'), (emb_dim, 'emb_dim')):
         check_type(v, (int, np.integer), n); check_range(int(v), n, 0 if n in ('crop_pad', 'seed') else 1)
-    check_range(lr, 'lr', 0, lo_open=True); check_range(weight_decay, 'weight_decay', 0)
-    check_choice(schedule, ('cosine', None), 'schedule')
+    vdata = _val_identities(val, classes) if val is not None else None
     set_seed(int(seed))
-    if isinstance(model, str): net = create_model(model, num_classes=int(emb_dim), in_chans=X.shape[1])
-    elif isinstance(model, nn.Module): net = model
-    else: raise TypeError(f"model must be a MODELS name or an nn.Module, got {type(model).__name__}")
-    dev = default_device(device)
-    net = net.to(dev)
-    with torch.no_grad():
-        with eval_mode(net): d = net(X[:2].to(dev)).shape
-    if len(d) != 2: raise ValueError(f"the model must map images to embeddings [B, D], got shape {tuple(d)}")
-    hd = HEADS.create(head, int(d[1]), len(classes), scale, margin, easy_margin)
-    fm = FaceModel(net, hd)
-    if isinstance(augment, bool): cbs = [RandomCropFlip(pad=int(crop_pad), seed=int(seed))] if augment else []
-    elif isinstance(augment, Callback): cbs = [augment]
-    else: raise TypeError(f"augment must be a bool or a Callback, got {type(augment).__name__}")
-    sched = (lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=int(epochs))) if schedule == 'cosine' else None
-    tr = Trainer(fm, loss_fn=HeadLoss(hd), opt=opt, lr=lr, weight_decay=weight_decay, callbacks=cbs + list(callbacks),
-                 metrics={'accuracy': lambda e, t: accuracy(hd(e), t)}, scheduler=sched, device=dev, progress=progress)
-    n, bs = len(X), int(batch_size)
-    dl = ArrayLoader(X, torch.from_numpy(yi), bs, shuffle=True, drop_last=n % bs == 1 and n > 1, seed=int(seed), device=dev)
-    vdl = None
-    if val is not None:
-        check_type(val, (tuple, list), 'val')
-        Xv = face_tensor(val[0]); yv = np.asarray(val[1].cpu() if isinstance(val[1], torch.Tensor) else val[1])
-        if not np.isin(yv, classes).all(): raise ValueError("val identities must all be training identities")
-        vdl = ArrayLoader(Xv, torch.from_numpy(np.searchsorted(classes, yv)), 256, device=dev)
-    tr.fit(dl, vdl, epochs=int(epochs))
+    net, d = _embedding_net(model, emb_dim, X)
+    hd = HEADS.create(head, d, len(classes), scale, margin, easy_margin)
+    tr = Trainer(FaceModel(net, hd), loss_fn=HeadLoss(hd), opt=opt, lr=lr, weight_decay=weight_decay, callbacks=callbacks,
+                 augment=RandomCropFlip(pad=int(crop_pad), seed=int(seed)) if augment is True else augment or None,
+                 metrics={'accuracy': lambda e, t: accuracy(hd(e), t)}, scheduler=schedule, device=device, progress=progress)
+    tr.fit_arrays((X, yi), vdata, int(epochs), int(batch_size), int(seed), valid_batch_size=256)
     return Bunch(net=net.eval(), head=hd.eval(), trainer=tr, history=tr.history, classes=classes)
 
 @torch.no_grad()
