@@ -4,6 +4,7 @@
 
 # %% ../nbs/07_models.ipynb #17a5214e
 from __future__ import annotations
+from functools import partial
 from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
@@ -14,9 +15,9 @@ from .train import Trainer, Callback, BatchTransform, xy_pair
 from .metrics import accuracy
 
 # %% auto #0
-__all__ = ['MODELS', 'create_model', 'n_params', 'SmallCNN', 'BasicBlock', 'Bottleneck', 'ResNet', 'resnet18_cifar',
-           'resnet34_cifar', 'resnet50_cifar', 'crop_flip', 'crop_flip_params', 'random_crop_flip', 'RandomCropFlip',
-           'train_classifier']
+__all__ = ['MODELS', 'resnet18_cifar', 'resnet34_cifar', 'resnet50_cifar', 'create_model', 'n_params', 'SmallCNN', 'BasicBlock',
+           'Bottleneck', 'ResNet', 'resnet_cifar', 'crop_flip', 'crop_flip_params', 'random_crop_flip',
+           'RandomCropFlip', 'train_classifier']
 
 # %% ../nbs/07_models.ipynb #e4871e35
 MODELS = Registry('model')
@@ -144,29 +145,20 @@ class ResNet(nn.Module):
         return self.linear(torch.flatten(F.adaptive_avg_pool2d(self.forward_features(x), 1), 1))
 
 # %% ../nbs/07_models.ipynb #dacf36f6
-@MODELS.register('resnet18-cifar')
-def resnet18_cifar(num_classes:int=10, # Outputs
-                   in_chans:int=3, # Input channels
-                   stem:str='cifar' # 'cifar' (3x3 stride 1, no max-pool) or 'imagenet' (7x7/2 + max-pool)
-                  ) -> ResNet:
-    "ResNet-18 (BasicBlock, 2-2-2-2) with the CIFAR stem of pytorch-cifar (11.17 M parameters at 10 classes)"
-    return ResNet(BasicBlock, (2, 2, 2, 2), num_classes, in_chans, stem)
+_RESNET_DEPTHS = {18: (BasicBlock, (2, 2, 2, 2)), 34: (BasicBlock, (3, 4, 6, 3)), 50: (Bottleneck, (3, 4, 6, 3))}
 
-@MODELS.register('resnet34-cifar')
-def resnet34_cifar(num_classes:int=10, # Outputs
-                   in_chans:int=3, # Input channels
-                   stem:str='cifar' # 'cifar' or 'imagenet'
-                  ) -> ResNet:
-    "ResNet-34 (BasicBlock, 3-4-6-3) with the CIFAR stem of pytorch-cifar"
-    return ResNet(BasicBlock, (3, 4, 6, 3), num_classes, in_chans, stem)
+def resnet_cifar(depth:int=18, # 18 or 34 (BasicBlock), 50 (Bottleneck)
+                 num_classes:int=10, # Outputs
+                 in_chans:int=3, # Input channels
+                 stem:str='cifar' # 'cifar' (3x3 stride 1, no max-pool) or 'imagenet' (7x7/2 + max-pool)
+                ) -> ResNet:
+    "ResNet-18/34/50 (blocks 2-2-2-2, 3-4-6-3, 3-4-6-3) as in pytorch-cifar"
+    check_choice(depth, list(_RESNET_DEPTHS), 'depth')
+    return ResNet(*_RESNET_DEPTHS[depth], num_classes, in_chans, stem)
 
-@MODELS.register('resnet50-cifar')
-def resnet50_cifar(num_classes:int=10, # Outputs
-                   in_chans:int=3, # Input channels
-                   stem:str='cifar' # 'cifar' or 'imagenet'
-                  ) -> ResNet:
-    "ResNet-50 (Bottleneck, 3-4-6-3) with the CIFAR stem of pytorch-cifar"
-    return ResNet(Bottleneck, (3, 4, 6, 3), num_classes, in_chans, stem)
+resnet18_cifar = MODELS.register('resnet18-cifar', description='ResNet-18 with the CIFAR stem of pytorch-cifar (11.17 M parameters at 10 classes)')(partial(resnet_cifar, 18))
+resnet34_cifar = MODELS.register('resnet34-cifar', description='ResNet-34 with the CIFAR stem of pytorch-cifar (21.28 M parameters)')(partial(resnet_cifar, 34))
+resnet50_cifar = MODELS.register('resnet50-cifar', description='ResNet-50 (bottleneck) with the CIFAR stem of pytorch-cifar (23.52 M parameters)')(partial(resnet_cifar, 50))
 
 # %% ../nbs/07_models.ipynb #bbde653d
 def _fill_tensor(fill, C, like):
