@@ -76,7 +76,7 @@ class BasicBlock(nn.Module):
         self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.shortcut = _shortcut(in_planes, planes * self.expansion, stride)
-    def forward(self, x):
+    def forward(self, x): # Feature map [B, in_planes, H, W]
         out = F.relu(self.bn1(self.conv1(x)))
         return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
 
@@ -94,11 +94,12 @@ class Bottleneck(nn.Module):
         self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
         self.shortcut = _shortcut(in_planes, planes * self.expansion, stride)
-    def forward(self, x):
+    def forward(self, x): # Feature map [B, in_planes, H, W]
         out = F.relu(self.bn1(self.conv1(x)))
         out = F.relu(self.bn2(self.conv2(out)))
         return F.relu(self.bn3(self.conv3(out)) + self.shortcut(x))
 
+# %% ../nbs/07_models.ipynb #b7c0e002
 def _shortcut(c_in, c_out, stride):
     if stride == 1 and c_in == c_out: return nn.Sequential()   # identity (an empty Sequential, as pytorch-cifar)
     return nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False), nn.BatchNorm2d(c_out))
@@ -136,12 +137,12 @@ class ResNet(nn.Module):
             layers.append(block(self.in_planes, planes, s)); self.in_planes = planes * block.expansion
         return nn.Sequential(*layers)
 
-    def forward_features(self, x):
+    def forward_features(self, x): # Images [B, in_chans, H, W]
         "Feature map of the last stage `[B, 512 * expansion, H', W']`"
         x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
-    def forward(self, x):
+    def forward(self, x): # Images [B, in_chans, H, W]
         return self.linear(torch.flatten(F.adaptive_avg_pool2d(self.forward_features(x), 1), 1))
 
 # %% ../nbs/07_models.ipynb #dacf36f6
@@ -187,6 +188,7 @@ def crop_flip(x:torch.Tensor, # Images [B, C, H, W]
     c = torch.arange(C, device=x.device)[None, :, None, None]
     return xp[b, c, rows[:, None, :, None], cols[:, None, None, :]]
 
+# %% ../nbs/07_models.ipynb #b7c0e004
 def crop_flip_params(n:int, # Images in the batch (under DDP: in the global batch)
                      pad:int=4, # Largest translation in pixels
                      generator:torch.Generator|None=None, # Randomness (its device is where the draws live); None: PyTorch's global generator
@@ -237,6 +239,7 @@ def _image_pair(data, name):
     check_tensor(X, f'{name} X', ndim=4, dtype_kind='f', finite=False); check_tensor(y, f'{name} y', ndim=1, dtype_kind='i')
     return X, (y.long() if isinstance(y, torch.Tensor) else torch.from_numpy(np.asarray(y, dtype=np.int64)))
 
+# %% ../nbs/07_models.ipynb #b7c0e005
 def train_classifier(model:nn.Module, # The network (moved to `device`)
                      train:tuple, # Training data `(X [N, C, H, W] float, already normalised; y [N] int)`
                      val:tuple|None=None, # Validation data `(X, y)`, or None

@@ -81,6 +81,7 @@ class CosineHead(nn.Module):
         return self.s * torch.where(onehot, self.margin_cosine(cos, onehot), cos)
     def extra_repr(self): return f"emb_dim={self.weight.shape[1]}, n_classes={self.weight.shape[0]}, s={self.s}, m={self.m}"
 
+# %% ../../nbs/50d_face.train.ipynb #d5f0e007
 class ArcFaceHead(CosineHead):
     "Additive angular margin (ArcFace): the true class's logit is s cos(theta + m)"
     def __init__(self, emb_dim:int, # Embedding size
@@ -93,12 +94,15 @@ class ArcFaceHead(CosineHead):
         self.easy_margin = check_type(easy_margin, bool, 'easy_margin')
         self.cos_m, self.sin_m = math.cos(m), math.sin(m)
         self.th, self.mm = math.cos(math.pi - m), math.sin(math.pi - m) * m
-    def margin_cosine(self, cos, onehot):
+    def margin_cosine(self, cos, # Cosines [B, C]
+                      onehot): # True class of each row [B, C] bool
+        "cos(theta + m) for the true classes (see the fallback below)"
         sine = (1 - cos * cos).clamp(1e-7, 1).sqrt()          # 1e-7 (the reference: 0) keeps the gradient finite at |cos| = 1
         phi = cos * self.cos_m - sine * self.sin_m             # cos(theta + m)
         if self.easy_margin: return torch.where(cos > 0, phi, cos)
         return torch.where(cos > self.th, phi, cos - self.mm)  # theta + m > pi: fall back to the CosFace-like cos - m sin(m)
 
+# %% ../../nbs/50d_face.train.ipynb #d5f0e008
 class CosFaceHead(CosineHead):
     "Additive cosine margin (CosFace / large-margin cosine loss): the true class's logit is s (cos(theta) - m)"
     def __init__(self, emb_dim:int, # Embedding size
@@ -107,7 +111,10 @@ class CosFaceHead(CosineHead):
                  m:float=0.35): # Cosine margin
         check_range(m, 'm', 0, 1)
         super().__init__(emb_dim, n_classes, s, m)
-    def margin_cosine(self, cos, onehot): return cos - self.m
+    def margin_cosine(self, cos, # Cosines [B, C]
+                      onehot): # True class of each row [B, C] bool
+        "cos(theta) - m"
+        return cos - self.m
 
 class LinearHead(nn.Module):
     "Plain softmax classifier on the embedding (labels are ignored)"
@@ -118,7 +125,6 @@ class LinearHead(nn.Module):
     def forward(self, emb, # Embeddings [B, D]
                 labels=None): # Ignored (the common signature of the heads)
         return self.fc(emb.float())
-
 
 # %% ../../nbs/50d_face.train.ipynb #d5f0e002
 HEADS = Registry('face head')
@@ -146,7 +152,9 @@ def cosface_head(emb_dim:int, # Embedding size
 @HEADS.register('linear')
 def linear_head(emb_dim:int, # Embedding size
                 n_classes:int, # Number of training identities
-                s:float|None=None, m:float|None=None, easy_margin:bool=False # Ignored (the common signature of `HEADS`)
+                s:float|None=None, # Ignored (the common signature of `HEADS`)
+                m:float|None=None, # Ignored
+                easy_margin:bool=False # Ignored
                ) -> LinearHead:
     "Plain softmax head"
     return LinearHead(emb_dim, n_classes)
@@ -246,6 +254,7 @@ def train_face_recognizer(X, # Face images [N, C, H, W] float in [0, 1] (see `fa
     tr.fit_arrays((X, yi), vdata, int(epochs), int(batch_size), int(seed), valid_batch_size=256)
     return Bunch(net=net.eval(), head=hd.eval(), trainer=tr, history=tr.history, classes=classes)
 
+# %% ../../nbs/50d_face.train.ipynb #d5f0e009
 @torch.no_grad()
 def embed(net:nn.Module, # An embedding net
           X, # Images (anything `face_tensor` takes)
