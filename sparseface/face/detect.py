@@ -4,14 +4,14 @@
 
 # %% ../../nbs/50a_face.detect.ipynb #cc7e3d58
 from __future__ import annotations
-import os, sys, math, json, hashlib, functools, importlib, importlib.util
+import os, math, json, hashlib, functools, importlib, importlib.util
 from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.utils import Bunch
 from ..core import check_type, check_choice, check_range, check_tensor, DataNotFoundError
-from ..data import data_path, data_available, register_dataset, DATASETS
+from ..data import data_path, register_dataset, DATASETS
 
 # %% auto #0
 __all__ = ['INSTALL_FACE', 'MODEL_FILES', 'MIN_SIZE', 'DETECTORS', 'DLIB_TEMPLATE_5', 'ARCFACE_TEMPLATE', 'TEMPLATES',
@@ -40,6 +40,7 @@ def model_file(name:str # One of `MODEL_FILES`: 'shape_predictor_5', 'shape_pred
 
 # %% ../../nbs/50a_face.detect.ipynb #fa0a0005
 def _has_dlib() -> bool:
+    "True when `dlib` can be found (without importing it)"
     try: return importlib.util.find_spec('dlib') is not None
     except (ImportError, ValueError): return False
 
@@ -145,7 +146,9 @@ def detect_faces(image, # uint8 image [H, W] or [H, W, 3] (RGB)
     return boxes[order], scores[order]
 
 # %% ../../nbs/50a_face.detect.ipynb #10e48c54
-def _as_boxes(boxes, name='boxes'):
+def _as_boxes(boxes, # (N, 4) or (4,) boxes: array or tensor
+              name:str='boxes' # Argument name for messages
+             ) -> np.ndarray:
     "Boxes as float64 (N, 4) from an array, tensor or one (4,) box"
     check_tensor(boxes, name, dtype_kind='fiu')
     b = np.asarray(boxes.detach().cpu() if isinstance(boxes, torch.Tensor) else boxes, np.float64)
@@ -215,7 +218,9 @@ def _umeyama_2d(s:torch.Tensor, # Source points [B, P, 2]
     return torch.cat([A, t[..., None]], -1)
 
 # %% ../../nbs/50a_face.detect.ipynb #fd0a0009
-def _as_points(x, name):
+def _as_points(x, # Points [P, 2] or [B, P, 2]: array or tensor
+               name:str # Argument name for messages
+              ) -> torch.Tensor:
     "Points as a floating tensor [P, 2] or [B, P, 2]"
     check_tensor(x, name, dtype_kind='fiu')
     x = torch.as_tensor(x)
@@ -368,8 +373,13 @@ def align_faces(images, # Images [B, C, H, W] (float in [0,1], or uint8 -> /255)
     return _align_arcface(x, p, T, size, antialias, points_order)
 
 # %% ../../nbs/50a_face.detect.ipynb #b8d18bd9
-def _rotate(c, p, a): return c + (p - c) @ np.array([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]])
-def _corners(r): return np.array([[r[0], r[1]], [r[2], r[1]], [r[0], r[3]], [r[2], r[3]]])
+def _rotate(c, p, a): # centre, points, angle
+    "Points `p` rotated by `a` about `c` (dlib's `rotate_point`)"
+    return c + (p - c) @ np.array([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]])
+
+def _corners(r): # rectangle [l, t, r, b]
+    "Its corners: top-left, top-right, bottom-left, bottom-right"
+    return np.array([[r[0], r[1]], [r[2], r[1]], [r[0], r[3]], [r[2], r[3]]])
 
 def _pyramid_down(x:torch.Tensor # Integer-valued float images [C, H, W]
                  ) -> torch.Tensor:

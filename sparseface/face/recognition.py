@@ -20,6 +20,7 @@ __all__ = ['DLIB_RESNET_BLOCKS', 'RECOGNIZERS', 'parse_dlib_net', 'read_dlib_net
 # %% ../../nbs/50b_face.recognition.ipynb #8ff75d75
 class _ByteReader:
     "Bounds-checked reader of dlib's scalar serialisation primitives (integers, strings, floats, bools) over a byte buffer"
+    # Every read method takes `what`, the field's name for error messages; `int` also takes its size limit `nbytes` and bounds `lo`, `hi`
     def __init__(self, buf:bytes, # The whole file, in memory
                  source:str='<bytes>' # Name used in error messages
                 ):

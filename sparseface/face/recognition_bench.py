@@ -5,13 +5,12 @@
 # %% ../../nbs/50g_face.recognition_bench.ipynb #5a9e0004
 from __future__ import annotations
 import time, statistics
-import numpy as np
 import torch
 from torch import nn
 from ..core import BENCHMARKS, check_type, check_range, default_device, module_device
 from ..data import load_dataset, data_available
 from .detect import dlib_available, import_dlib, model_file, crop_faces
-from .recognition import DlibResNet, load_recognizer, to_dlib_chips
+from .recognition import load_recognizer, to_dlib_chips
 from .recognition_repro import lfw_views
 
 # %% auto #0

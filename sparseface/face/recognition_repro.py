@@ -172,7 +172,8 @@ class _ImageUploads:
         finally: self._paused = False
         dd.value = key                                           # redraws
         return key
-    def _on_upload(self, change):
+    def _on_upload(self, change): # The FileUpload's value change
+        "Add every uploaded file that reads as an image; report the others in the summary"
         for f in change['new']:                                   # ipywidgets 8: a tuple of {'name', 'content', ...}
             try: im = np.asarray(Image.open(io.BytesIO(bytes(f['content']))).convert('RGB'))
             except Exception as e: self.text.value = f"could not read {f['name']!r} as an image: {e}"; continue
