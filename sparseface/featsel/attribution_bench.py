@@ -25,11 +25,13 @@ __all__ = ['RANKING_METHODS', 'ATTRIBUTION_BENCH_SETS', 'rank_features', 'compar
 RANKING_METHODS = ('set-attr', 'lassonet', 'mutual_info', 'extra_trees', 'neurofs')
 
 def rank_features(method:str, # One of `RANKING_METHODS`
-                  X, y, # Training split
+                  X, # Training features
+                  y, # Training labels
                   seed:int=0, # Seed
                   quick:bool=True, # Smaller budgets (fewer epochs; a coarser LassoNet path)
                   device=None, # Device for the neural methods
-                  k:int=50) -> np.ndarray: # Features to select, for methods whose training depends on it (NeuroFS's removal schedule)
+                  k:int=50 # Features to select, for methods whose training depends on it (NeuroFS's removal schedule)
+                 ) -> np.ndarray:
     "Feature ranking (most important first) of `method` fitted on `(X, y)`"
     check_choice(method, RANKING_METHODS, 'method')
     if method == 'neurofs':  # quick: the quick reproduction's network; full: the paper's (3 x 1000, 100 epochs, batch 20 on small sets)
@@ -50,13 +52,15 @@ def rank_features(method:str, # One of `RANKING_METHODS`
     return np.argsort(-m.feature_importances_.cpu().numpy(), kind='stable')
 
 # %% ../../nbs/12b_featsel.attribution_bench.ipynb #a1d8f2da
-def compare_methods(X, y, # A whole dataset
+def compare_methods(X, # Features of a whole dataset
+                    y, # Its class labels
                     ks=(50, 100), # Numbers of features
                     methods=RANKING_METHODS, # Methods to compare
                     seed:int=0, # Seed of every method
                     quick:bool=True, # Quick budgets (see `rank_features`)
                     device=None, # Device of the neural methods
-                    progress:bool=False) -> list[dict]: # Progress bar
+                    progress:bool=False # Progress bar
+                   ) -> list[dict]:
     "SVC accuracy at each K and fit seconds of every method on one fixed 80/20 split (seed 42)"
     Xtr, Xte, ytr, yte = fixed_split(X, y)
     rows = []
@@ -72,7 +76,8 @@ def attribution_overhead(n:int=2000, # Samples of the synthetic problem
                          hidden=(1000, 100), # Hidden widths of the MLP
                          batch_size:int=100, # Batch size
                          repeats:int=5, # Repeats (the median is reported)
-                         device=None) -> dict: # Device
+                         device=None # Device
+                        ) -> dict:
     "Median time of an epoch that accumulates Attr divided by a plain epoch (same model, data, seed)"
     g = torch.Generator().manual_seed(0)
     X, y = torch.randn(n, d, generator=g), torch.randint(0, n_classes, (n,), generator=g)

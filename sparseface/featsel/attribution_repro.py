@@ -8,6 +8,7 @@ import functools
 from typing import Iterable
 import numpy as np
 from tqdm.auto import tqdm
+from fastcore.basics import patch
 from ..core import REPRODUCTIONS
 from ..data import load_dataset, make_madelon
 from ..widgets import Demo, DEMOS
@@ -118,7 +119,7 @@ def reproduce_attribution(ctx # The reproduction context (quick, data, device, s
 
 # %% ../../nbs/12a_featsel.attribution_repro.ipynb #e23fb5a4
 ATTRIBUTION_DEMO_SETS = {'digits': lambda: load_dataset('digits'),
-             'madelon-synthetic': lambda: make_madelon(n_samples=600, n_features=64, n_informative=8, n_redundant=0, n_clusters_per_class=1, class_sep=1.5, seed=0)}
+                         'madelon-synthetic': lambda: make_madelon(n_samples=600, n_features=64, n_informative=8, n_redundant=0, n_clusters_per_class=1, class_sep=1.5, seed=0)}
 
 @functools.lru_cache(maxsize=32)
 def attribution_demo_fit(dataset:str, # A name in `ATTRIBUTION_DEMO_SETS`
@@ -134,43 +135,63 @@ def attribution_demo_fit(dataset:str, # A name in `ATTRIBUTION_DEMO_SETS`
     ks = np.unique(np.linspace(1, ds.X.shape[1], 12).astype(int))
     return sel, ds, {int(k): svc_accuracy(Xtr, ytr, Xte, yte, sel.ranking_[:k]) for k in ks}, (Xtr, Xte, ytr, yte)
 
+# %% ../../nbs/12a_featsel.attribution_repro.ipynb #e23fb5a5
 @DEMOS.register('feature-selection')
 class FeatureSelectionDemo(Demo):
     "Feature selection with a (sparse) MLP: scores, selected features, accuracy vs K, mask density"
     title = 'Feature selection with sparse networks (paper 1)'
     description = 'Train a dense, SET or RigL MLP, score the features with QS or Attr, keep the top K; SVC accuracy with them.'
     def controls(self):
+        "Dataset, algorithm, metric, density and K"
         import ipywidgets as W
         return {'dataset': W.Dropdown(options=list(ATTRIBUTION_DEMO_SETS), value='digits', description='dataset'),
                 'algorithm': W.Dropdown(options=['dense', 'set', 'rigl'], value='set', description='algorithm'),
                 'metric': W.Dropdown(options=['attr', 'qs'], value='attr', description='metric'),
                 'density': W.FloatSlider(value=0.2, min=0.05, max=1.0, step=0.05, description='density'),
                 'k': W.IntSlider(value=10, min=1, max=64, description='K')}
-    def measure(self, dataset, algorithm, metric, density, k):
+    def measure(self, dataset:str, # A name in `ATTRIBUTION_DEMO_SETS`
+                      algorithm:str, # 'dense', 'set' or 'rigl'
+                      metric:str, # 'attr' or 'qs'
+                      density:float, # Density of the sparse MLP
+                      k:int): # Features kept (K)
+        "(selector, dataset, accuracy curve, SVC accuracy at K) of the cached fit"
         sel, ds, curve, (Xtr, Xte, ytr, yte) = attribution_demo_fit(dataset, algorithm, metric, round(float(density), 2))
         return sel, ds, curve, svc_accuracy(Xtr, ytr, Xte, yte, sel.ranking_[:k])
-    def summary(self, dataset, algorithm, metric, density, k):
+    def summary(self, dataset:str, # A name in `ATTRIBUTION_DEMO_SETS`
+                      algorithm:str, # 'dense', 'set' or 'rigl'
+                      metric:str, # 'attr' or 'qs'
+                      density:float, # Density of the sparse MLP
+                      k:int): # Features kept (K)
+        "One line: the accuracy at K and, on the synthetic set, the informative features found"
         sel, ds, curve, acc = self.measure(dataset, algorithm, metric, density, k)
         extra = f"; {len(set(sel.ranking_[:k]) & set(ds.informative))} of {len(ds.informative)} informative in the top-{k}" if ds.get('informative') is not None else ''
         return f"{algorithm}-{metric} on {dataset}: SVC accuracy with the top-{k} features = {acc:.3f}{extra}"
-    def render(self, dataset, algorithm, metric, density, k):
-        import matplotlib.pyplot as plt
-        from sparseface.sparse.dst import plot_density
-        sel, ds, curve, acc = self.measure(dataset, algorithm, metric, density, k)
-        fig, axs = plt.subplots(1, 4, figsize=(11, 2.6), dpi=72)
-        top = sel.ranking_[:k]
-        if dataset == 'digits':
-            axs[0].imshow(sel.scores_.reshape(8, 8), cmap='magma'); axs[0].axis('off')
-            m = np.zeros(64); m[top] = 1; axs[1].imshow(m.reshape(8, 8), cmap='gray'); axs[1].axis('off')
-        else:
-            c = np.where(np.isin(np.arange(len(sel.scores_)), ds.informative), 'C3', 'C0')
-            axs[0].bar(np.arange(len(sel.scores_)), sel.scores_, color=c, width=1.0); axs[0].set_xlabel('feature (red: informative)', fontsize=8)
-            axs[1].bar(np.arange(len(sel.scores_)), np.isin(np.arange(len(sel.scores_)), top), color=c, width=1.0); axs[1].set_yticks([])
-        axs[0].set_title(f'{metric} scores', fontsize=9); axs[1].set_title(f'top-{k}', fontsize=9)
-        axs[2].plot(list(curve), list(curve.values()), marker='.'); axs[2].axvline(k, color='k', lw=.8)
-        axs[2].set_xlabel('K', fontsize=8); axs[2].set_title(f'SVC accuracy ({acc:.3f} at K={k})', fontsize=9); axs[2].grid(alpha=.3)
-        if sel.dst_history_: plot_density(sel.dst_history_, ax=axs[3]); axs[3].legend(fontsize=6)
-        else: axs[3].text(0.5, 0.5, 'dense: no masks', ha='center', va='center'); axs[3].axis('off')
-        axs[3].set_title('mask density per layer', fontsize=9)
-        fig.tight_layout()
-        return fig
+
+# %% ../../nbs/12a_featsel.attribution_repro.ipynb #e23fb5a6
+@patch
+def render(self:FeatureSelectionDemo, dataset:str, # A name in `ATTRIBUTION_DEMO_SETS`
+                                      algorithm:str, # 'dense', 'set' or 'rigl'
+                                      metric:str, # 'attr' or 'qs'
+                                      density:float, # Density of the sparse MLP
+                                      k:int): # Features kept (K)
+    "Scores, the selected features, the accuracy against K and the mask density during training"
+    import matplotlib.pyplot as plt
+    from sparseface.sparse.dst import plot_density
+    sel, ds, curve, acc = self.measure(dataset, algorithm, metric, density, k)
+    fig, axs = plt.subplots(1, 4, figsize=(11, 2.6), dpi=72)
+    top = sel.ranking_[:k]
+    if dataset == 'digits':
+        axs[0].imshow(sel.scores_.reshape(8, 8), cmap='magma'); axs[0].axis('off')
+        m = np.zeros(64); m[top] = 1; axs[1].imshow(m.reshape(8, 8), cmap='gray'); axs[1].axis('off')
+    else:
+        c = np.where(np.isin(np.arange(len(sel.scores_)), ds.informative), 'C3', 'C0')
+        axs[0].bar(np.arange(len(sel.scores_)), sel.scores_, color=c, width=1.0); axs[0].set_xlabel('feature (red: informative)', fontsize=8)
+        axs[1].bar(np.arange(len(sel.scores_)), np.isin(np.arange(len(sel.scores_)), top), color=c, width=1.0); axs[1].set_yticks([])
+    axs[0].set_title(f'{metric} scores', fontsize=9); axs[1].set_title(f'top-{k}', fontsize=9)
+    axs[2].plot(list(curve), list(curve.values()), marker='.'); axs[2].axvline(k, color='k', lw=.8)
+    axs[2].set_xlabel('K', fontsize=8); axs[2].set_title(f'SVC accuracy ({acc:.3f} at K={k})', fontsize=9); axs[2].grid(alpha=.3)
+    if sel.dst_history_: plot_density(sel.dst_history_, ax=axs[3]); axs[3].legend(fontsize=6)
+    else: axs[3].text(0.5, 0.5, 'dense: no masks', ha='center', va='center'); axs[3].axis('off')
+    axs[3].set_title('mask density per layer', fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -56,7 +56,8 @@ class RankingSelector(SelectorMixin, BaseEstimator):
         return mask
 
 # %% ../../nbs/12_featsel.core.ipynb #6c71501b
-def fixed_split(X, y, # The whole dataset (dense or scipy sparse X)
+def fixed_split(X, # Features of the whole dataset (dense or scipy sparse)
+                y, # Its class labels
                 test_size:float=0.2, # Fraction held out for testing
                 stratify:bool=True, # Stratify by class (when every class has two samples at least)
                 seed:int=42): # Seed of the split (the papers': 42)
@@ -66,7 +67,10 @@ def fixed_split(X, y, # The whole dataset (dense or scipy sparse X)
     return train_test_split(X, ys, test_size=test_size, random_state=seed, stratify=strat)
 
 # %% ../../nbs/12_featsel.core.ipynb #31cc8add
-def selection_accuracy(X_train, y_train, X_test, y_test, # The split (raw features; dense or scipy sparse)
+def selection_accuracy(X_train, # Training features (raw; dense or scipy sparse)
+                       y_train, # Training labels
+                       X_test, # Test features
+                       y_test, # Test labels
                        features:Iterable[int], # Column indices to use
                        classifier=None, # A scikit-learn classifier (cloned); default `SVC()` (RBF, defaults)
                        standardize:bool=True): # Standardise the columns on the training split first (False: use them as given)
@@ -79,8 +83,12 @@ def selection_accuracy(X_train, y_train, X_test, y_test, # The split (raw featur
     clf = SVC() if classifier is None else clone(classifier)
     return float(clf.fit(A, y_train).score(B, y_test))
 
-def svc_accuracy(X_train, y_train, X_test, y_test, # The split (raw features)
-                 features:Iterable[int]) -> float: # Column indices to use
+def svc_accuracy(X_train, # Training features (raw)
+                 y_train, # Training labels
+                 X_test, # Test features
+                 y_test, # Test labels
+                 features:Iterable[int] # Column indices to use
+                ) -> float:
     "Test accuracy of `SVC()` (RBF, defaults) trained on the standardised `features` columns (the paper's protocol)"
     return selection_accuracy(X_train, y_train, X_test, y_test, features)
 
@@ -89,7 +97,10 @@ def default_classifiers() -> dict:
     "SVC (defaults), 1-NN (brute force) and ExtraTrees (50 trees, seed 0): the classifiers of the NeuroFS protocol, by name"
     return {'svc': SVC(), '1nn': KNeighborsClassifier(1, algorithm='brute'), 'extra_trees': ExtraTreesClassifier(50, random_state=0, n_jobs=1)}
 
-def classifier_accuracies(Xtr, ytr, Xte, yte, # The split
+def classifier_accuracies(Xtr, # Training features (raw)
+                          ytr, # Training labels
+                          Xte, # Test features
+                          yte, # Test labels
                           features, # Column indices to use
                           standardize:bool=True # Standardise the columns on the training split first
                          ) -> dict:
@@ -98,14 +109,16 @@ def classifier_accuracies(Xtr, ytr, Xte, yte, # The split
 
 # %% ../../nbs/12_featsel.core.ipynb #9288b0ba
 def coverage(selected:Iterable[int], # Selected feature indices
-             informative:Iterable[int]) -> float: # Truly informative indices
+             informative:Iterable[int] # Truly informative indices
+            ) -> float:
     "Fraction of `selected` that is informative"
     s = list(selected)
     return len(set(s) & set(informative)) / max(len(s), 1)
 
 # %% ../../nbs/12_featsel.core.ipynb #61711143
 def evaluate_selector(selector:RankingSelector, # An unfitted selector (`random_state` and `n_features` are set per run)
-                      X, y, # The whole dataset
+                      X, # Features of the whole dataset
+                      y, # Its class labels
                       ks:Iterable[int]=(25, 50, 75, 100, 200), # Numbers of features to evaluate (those <= d)
                       seeds:Iterable[int]=(0,), # Seeds of the runs
                       classifiers:dict|None=None, # name -> scikit-learn classifier; default {'svc': SVC()}
@@ -114,7 +127,8 @@ def evaluate_selector(selector:RankingSelector, # An unfitted selector (`random_
                       all_features:bool=False, # Also score every classifier on all the features
                       record:Callable|None=None, # `record(fitted selector) -> dict` of numbers kept for each fit
                       test_size:float=0.2, # Fraction held out for testing (fixed split, seed 42)
-                      progress:bool=False) -> dict: # Progress bar
+                      progress:bool=False # Progress bar
+                     ) -> dict:
     "The papers' protocol: `{'accuracy': {clf: {k: (mean, std)}}, 'fits': [...], 'last': fitted selector}` (+ 'all_features')"
     Xtr, Xte, ytr, yte = fixed_split(X, y, test_size, stratify)
     ks, clfs = [k for k in ks if k <= X.shape[1]], {'svc': SVC()} if classifiers is None else dict(classifiers)

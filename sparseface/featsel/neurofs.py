@@ -50,20 +50,22 @@ class InputEvolution:
         self.protect[drop] = 0
         return keep, drop, n_upd
 
-    def _mature_keep(self, strength, active, top, n_rm, n_upd):
-        "Keep the inputs regrown last epoch and the strongest mature ones; swap fewer if too few mature inputs are weak"
-        immature = (self.protect < 1) & active
-        mature = active & ~immature
-        n_prime = int(mature.sum() - (mature & top).sum())
-        mi = mature.nonzero().squeeze(1)
-        keep = torch.zeros(self.d, dtype=torch.bool)
-        keep[mi[strength[mi].topk(len(mi) - n_prime).indices]] = True
-        keep |= immature
-        self.protect[keep] += 1
-        if n_prime < n_rm + n_upd:
-            n_upd = n_prime - n_rm
-            if n_upd < 0: self.R += n_prime - n_rm; n_upd = 0
-        return keep, n_upd
+# %% ../../nbs/13_featsel.neurofs.ipynb #2e101b5f
+@patch
+def _mature_keep(self:InputEvolution, strength, active, top, n_rm, n_upd):
+    "Keep the inputs regrown last epoch and the strongest mature ones; swap fewer if too few mature inputs are weak"
+    immature = (self.protect < 1) & active
+    mature = active & ~immature
+    n_prime = int(mature.sum() - (mature & top).sum())
+    mi = mature.nonzero().squeeze(1)
+    keep = torch.zeros(self.d, dtype=torch.bool)
+    keep[mi[strength[mi].topk(len(mi) - n_prime).indices]] = True
+    keep |= immature
+    self.protect[keep] += 1
+    if n_prime < n_rm + n_upd:
+        n_upd = n_prime - n_rm
+        if n_upd < 0: self.R += n_prime - n_rm; n_upd = 0
+    return keep, n_upd
 
 # %% ../../nbs/13_featsel.neurofs.ipynb #d9364e23
 def regrowth_gradients(trainer:Trainer, # The running trainer (model, loss, device)

@@ -50,7 +50,8 @@ def fit_peak_memory(kind:str='neurofs-sparse', # One of `MEMORY_KINDS`
                     hidden:int=1000, # NeuroFS hidden width (3 layers)
                     epochs:int=2, # NeuroFS epochs (LassoNet: iterations per penalty = 10x this, then this)
                     threads:int|None=None, # torch threads in the subprocess
-                    timeout:float|None=None) -> dict: # Seconds before the subprocess is killed
+                    timeout:float|None=None # Seconds before the subprocess is killed
+                   ) -> dict:
     "Peak resident memory of one fit on `make_sparse_problem(n, d)` in a fresh process (Linux): MiB above the loaded data and in total, and seconds"
     check_choice(kind, MEMORY_KINDS, 'kind')
     for v, nm in ((d, 'd'), (n, 'n'), (hidden, 'hidden'), (epochs, 'epochs')): check_range(v, nm, 1)

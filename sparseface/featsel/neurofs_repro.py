@@ -53,7 +53,8 @@ def paper_scaling(X, # A whole dataset
     return (MinMaxScaler() if kind == 'minmax' else StandardScaler()).fit_transform(np.asarray(X, dtype=np.float64))
 
 def table7_protocol(selector:NeuroFS, # An unfitted selector
-                    X, y, # The whole dataset
+                    X, # Features of the whole dataset
+                    y, # Its class labels
                     K:int, # Features to select
                     seeds:Iterable[int], # Seeds of the runs
                     standardize:bool=True # Standardise the selected columns on the training split
@@ -92,6 +93,7 @@ def reproduce_neurofs_full(ctx, # The reproduction context (`ctx.data`: the data
     ctx.deviation('USPS: the 11,000-sample variant of featsel/USPS.mat (the paper used 9,298 samples).')
     return numbers
 
+# %% ../../nbs/13a_featsel.neurofs_repro.ipynb #533d3abb
 @REPRODUCTIONS.register('neurofs', title='Paper 2: NeuroFS, feature selection by input-neuron evolution', paper=2)
 def reproduce_neurofs(ctx # The reproduction context (quick, data, device, seed, progress)
                      ) -> dict:
@@ -126,12 +128,15 @@ class NeuroFSDemo(Demo):
     title = 'NeuroFS: input-neuron evolution (paper 2)'
     description = 'Active input neurons (pixels) of the sparse MLP at each epoch, their count, and the final top-20 pixels.'
     def controls(self):
+        "The epoch to show"
         import ipywidgets as W
         return {'epoch': W.IntSlider(value=30, min=0, max=30, description='epoch')}
-    def summary(self, epoch):
+    def summary(self, epoch:int): # Epoch (0 = before training)
+        "How many input neurons are active at that epoch"
         nf = _digits_neurofs()
         return f"epoch {epoch}: {int(nf.active_history_[epoch].sum())} of 64 input neurons active"
-    def render(self, epoch):
+    def render(self, epoch:int): # Epoch (0 = before training)
+        "The active inputs at that epoch, their count over the epochs, and the selected pixels"
         import matplotlib.pyplot as plt
         nf = _digits_neurofs()
         fig, axs = plt.subplots(1, 3, figsize=(8, 2.6), dpi=72)

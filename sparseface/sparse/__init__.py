@@ -8,11 +8,11 @@ __all__ = ['DISTRIBUTIONS', 'SparseLayer', 'MaskedMixin', 'MaskedLinear', 'Maske
            'sparsify', 'to_sparse', 'count_params', 'memory_bytes', 'output_positions', 'forward_flops',
            'training_flops', 'peak_train_memory', 'PRUNE_RULES', 'GROW_RULES', 'SCHEDULES', 'BUDGETS',
            'magnitude_prune', 'signed_magnitude_prune', 'random_prune', 'random_grow', 'bernoulli_grow',
-           'gradient_grow', 'ConstantSchedule', 'CosineSchedule', 'as_schedule', 'KeepBudget', 'PalsBudget',
-           'TargetBudget', 'as_budget', 'DSTEngine', 'DSTCallback', 'plot_density', 'FlopsCounter', 'input_degree',
-           'active_inputs', 'input_strength', 'remove_inputs', 'prune_connections', 'input_blocks', 'dense_score',
-           'random_score', 'as_block_score', 'input_score', 'InputGradient', 'top_positions', 'grow_connections',
-           'restore_budget']
+           'gradient_grow', 'ConstantSchedule', 'CosineSchedule', 'as_schedule', 'BudgetPolicy', 'KeepBudget',
+           'PalsBudget', 'TargetBudget', 'as_budget', 'DSTEngine', 'DSTCallback', 'plot_density', 'FlopsCounter',
+           'input_degree', 'active_inputs', 'input_strength', 'remove_inputs', 'prune_connections', 'input_blocks',
+           'dense_score', 'random_score', 'as_block_score', 'input_score', 'InputGradient', 'top_positions',
+           'grow_connections', 'restore_budget']
 
 # %% ../../nbs/10_sparse.ipynb #10a0e002
 from .layers import (DISTRIBUTIONS, SparseLayer, MaskedMixin, MaskedLinear,
@@ -24,12 +24,12 @@ from .layers import (DISTRIBUTIONS, SparseLayer, MaskedMixin, MaskedLinear,
 from .dst import (PRUNE_RULES, GROW_RULES, SCHEDULES, BUDGETS, magnitude_prune,
                                    signed_magnitude_prune, random_prune, random_grow, bernoulli_grow,
                                    gradient_grow, ConstantSchedule, CosineSchedule, as_schedule,
-                                   KeepBudget, PalsBudget, TargetBudget, as_budget, DSTEngine,
-                                   DSTCallback, plot_density, FlopsCounter, input_degree,
-                                   active_inputs, input_strength, remove_inputs, prune_connections,
-                                   input_blocks, dense_score, random_score, as_block_score,
-                                   input_score, InputGradient, top_positions, grow_connections,
-                                   restore_budget)
+                                   BudgetPolicy, KeepBudget, PalsBudget, TargetBudget, as_budget,
+                                   DSTEngine, DSTCallback, plot_density, FlopsCounter,
+                                   input_degree, active_inputs, input_strength, remove_inputs,
+                                   prune_connections, input_blocks, dense_score, random_score,
+                                   as_block_score, input_score, InputGradient, top_positions,
+                                   grow_connections, restore_budget)
 
 # %% ../../nbs/10_sparse.ipynb #10a0e003
 _all_ = ['DISTRIBUTIONS', 'SparseLayer', 'MaskedMixin', 'MaskedLinear', 'MaskedConv1d', 'MaskedConv2d',
@@ -38,7 +38,8 @@ _all_ = ['DISTRIBUTIONS', 'SparseLayer', 'MaskedMixin', 'MaskedLinear', 'MaskedC
          'output_positions', 'forward_flops', 'training_flops', 'peak_train_memory', 'PRUNE_RULES',
          'GROW_RULES', 'SCHEDULES', 'BUDGETS', 'magnitude_prune', 'signed_magnitude_prune', 'random_prune',
          'random_grow', 'bernoulli_grow', 'gradient_grow', 'ConstantSchedule', 'CosineSchedule',
-         'as_schedule', 'KeepBudget', 'PalsBudget', 'TargetBudget', 'as_budget', 'DSTEngine', 'DSTCallback',
-         'plot_density', 'FlopsCounter', 'input_degree', 'active_inputs', 'input_strength', 'remove_inputs',
-         'prune_connections', 'input_blocks', 'dense_score', 'random_score', 'as_block_score', 'input_score',
-         'InputGradient', 'top_positions', 'grow_connections', 'restore_budget']
+         'as_schedule', 'BudgetPolicy', 'KeepBudget', 'PalsBudget', 'TargetBudget', 'as_budget', 'DSTEngine',
+         'DSTCallback', 'plot_density', 'FlopsCounter', 'input_degree', 'active_inputs', 'input_strength',
+         'remove_inputs', 'prune_connections', 'input_blocks', 'dense_score', 'random_score',
+         'as_block_score', 'input_score', 'InputGradient', 'top_positions', 'grow_connections',
+         'restore_budget']

@@ -19,10 +19,10 @@ from .layers import SparseLayer, MaskedMixin, SparseLinear, sparse_layers, outpu
 # %% auto #0
 __all__ = ['PRUNE_RULES', 'GROW_RULES', 'SCHEDULES', 'BUDGETS', 'magnitude_prune', 'signed_magnitude_prune', 'random_prune',
            'random_grow', 'bernoulli_grow', 'gradient_grow', 'ConstantSchedule', 'CosineSchedule', 'as_schedule',
-           'KeepBudget', 'PalsBudget', 'TargetBudget', 'as_budget', 'DSTEngine', 'DSTCallback', 'plot_density',
-           'FlopsCounter', 'input_degree', 'active_inputs', 'input_strength', 'remove_inputs', 'prune_connections',
-           'input_blocks', 'dense_score', 'random_score', 'as_block_score', 'input_score', 'InputGradient',
-           'top_positions', 'grow_connections', 'restore_budget']
+           'BudgetPolicy', 'KeepBudget', 'PalsBudget', 'TargetBudget', 'as_budget', 'DSTEngine', 'DSTCallback',
+           'plot_density', 'FlopsCounter', 'input_degree', 'active_inputs', 'input_strength', 'remove_inputs',
+           'prune_connections', 'input_blocks', 'dense_score', 'random_score', 'as_block_score', 'input_score',
+           'InputGradient', 'top_positions', 'grow_connections', 'restore_budget']
 
 # %% ../../nbs/11_sparse.dst.ipynb #b101da1c
 PRUNE_RULES = Registry('prune rule')
@@ -171,35 +171,35 @@ def as_schedule(drop_fraction # A float (constant), a name in `SCHEDULES`, or a 
 # %% ../../nbs/11_sparse.dst.ipynb #dc084b05
 BUDGETS = Registry('budget policy')
 
-@BUDGETS.register('keep')
-class KeepBudget:
-    "Prune ceil(zeta nnz) and grow as many: the number of active weights stays constant (SET, RigL)"
-    def setup(self, layers:dict): "Nothing to record" # The managed layers, by name
+class BudgetPolicy:
+    "Protocol of budget policies: `setup(layers)` when the engine starts, then `(n_prune, n_grow)` per layer and update"
+    def setup(self, layers:dict): "Record what the policy needs (nothing by default)" # The managed layers, by name
     def __call__(self, name:str, # Layer name
                  nnz:int, # Its active weights now
                  n_total:int, # Its positions
                  zeta:float # Drop fraction of this update
                 ) -> tuple:
         "(n_prune, n_grow) of one layer at one update"
+        raise NotImplementedError
+
+# %% ../../nbs/11_sparse.dst.ipynb #dc084b01
+@BUDGETS.register('keep')
+class KeepBudget(BudgetPolicy):
+    "Prune ceil(zeta nnz) and grow as many: the number of active weights stays constant (SET, RigL)"
+    def __call__(self, name:str, nnz:int, n_total:int, zeta:float) -> tuple:
         k = math.ceil(zeta * nnz)
         return k, k
     def __repr__(self): return 'KeepBudget()'
 
-# %% ../../nbs/11_sparse.dst.ipynb #dc084b01
+# %% ../../nbs/11_sparse.dst.ipynb #dc084b02
 @BUDGETS.register('pals')
-class PalsBudget:
+class PalsBudget(BudgetPolicy):
     "PALS: 'shrink' prunes ceil(zeta nnz lam) and grows floor(pruned/lam); 'expand' grows floor(pruned lam); 'stable' keeps nnz"
     def __init__(self, factor:float=1.1, # The prune-rate factor lambda > 1
                  mode:str='stable'): # 'shrink', 'expand' or 'stable' (set by PALS before each update)
         check_range(factor, 'factor', 1, lo_open=True)
         self.factor, self.mode = factor, check_choice(mode, ('shrink', 'expand', 'stable'), 'mode')
-    def setup(self, layers:dict): "Nothing to record" # The managed layers, by name
-    def __call__(self, name:str, # Layer name
-                 nnz:int, # Its active weights now
-                 n_total:int, # Its positions
-                 zeta:float # Drop fraction of this update
-                ) -> tuple:
-        "(n_prune, n_grow) of one layer at one update"
+    def __call__(self, name:str, nnz:int, n_total:int, zeta:float) -> tuple:
         check_choice(self.mode, ('shrink', 'expand', 'stable'), 'mode')
         if self.mode == 'shrink':
             k = math.ceil(zeta * nnz * self.factor); return k, math.floor(k / self.factor)
@@ -207,9 +207,9 @@ class PalsBudget:
         return (k, math.floor(k * self.factor)) if self.mode == 'expand' else (k, k)
     def __repr__(self): return f'PalsBudget(factor={self.factor}, mode={self.mode!r})'
 
-# %% ../../nbs/11_sparse.dst.ipynb #dc084b02
+# %% ../../nbs/11_sparse.dst.ipynb #dc084b03
 @BUDGETS.register('target')
-class TargetBudget:
+class TargetBudget(BudgetPolicy):
     "Prune ceil(zeta nnz), then grow back up to a target number of active weights per layer"
     def __init__(self, target='initial'): # 'initial' (nnz when the engine starts), an int for every layer, or a dict name -> int
         if not (target == 'initial' or isinstance(target, (int, dict))): raise TypeError(f"target must be 'initial', an int or a dict, got {target!r}")
@@ -222,12 +222,7 @@ class TargetBudget:
             missing = set(layers) - set(self.target)
             if missing: raise ValueError(f"target has no entry for layers {sorted(missing)}")
             self.targets = dict(self.target)
-    def __call__(self, name:str, # Layer name
-                 nnz:int, # Its active weights now
-                 n_total:int, # Its positions
-                 zeta:float # Drop fraction of this update
-                ) -> tuple:
-        "(n_prune, n_grow) of one layer at one update"
+    def __call__(self, name:str, nnz:int, n_total:int, zeta:float) -> tuple:
         k = math.ceil(zeta * nnz)
         return k, max(0, self.targets[name] - (nnz - k))
     def __repr__(self): return f'TargetBudget(target={self.target!r})'
@@ -646,7 +641,13 @@ def grow_connections(layer:SparseLayer, # A linear sparse layer (`MaskedLinear` 
 
 def restore_budget(layer:SparseLayer, # A linear sparse layer
                    budget:int, # Number of connections the layer should have
-                   score='random', inputs=None, exclude=None, generator=None, max_block:int=2**22, optimizer=None, reset_state:bool=False # As in `grow_connections`
+                   score='random', # What to grow by: anything `as_block_score` takes
+                   inputs=None, # Input neurons that may grow (indices or a boolean mask); None: all
+                   exclude:torch.Tensor|None=None, # Further flat positions that may not grow
+                   generator:torch.Generator|int|None=None, # Randomness of 'random'
+                   max_block:int=2**22, # Largest score block, in weights
+                   optimizer=None, # Optimizer holding the layer's state
+                   reset_state:bool=False # Zero the optimizer state of the new weights (masked layers)?
                   ) -> torch.Tensor:
     "Grow connections (`grow_connections`) until the layer has `budget` of them, or no eligible position is left; returns the added ones"
     check_type(layer, SparseLayer, 'layer'); check_range(budget, 'budget', 0, layer.n_total)

@@ -90,18 +90,6 @@ class MaskedMixin(SparseLayer):
         self.register_buffer('mask', torch.ones_like(self.weight, dtype=torch.bool))
         if mask is not None: self.set_mask(mask)
 
-    @classmethod
-    def from_dense(cls, module:nn.Module, # The layer to wrap (its parameters are shared, not copied)
-                   mask=None, # Boolean mask; None = dense
-                   grad_mode:str='masked'): # 'masked' or 'dense'
-        "A masked layer that shares `module`'s parameters (an existing optimizer keeps working)"
-        base = [b for b in cls.__mro__ if b.__module__.startswith('torch.nn')][0]
-        if type(module) is not base: raise TypeError(f"{cls.__name__}.from_dense needs an exact {base.__name__}, got {type(module).__name__}")
-        new = cls.__new__(cls)
-        new.__dict__.update({k: (copy.copy(v) if isinstance(v, (dict, set, list)) else v) for k, v in module.__dict__.items()})
-        new._init_masking(mask, grad_mode)
-        return new
-
     @property
     def weight_shape(self): return self.weight.shape
     @property
@@ -122,20 +110,36 @@ class MaskedMixin(SparseLayer):
         "Zero the stored weights at inactive positions"
         self.weight.mul_(self.mask)
 
-    def masked_weight(self) -> torch.Tensor:
-        "The effective weight `weight * mask`, with the gradient behaviour of `grad_mode`"
-        if self.grad_mode == 'dense': return _STEMask.apply(self.weight, self.mask)
-        w = self.weight * self.mask
-        if self.track_dense_grad and w.requires_grad: w.register_hook(self._store_dense_grad)
-        return w
-
-    def _store_dense_grad(self, g):
-        g = g.detach()
-        self._dense_grad = g.clone() if self._dense_grad is None else self._dense_grad + g
-
     def extra_repr(self): "Density and gradient mode next to the layer's own description"; return super().extra_repr() + f', density={self.density:.4f}, grad_mode={self.grad_mode!r}'
 
+# %% ../../nbs/10_sparse.layers.ipynb #097e3de3
+@patch(cls_method=True)
+def from_dense(cls:MaskedMixin, module:nn.Module, # The layer to wrap (its parameters are shared, not copied)
+               mask=None, # Boolean mask; None = dense
+               grad_mode:str='masked'): # 'masked' or 'dense'
+    "A masked layer that shares `module`'s parameters (an existing optimizer keeps working)"
+    base = [b for b in cls.__mro__ if b.__module__.startswith('torch.nn')][0]
+    if type(module) is not base: raise TypeError(f"{cls.__name__}.from_dense needs an exact {base.__name__}, got {type(module).__name__}")
+    new = cls.__new__(cls)
+    new.__dict__.update({k: (copy.copy(v) if isinstance(v, (dict, set, list)) else v) for k, v in module.__dict__.items()})
+    new._init_masking(mask, grad_mode)
+    return new
+
 # %% ../../nbs/10_sparse.layers.ipynb #097e3de1
+@patch
+def masked_weight(self:MaskedMixin) -> torch.Tensor:
+    "The effective weight `weight * mask`, with the gradient behaviour of `grad_mode`"
+    if self.grad_mode == 'dense': return _STEMask.apply(self.weight, self.mask)
+    w = self.weight * self.mask
+    if self.track_dense_grad and w.requires_grad: w.register_hook(self._store_dense_grad)
+    return w
+
+@patch
+def _store_dense_grad(self:MaskedMixin, g):
+    "Hook on weight * mask: add the dense gradient of this backward pass"
+    g = g.detach()
+    self._dense_grad = g.clone() if self._dense_grad is None else self._dense_grad + g
+
 @patch
 def dense_grad(self:MaskedMixin) -> torch.Tensor:
     "Flat dense gradient dL/d(weight * mask) of the last backward pass (RigL's growth score)"
@@ -201,6 +205,7 @@ class MaskedLinear(MaskedMixin, nn.Linear):
             return y + self.bias if self.bias is not None else y
         return F.linear(x, w, self.bias)
 
+# %% ../../nbs/10_sparse.layers.ipynb #e299d961
 class MaskedConv1d(MaskedMixin, nn.Conv1d):
     "`nn.Conv1d` whose weight is multiplied by a boolean `mask` buffer"
     def __init__(self, *args, # `nn.Conv1d` arguments
@@ -316,13 +321,6 @@ class _SparseLinearFn(torch.autograd.Function):
                 L._dense_grad = d if L._dense_grad is None else L._dense_grad + d
         return gx, gv, None
 
-def _crow(rows, n_rows, dtype, is_sorted=False):
-    "CSR row pointers of the row indices `rows` (O(n_rows) scratch memory when they are sorted)"
-    if is_sorted: return torch.searchsorted(rows, torch.arange(n_rows + 1, dtype=rows.dtype, device=rows.device)).to(dtype)
-    c = torch.zeros(n_rows + 1, dtype=torch.long, device=rows.device)
-    c[1:] = torch.bincount(rows.long(), minlength=n_rows).cumsum(0)
-    return c.to(dtype)
-
 # %% ../../nbs/10_sparse.layers.ipynb #80eca86a
 class SparseLinear(SparseLayer, nn.Module):
     "A linear layer that stores only its active weights (indices + values): memory O(nnz)"
@@ -355,36 +353,10 @@ class SparseLinear(SparseLayer, nn.Module):
         self.register_buffer('indices', self._pairs(flat.to(self.values.device)))
         self._build()
 
-    def _pairs(self, flat):
-        "The [2, nnz] (row, column) index buffer of sorted flat positions, filled row by row (little scratch memory)"
-        out = torch.empty(2, len(flat), dtype=self._idx_dtype, device=flat.device)
-        torch.div(flat, self.in_features, rounding_mode='floor', out=out[0]); torch.remainder(flat, self.in_features, out=out[1])
-        return out
-
-    def _build(self):
-        "Rebuild the cached row pointers; the transposed structure is rebuilt lazily (only inputs that need a gradient use it)"
-        self.register_buffer('_crow', _crow(self.indices[0], self.out_features, self._idx_dtype, is_sorted=True), persistent=False)
-        for k in ('_crow_t', '_col_t', '_perm_t'): self.register_buffer(k, None, persistent=False)
-
-    def _transposed(self):
-        if self._crow_t is None:
-            rows, cols = self.indices[0].long(), self.indices[1].long()
-            perm = torch.argsort(cols * self.out_features + rows)
-            self._crow_t = _crow(cols, self.in_features, self._idx_dtype)
-            self._col_t, self._perm_t = rows[perm].to(self._idx_dtype), perm.to(self._idx_dtype)
-        return self._crow_t, self._col_t, self._perm_t
-
     @property
     def weight_shape(self): return torch.Size((self.out_features, self.in_features))
     @property
     def nnz(self) -> int: return self.values.numel()
-    @property
-    def mask(self) -> torch.Tensor:
-        "The dense boolean mask (materialised: O(n) memory; for tests and accounting of small layers)"
-        m = torch.zeros(self.n_total, dtype=torch.bool, device=self.indices.device)
-        m[self.active_index()] = True
-        return m.view(self.weight_shape)
-
     def active_index(self) -> torch.Tensor: "Sorted flat positions of the active weights"; return self.indices[0].long() * self.in_features + self.indices[1].long()
     def active_values(self) -> torch.Tensor: "Active weights (the `values`), in the order of `active_index()`"; return self.values.detach()
 
@@ -397,15 +369,54 @@ class SparseLinear(SparseLayer, nn.Module):
         if self.bias is not None: y = y + self.bias
         return y.reshape(*lead, self.out_features)
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        ind = state_dict.get(prefix + 'indices')
-        if ind is not None and ind.shape != self.indices.shape:  # a checkpoint with another nnz
-            self.indices = torch.empty_like(ind, device=self.indices.device)
-            _set_values(self.values, torch.empty(ind.shape[1], dtype=self.values.dtype, device=self.values.device))
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        self._build(); self._topology_version += 1
-
     def extra_repr(self): "Sizes, connections and density"; return f'in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, nnz={self.nnz}, density={self.density:.4f}'
+
+# %% ../../nbs/10_sparse.layers.ipynb #80eca86f
+def _crow(rows, n_rows, dtype, is_sorted=False):
+    "CSR row pointers of the row indices `rows` (O(n_rows) scratch memory when they are sorted)"
+    if is_sorted: return torch.searchsorted(rows, torch.arange(n_rows + 1, dtype=rows.dtype, device=rows.device)).to(dtype)
+    c = torch.zeros(n_rows + 1, dtype=torch.long, device=rows.device)
+    c[1:] = torch.bincount(rows.long(), minlength=n_rows).cumsum(0)
+    return c.to(dtype)
+
+@patch
+def _pairs(self:SparseLinear, flat):
+    "The [2, nnz] (row, column) index buffer of sorted flat positions, filled row by row (little scratch memory)"
+    out = torch.empty(2, len(flat), dtype=self._idx_dtype, device=flat.device)
+    torch.div(flat, self.in_features, rounding_mode='floor', out=out[0]); torch.remainder(flat, self.in_features, out=out[1])
+    return out
+
+@patch
+def _build(self:SparseLinear):
+    "Rebuild the cached row pointers; the transposed structure is rebuilt lazily (only inputs that need a gradient use it)"
+    self.register_buffer('_crow', _crow(self.indices[0], self.out_features, self._idx_dtype, is_sorted=True), persistent=False)
+    for k in ('_crow_t', '_col_t', '_perm_t'): self.register_buffer(k, None, persistent=False)
+
+@patch
+def _transposed(self:SparseLinear):
+    if self._crow_t is None:
+        rows, cols = self.indices[0].long(), self.indices[1].long()
+        perm = torch.argsort(cols * self.out_features + rows)
+        self._crow_t = _crow(cols, self.in_features, self._idx_dtype)
+        self._col_t, self._perm_t = rows[perm].to(self._idx_dtype), perm.to(self._idx_dtype)
+    return self._crow_t, self._col_t, self._perm_t
+
+@patch(as_prop=True)
+def mask(self:SparseLinear) -> torch.Tensor:
+    "The dense boolean mask (materialised: O(n) memory; for tests and accounting of small layers)"
+    m = torch.zeros(self.n_total, dtype=torch.bool, device=self.indices.device)
+    m[self.active_index()] = True
+    return m.view(self.weight_shape)
+
+@patch
+def _load_from_state_dict(self:SparseLinear, state_dict, prefix, *args, **kwargs):
+    "Accept a checkpoint with another number of connections (early stopping restores older topologies)"
+    ind = state_dict.get(prefix + 'indices')
+    if ind is not None and ind.shape != self.indices.shape:  # a checkpoint with another nnz
+        self.indices = torch.empty_like(ind, device=self.indices.device)
+        _set_values(self.values, torch.empty(ind.shape[1], dtype=self.values.dtype, device=self.values.device))
+    super(SparseLinear, self)._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+    self._build(); self._topology_version += 1
 
 # %% ../../nbs/10_sparse.layers.ipynb #80eca86b
 @patch
