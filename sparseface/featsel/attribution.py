@@ -4,36 +4,22 @@
 
 # %% ../../nbs/12_featsel.attribution.ipynb #c192bde1
 from __future__ import annotations
-import time, math
-from typing import Iterable
+import time
 import numpy as np
-import scipy.sparse as sp
 import torch
 from torch import nn
-from sklearn.base import BaseEstimator
-from sklearn.feature_selection import SelectorMixin
 from sklearn.preprocessing import StandardScaler
-from sklearn.svm import SVC
 from sklearn.model_selection import train_test_split
-from sklearn.utils.validation import check_is_fitted, validate_data
-from sklearn.utils.multiclass import check_classification_targets
-import functools
-import matplotlib.pyplot as plt
-from tqdm.auto import tqdm
-from ..core import check_type, check_choice, check_range, default_device, set_seed, make_generator, REPRODUCTIONS
+from fastcore.basics import patch
+from ..core import check_type, check_choice, check_range, set_seed
 from ..train import Trainer, Callback, ArrayLoader, EarlyStopping, mlp
-from ..metrics import accuracy
-from ..sparse.layers import sparsify, to_sparse, sparse_layers, SparseLayer, SparseLinear, count_params, memory_bytes
+from ..sparse.layers import sparsify, to_sparse, SparseLayer, SparseLinear, count_params, memory_bytes
 from ..sparse.dst import DSTEngine, DSTCallback, CosineSchedule, FlopsCounter, input_strength
-from ..data import load_dataset, make_madelon, data_available, data_root
-from pathlib import Path
-from ..widgets import Demo, DEMOS
+from .core import RankingSelector
 
 # %% auto #0
-__all__ = ['PAPER_FIG8_N1000', 'PAPER_TABLE6', 'PAPER_BATCH', 'DEMO_SETS', 'first_layer', 'qs_scores', 'attr_from_probs',
-           'attr_scores', 'ImportanceCallback', 'RankingSelector', 'SparseFeatureSelector', 'selection_accuracy',
-           'svc_accuracy', 'evaluate_selector', 'variants', 'coverage', 'reproduce_full', 'reproduce_attribution',
-           'demo_fit', 'FeatureSelectionDemo']
+__all__ = ['first_layer', 'qs_scores', 'attr_from_probs', 'attr_scores', 'ImportanceCallback', 'SparseFeatureSelector',
+           'selector_mlp', 'accumulate_scores']
 
 # %% ../../nbs/12_featsel.attribution.ipynb #94d53d1e
 def first_layer(model:nn.Module # An MLP whose first Linear/sparse layer sees the features
@@ -77,13 +63,15 @@ class ImportanceCallback(Callback):
                  every:int=1): # Score every `every`-th training batch
         self.metric = check_choice(metric, ('attr', 'qs'), 'metric')
         check_type(every, int, 'every'); self.every = check_range(every, 'every', 1)
-    def before_fit(self): self.epoch_scores, self.seconds = [], 0.
-    def before_epoch(self): self._s = None
+    def before_fit(self): "Start empty"; self.epoch_scores, self.seconds = [], 0.
+    def before_epoch(self): "Start the epoch's sum"; self._s = None
     def _scoring(self): return self.trainer.training and self.trainer.iter % self.every == 0
     def before_batch(self):
+        "Make the batch a leaf that requires grad (Attr)"
         # Attr reuses the training forward pass: the batch becomes a leaf that requires grad
         if self.metric == 'attr' and self._scoring(): self.trainer.xb = self.trainer.xb.detach().float().requires_grad_(True)
     def after_pred(self):
+        "Score this batch and add it to the epoch's sum"
         tr = self.trainer
         if not self._scoring(): return
         t0 = time.perf_counter()
@@ -92,34 +80,8 @@ class ImportanceCallback(Callback):
         self._s = s.detach() if self._s is None else self._s + s.detach()
         self.seconds += time.perf_counter() - t0
     def after_epoch(self):
+        "Keep the epoch's scores"
         if self._s is not None: self.epoch_scores.append(self._s.cpu().double().numpy())
-
-# %% ../../nbs/12_featsel.attribution.ipynb #af4b1133
-class RankingSelector(SelectorMixin, BaseEstimator):
-    "Shared base of sparseface's selectors: input checks, sparse-input tags, support = the top `n_features` of `ranking_`"
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse, tags.target_tags.required = True, True
-        return tags
-
-    def _validate_xy(self, X, y, keep_sparse:bool=False):
-        "Checked float `X` (dense unless `keep_sparse`) and labels 0..C-1 (sets `classes_`, `n_features_in_`); the errors every selector shares"
-        y_arr = np.asarray(y)
-        if y_arr.dtype.kind in 'OUS' and any(isinstance(v, (str, bytes)) for v in y_arr.ravel()[:1000]):
-            raise TypeError("Unknown label type for y: it must hold numeric class labels, got strings; encode them with sklearn.preprocessing.LabelEncoder")
-        X, y = validate_data(self, X, y, accept_sparse='csr', dtype=(np.float32, np.float64), ensure_min_samples=2)
-        check_classification_targets(y)
-        check_type(self.n_features, (int, np.integer), 'n_features'); check_range(self.n_features, 'n_features', 1)
-        if self.n_features > X.shape[1]: raise ValueError(f"n_features={self.n_features} is larger than the number of features in X ({X.shape[1]})")
-        self.classes_, yi = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2: raise ValueError(f"y has a single class ({self.classes_[0]}): feature selection needs at least two")
-        return (X.toarray() if sp.issparse(X) and not keep_sparse else X), yi  # NeuroFS keeps scipy.sparse X sparse
-
-    def _get_support_mask(self):
-        check_is_fitted(self, 'ranking_')
-        mask = np.zeros(len(self.ranking_), dtype=bool)
-        mask[self.ranking_[:self.n_features]] = True
-        return mask
 
 # %% ../../nbs/12_featsel.attribution.ipynb #e96515e9
 class SparseFeatureSelector(RankingSelector):
@@ -150,232 +112,72 @@ class SparseFeatureSelector(RankingSelector):
         self.attr_every, self.standardize, self.device, self.random_state, self.verbose = attr_every, standardize, device, random_state, verbose
         self.sparse_first_layer = sparse_first_layer
 
-    def _check_params(self, d):
+    def _check_params(self, d): # Number of features
+        "Check the hyper-parameters (before any training)"
         check_choice(self.algorithm, ('dense', 'set', 'rigl'), 'algorithm'); check_choice(self.metric, ('attr', 'qs'), 'metric')
         check_choice(self.accumulate, ('before_best', 'through_best', 'last_epoch'), 'accumulate')
         check_range(self.density, 'density', 0, 1, lo_open=True); check_range(self.val_size, 'val_size', 0, 1, lo_open=True, hi_open=True)
         for n in ('epochs', 'patience', 'batch_size', 'update_every', 'attr_every'): check_type(getattr(self, n), (int, np.integer), n); check_range(getattr(self, n), n, 1)
         if self.sparse_first_layer and self.algorithm == 'dense': raise ValueError("sparse_first_layer needs a sparse algorithm ('set' or 'rigl'), got algorithm='dense'")
 
-    def fit(self, X, # Features `[n, d]`: numeric array or scipy sparse matrix
-            y): # Integer class labels `[n]`
-        "Train the network and accumulate feature scores; returns `self`"
-        X, yi = self._validate_xy(X, y)
-        self._check_params(X.shape[1])
-        seed = 0 if self.random_state is None else int(self.random_state)
-        strat = yi if np.bincount(yi).min() >= 2 else None
-        Xtr, Xva, ytr, yva = train_test_split(X, yi, test_size=self.val_size, random_state=seed, stratify=strat)
-        if self.standardize:
-            sc = StandardScaler().fit(Xtr); Xtr, Xva = sc.transform(Xtr), sc.transform(Xva)
-        set_seed(seed)
-        model = mlp(X.shape[1], self.hidden, len(self.classes_))
-        cbs = [ImportanceCallback(self.metric, self.attr_every), FlopsCounter()]
-        es = EarlyStopping(patience=self.patience, warmup=5)
-        engine = None
-        if self.algorithm != 'dense':
-            sparsify(model, density=self.density, distribution='erk', generator=seed)
-            if self.sparse_first_layer: to_sparse(model, names=['0'])
-            engine = DSTEngine(model, grow='random' if self.algorithm == 'set' else 'gradient',
-                               drop_fraction=CosineSchedule(zeta=self.drop_fraction), update_every=self.update_every, generator=seed)
-            cbs.append(DSTCallback(engine))
-        tr = Trainer(model, lr=self.lr, weight_decay=self.weight_decay, device=self.device, callbacks=cbs + [es], progress=self.verbose)
-        dev = tr.device
-        tr.fit(ArrayLoader(Xtr.astype(np.float32), ytr, self.batch_size, shuffle=True, seed=seed, device=dev),
-               ArrayLoader(Xva.astype(np.float32), yva, 1024, device=dev), epochs=int(self.epochs))
-        ep = cbs[0].epoch_scores
-        b = es.best_epoch
-        win = {'before_best': ep[:max(b, 1)], 'through_best': ep[:b + 1], 'last_epoch': ep[-1:]}[self.accumulate]
-        self.scores_ = np.sum(win, axis=0)
-        self.ranking_ = np.argsort(-self.scores_, kind='stable')
-        self.model_, self.history_, self.best_epoch_ = tr.model, tr.history, b
-        self.dst_history_ = engine.history if engine is not None else []
-        self.params_, self.memory_ = count_params(tr.model), memory_bytes(tr.model)
-        self.train_flops_, self.attr_seconds_ = cbs[1].flops, cbs[0].seconds
-        return self
+# %% ../../nbs/12_featsel.attribution.ipynb #3b95ed0a
+def selector_mlp(d:int, # Input features
+                 hidden:tuple, # Hidden widths
+                 n_classes:int, # Outputs
+                 algorithm:str='set', # 'dense', 'set' or 'rigl' (the last two: ERK masks)
+                 density:float=0.5, # Global density of the sparse MLP
+                 sparse_first_layer:bool=False, # Store the input layer as a `SparseLinear`
+                 seed:int=0 # Seed of the weights and masks
+                ) -> nn.Module:
+    "The paper's MLP d -> hidden -> C (ReLU), sparsified with ERK (exact counts) unless dense"
+    set_seed(seed)
+    model = mlp(d, hidden, n_classes)
+    if algorithm != 'dense':
+        sparsify(model, density=density, distribution='erk', generator=seed)
+        if sparse_first_layer: to_sparse(model, names=['0'])
+    return model
 
-# %% ../../nbs/12_featsel.attribution.ipynb #31cc8add
-def selection_accuracy(X_train, y_train, X_test, y_test, # The split (raw features; dense or scipy sparse)
-                       features:Iterable[int], # Column indices to use
-                       classifier=None, # A scikit-learn classifier (cloned); default `SVC()` (RBF, defaults)
-                       standardize:bool=True): # Standardise the columns on the training split first (False: use them as given)
-    "Test accuracy of `classifier` trained on the (standardised) `features` columns"
-    from sklearn.base import clone
-    f = np.asarray(list(features))
-    if len(f) == 0: raise ValueError("features is empty")
-    dense = lambda a: a.toarray() if sp.issparse(a) else np.asarray(a)
-    A, B = dense(X_train[:, f]), dense(X_test[:, f])
-    if standardize: sc = StandardScaler().fit(A); A, B = sc.transform(A), sc.transform(B)
-    clf = SVC() if classifier is None else clone(classifier)
-    return float(clf.fit(A, y_train).score(B, y_test))
+# %% ../../nbs/12_featsel.attribution.ipynb #024a8879
+def accumulate_scores(epoch_scores:list, # Per-epoch score vectors (`ImportanceCallback.epoch_scores`)
+                      best_epoch:int, # The kept (early-stopping) epoch
+                      accumulate:str='before_best' # 'before_best' (the code: epochs [0, best)), 'through_best' (the paper's text), 'last_epoch'
+                     ) -> np.ndarray:
+    "Sum of the per-epoch scores over the chosen window of epochs"
+    check_choice(accumulate, ('before_best', 'through_best', 'last_epoch'), 'accumulate')
+    win = {'before_best': epoch_scores[:max(best_epoch, 1)], 'through_best': epoch_scores[:best_epoch + 1], 'last_epoch': epoch_scores[-1:]}[accumulate]
+    return np.sum(win, axis=0)
 
-def svc_accuracy(X_train, y_train, X_test, y_test, # The split (raw features)
-                 features:Iterable[int]) -> float: # Column indices to use
-    "Test accuracy of `SVC()` (RBF, defaults) trained on the standardised `features` columns (the paper's protocol)"
-    return selection_accuracy(X_train, y_train, X_test, y_test, features)
+# %% ../../nbs/12_featsel.attribution.ipynb #e96515ea
+@patch
+def _train(self:SparseFeatureSelector, Xtr, ytr, Xva, yva, # Standardised training and validation splits
+           n_classes:int, seed:int): # Classes, seed
+    "Build the (sparse) MLP and train it with the DST engine, the importance and FLOPs callbacks and early stopping"
+    model = selector_mlp(Xtr.shape[1], self.hidden, n_classes, self.algorithm, self.density, self.sparse_first_layer, seed)
+    cbs = [ImportanceCallback(self.metric, self.attr_every), FlopsCounter()]
+    es, engine = EarlyStopping(patience=self.patience, warmup=5), None
+    if self.algorithm != 'dense':
+        engine = DSTEngine(model, grow='random' if self.algorithm == 'set' else 'gradient',
+                           drop_fraction=CosineSchedule(zeta=self.drop_fraction), update_every=self.update_every, generator=seed)
+        cbs.append(DSTCallback(engine))
+    tr = Trainer(model, lr=self.lr, weight_decay=self.weight_decay, device=self.device, callbacks=cbs + [es], progress=self.verbose)
+    tr.fit(ArrayLoader(Xtr.astype(np.float32), ytr, self.batch_size, shuffle=True, seed=seed, device=tr.device),
+           ArrayLoader(Xva.astype(np.float32), yva, 1024, device=tr.device), epochs=int(self.epochs))
+    return tr, cbs, es, engine
 
-def evaluate_selector(selector:SparseFeatureSelector, # An unfitted selector (its `random_state` is overridden)
-                      X, y, # The whole dataset
-                      ks:Iterable[int]=(25, 50, 75, 100, 200), # Numbers of features to evaluate
-                      seeds:Iterable[int]=(0,), # Seeds of the runs
-                      test_size:float=0.2, # Fraction held out for testing (fixed split, seed 42)
-                      progress:bool=False) -> dict: # Progress bar
-    "The paper's protocol: fit on the training split for every seed, SVC accuracy of the top-K on the test split"
-    from sklearn.base import clone
-    ys = np.unique(np.asarray(y), return_inverse=True)[1]
-    Xtr, Xte, ytr, yte = train_test_split(X, ys, test_size=test_size, random_state=42, stratify=ys if np.bincount(ys).min() >= 2 else None)
-    ks = [k for k in ks if k <= X.shape[1]]
-    acc, fits = {k: [] for k in ks}, []
-    for s in tqdm(list(seeds), disable=not progress, desc='seeds', leave=False):
-        t0 = time.perf_counter()
-        sel = clone(selector).set_params(random_state=s, n_features=min(max(ks), X.shape[1])).fit(Xtr, ytr)
-        fits.append({'seed': s, 'seconds': time.perf_counter() - t0, 'best_epoch': sel.best_epoch_, 'train_flops': sel.train_flops_,
-                     'active_params': int(sel.params_.loc['total', 'active']), 'density': float(sel.params_.loc['total', 'density']),
-                     'param_bytes_csr': int(sel.memory_.loc['total', 'sparse_bytes']), 'param_bytes_dense': int(sel.memory_.loc['total', 'dense_bytes'])})
-        for k in ks: acc[k].append(svc_accuracy(Xtr, ytr, Xte, yte, sel.ranking_[:k]))
-    return {'accuracy': {k: (float(np.mean(v)), float(np.std(v))) for k, v in acc.items()}, 'fits': fits, 'last': sel}
-
-# %% ../../nbs/12_featsel.attribution.ipynb #df385c55
-PAPER_FIG8_N1000 = {'dense-qs': .75, 'dense-attr': .65, 'set-qs': .74, 'set-attr': .69, 'rigl-qs': .74, 'rigl-attr': .66}
-
-def variants(density:float=0.5) -> dict:
-    "The six variants of the paper as selector parameters, by name ('dense-qs' ... 'rigl-attr')"
-    return {f'{a}-{m}': {'algorithm': a, 'metric': m, 'density': 1.0 if a == 'dense' else density}
-            for a in ('dense', 'set', 'rigl') for m in ('qs', 'attr')}
-
-def coverage(selected:Iterable[int], # Selected feature indices
-             informative:Iterable[int]) -> float: # Truly informative indices
-    "Fraction of `selected` that is informative"
-    s = list(selected)
-    return len(set(s) & set(informative)) / max(len(s), 1)
-
-# %% ../../nbs/12_featsel.attribution.ipynb #fa4943a3
-def _plot_scores(scores, shape, title):
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(2.6, 2.6), dpi=80)
-    ax.imshow(np.asarray(scores).reshape(shape), cmap='magma'); ax.set_title(title, fontsize=9); ax.axis('off')
-    return fig
-
-# Paper Table 6 (SVM accuracy %, K=100, 10 seeds) for the datasets available offline, and the sparsity chosen on validation
-PAPER_TABLE6 = {  # dataset: ({variant: accuracy}, {'set': sparsity, 'rigl': sparsity})
-    'COIL20': ({'dense-qs': 98.85, 'dense-attr': 98.82, 'set-qs': 98.72, 'set-attr': 98.02, 'rigl-qs': 99.06, 'rigl-attr': 98.06}, {'set': .5, 'rigl': .8}),
-    'ORL': ({'dense-qs': 90.75, 'dense-attr': 89.38, 'set-qs': 92.25, 'set-attr': 89.50, 'rigl-qs': 92.50, 'rigl-attr': 90.88}, {'set': .25, 'rigl': .25}),
-    'Yale': ({'dense-qs': 70.00, 'dense-attr': 63.94, 'set-qs': 74.55, 'set-attr': 65.76, 'rigl-qs': 71.52, 'rigl-attr': 73.94}, {'set': .25, 'rigl': .5}),
-    'BASEHOCK': ({'dense-qs': 90.03, 'dense-attr': 92.83, 'set-qs': 93.78, 'set-attr': 94.34, 'rigl-qs': 84.61, 'rigl-attr': 86.69}, {'set': .95, 'rigl': .95}),
-    'PCMAC': ({'dense-qs': 82.34, 'dense-attr': 84.96, 'set-qs': 86.76, 'set-attr': 87.89, 'rigl-qs': 79.31, 'rigl-attr': 81.70}, {'set': .95, 'rigl': .95}),
-    'RELATHE': ({'dense-qs': 74.51, 'dense-attr': 80.24, 'set-qs': 80.77, 'set-attr': 82.10, 'rigl-qs': 73.22, 'rigl-attr': 74.69}, {'set': .95, 'rigl': .98}),
-    'Prostate-GE': ({'dense-qs': 89.05, 'dense-attr': 89.05, 'set-qs': 87.62, 'set-attr': 88.57, 'rigl-qs': 85.71, 'rigl-attr': 88.09}, {'set': .5, 'rigl': .8}),
-    'lymphoma': ({'dense-qs': 70.00, 'dense-attr': 64.50, 'set-qs': 70.50, 'set-attr': 66.00, 'rigl-qs': 67.00, 'rigl-attr': 65.50}, {'set': .5, 'rigl': .5}),
-    'arcene': ({'dense-qs': 60.75, 'dense-attr': 65.25, 'set-qs': 66.25, 'set-attr': 67.75, 'rigl-qs': 58.00, 'rigl-attr': 57.00}, {'set': .25, 'rigl': .8}),
-    'Isolet': ({'dense-qs': 94.54, 'dense-attr': 94.33, 'set-qs': 95.22, 'set-attr': 95.53, 'rigl-qs': 95.10, 'rigl-attr': 94.72}, {'set': .95, 'rigl': .9}),
-    'madelon': ({'dense-qs': 84.42, 'dense-attr': 81.52, 'set-qs': 78.40, 'set-attr': 76.63, 'rigl-qs': 79.80, 'rigl-attr': 75.75}, {'set': .95, 'rigl': .98}),
-}
-# the code's per-dataset batch sizes (100 for image/speech sets, 64 for Madelon, 32 for the rest)
-PAPER_BATCH = {'COIL20': 100, 'ORL': 100, 'Isolet': 100, 'madelon': 64}
-
-def reproduce_full(ctx, seeds, cfg, datasets=None): # `datasets`: names of `PAPER_TABLE6` to run (default all)
-    "The paper's datasets found under `ctx.data`: six variants at the paper's chosen sparsity, K=100, side by side with Table 6"
-    for n in datasets or []: check_choice(n, list(PAPER_TABLE6), 'datasets')
-    names = [n for n in (datasets or PAPER_TABLE6) if data_available(f'featsel/{n}.mat', root=ctx.data)]
-    if not names: raise FileNotFoundError(f"no featsel/*.mat of the paper under {ctx.data}; pass --data pointing at a folder with featsel/")
-    rows, numbers = [], {}
-    for n in tqdm(names, disable=not ctx.progress, desc='datasets', leave=False):
-        ds = load_dataset(f'featsel/{n}', root=ctx.data)
-        paper_acc, sparsity = PAPER_TABLE6[n]
-        for name, v in variants().items():
-            a = v['algorithm']
-            v = {**v, 'density': 1.0 if a == 'dense' else 1 - sparsity[a]}
-            ev = evaluate_selector(SparseFeatureSelector(batch_size=PAPER_BATCH.get(n, 32), **v, **cfg), ds.X, ds.y, ks=(100,), seeds=seeds)
-            m, sd = ev['accuracy'][100]
-            rows.append({'dataset': n, 'variant': name, 'sparsity': 0.0 if a == 'dense' else sparsity[a], 'accuracy_%': 100 * m, 'std_%': 100 * sd,
-                         'paper_%': paper_acc[name], 'train_TFLOPs': float(np.mean([f['train_flops'] for f in ev['fits']])) / 1e12,
-                         'params_MB_csr': ev['fits'][-1]['param_bytes_csr'] / 1e6, 'params_MB_dense': ev['fits'][-1]['param_bytes_dense'] / 1e6,
-                         'fit_seconds': float(np.mean([f['seconds'] for f in ev['fits']]))})
-            numbers[f'{n} {name} acc@100'] = 100 * m
-    ctx.add_table('SVC accuracy (%) with the top-100 features: ours vs the paper (Table 6)', rows,
-                  note='Sparsity: the paper\'s validation-chosen value per dataset and algorithm (we do not re-run its sparsity/L2 grid).')
-    ctx.deviation("Sparsity per dataset taken from the paper's Table 6 rather than re-selected on validation; L2 fixed at 1e-4.")
-    return numbers
-
-@REPRODUCTIONS.register('neuron-attribution', title='Paper 1: feature selection with DST and neuron attribution', paper=1)
-def reproduce_attribution(ctx):
-    "Six variants (Dense/SET/RigL x QS/Attr): coverage on Madelon-style data and SVC accuracy on digits (quick) or the paper's datasets"
-    quick = ctx.quick
-    cfg = dict(hidden=(1000, 100), epochs=40 if quick else 200, patience=10 if quick else 50, device=ctx.device)
-    seeds = [ctx.seed] if quick else [ctx.seed + i for i in range(5)]
-    ctx.deviation('Trained on logits with cross-entropy and softmax over classes for Attr (the code applies softmax over the batch axis).')
-    ctx.deviation('SET regrows an exact count sampled without replacement (the code: Bernoulli, right in expectation).')
-    if quick: ctx.deviation(f"Quick run: {cfg['epochs']} epochs (patience {cfg['patience']}) instead of 200 (50), one seed, embedded data; digits stands in for MNIST.")
-    if not quick and ctx.data is not None: return reproduce_full(ctx, seeds, cfg)
-    syn = make_madelon(n_samples=1000, n_features=200, n_informative=100, n_redundant=0, seed=ctx.seed)
-    dg = load_dataset('digits')
-    rows, numbers = [], {}
-    for name, v in tqdm(variants(0.5).items(), disable=not ctx.progress, desc='variants', leave=False):
-        cov = [coverage(SparseFeatureSelector(n_features=100, batch_size=64, random_state=s, **v, **cfg).fit(syn.X, syn.y).ranking_[:100], syn.informative)
-               for s in seeds]
-        ev = evaluate_selector(SparseFeatureSelector(batch_size=100, **v, **cfg), dg.X, dg.y, ks=(10, 20, 30), seeds=seeds)
-        last = ev['last']
-        row = {'variant': name, 'coverage': float(np.mean(cov)), 'paper_coverage_n1000': PAPER_FIG8_N1000[name]}
-        row.update({f'acc@{k}': m for k, (m, sd) in ev['accuracy'].items()})
-        row.update({'density': float(last.params_.loc['total', 'density']),
-                    'train_TFLOPs': last.train_flops_ / 1e12, 'fit_seconds': float(np.mean([f['seconds'] for f in ev['fits']]))})
-        rows.append(row)
-        numbers[f'{name}_coverage'] = row['coverage']; numbers[f'{name}_digits_acc@20'] = row['acc@20']
-        if name in ('dense-attr', 'set-attr'):
-            ctx.save_figure(_plot_scores(last.scores_, (8, 8), f'{name} scores (digits)'), f'scores_{name}', f'{name}: feature scores over the 8x8 digit pixels')
-    ctx.add_table('Six variants: coverage of the top-100 (Madelon-style, n=1000, 100 of 200 informative) and SVC accuracy on digits', rows,
-                  note='paper_coverage_n1000: the paper\'s Fig. 8 values. Accuracy columns: SVC test accuracy with the top-K of 64 pixels.')
-    return numbers
-
-# %% ../../nbs/12_featsel.attribution.ipynb #e23fb5a4
-DEMO_SETS = {'digits': lambda: load_dataset('digits'),
-             'madelon-synthetic': lambda: make_madelon(n_samples=600, n_features=64, n_informative=8, n_redundant=0, n_clusters_per_class=1, class_sep=1.5, seed=0)}
-
-@functools.lru_cache(maxsize=32)
-def demo_fit(dataset:str, algorithm:str, metric:str, density:float, seed:int=0):
-    "A short, cached fit for the demo: (selector, split, dataset bunch, accuracy for K = 1..d)"
-    ds = DEMO_SETS[dataset]()
-    Xtr, Xte, ytr, yte = train_test_split(ds.X, ds.y, test_size=0.2, random_state=42, stratify=ds.y)
-    sel = SparseFeatureSelector(n_features=1, algorithm=algorithm, metric=metric, density=density, hidden=(256, 64), epochs=10, patience=5,
-                                device='cpu', random_state=seed).fit(Xtr, ytr)
-    ks = np.unique(np.linspace(1, ds.X.shape[1], 12).astype(int))
-    return sel, ds, {int(k): svc_accuracy(Xtr, ytr, Xte, yte, sel.ranking_[:k]) for k in ks}, (Xtr, Xte, ytr, yte)
-
-@DEMOS.register('feature-selection')
-class FeatureSelectionDemo(Demo):
-    "Feature selection with a (sparse) MLP: scores, selected features, accuracy vs K, mask density"
-    title = 'Feature selection with sparse networks (paper 1)'
-    description = 'Train a dense, SET or RigL MLP, score the features with QS or Attr, keep the top K; SVC accuracy with them.'
-    def controls(self):
-        import ipywidgets as W
-        return {'dataset': W.Dropdown(options=list(DEMO_SETS), value='digits', description='dataset'),
-                'algorithm': W.Dropdown(options=['dense', 'set', 'rigl'], value='set', description='algorithm'),
-                'metric': W.Dropdown(options=['attr', 'qs'], value='attr', description='metric'),
-                'density': W.FloatSlider(value=0.2, min=0.05, max=1.0, step=0.05, description='density'),
-                'k': W.IntSlider(value=10, min=1, max=64, description='K')}
-    def measure(self, dataset, algorithm, metric, density, k):
-        sel, ds, curve, (Xtr, Xte, ytr, yte) = demo_fit(dataset, algorithm, metric, round(float(density), 2))
-        return sel, ds, curve, svc_accuracy(Xtr, ytr, Xte, yte, sel.ranking_[:k])
-    def summary(self, dataset, algorithm, metric, density, k):
-        sel, ds, curve, acc = self.measure(dataset, algorithm, metric, density, k)
-        extra = f"; {len(set(sel.ranking_[:k]) & set(ds.informative))} of {len(ds.informative)} informative in the top-{k}" if ds.get('informative') is not None else ''
-        return f"{algorithm}-{metric} on {dataset}: SVC accuracy with the top-{k} features = {acc:.3f}{extra}"
-    def render(self, dataset, algorithm, metric, density, k):
-        from sparseface.sparse.dst import plot_density
-        sel, ds, curve, acc = self.measure(dataset, algorithm, metric, density, k)
-        fig, axs = plt.subplots(1, 4, figsize=(11, 2.6), dpi=72)
-        top = sel.ranking_[:k]
-        if dataset == 'digits':
-            axs[0].imshow(sel.scores_.reshape(8, 8), cmap='magma'); axs[0].axis('off')
-            m = np.zeros(64); m[top] = 1; axs[1].imshow(m.reshape(8, 8), cmap='gray'); axs[1].axis('off')
-        else:
-            c = np.where(np.isin(np.arange(len(sel.scores_)), ds.informative), 'C3', 'C0')
-            axs[0].bar(np.arange(len(sel.scores_)), sel.scores_, color=c, width=1.0); axs[0].set_xlabel('feature (red: informative)', fontsize=8)
-            axs[1].bar(np.arange(len(sel.scores_)), np.isin(np.arange(len(sel.scores_)), top), color=c, width=1.0); axs[1].set_yticks([])
-        axs[0].set_title(f'{metric} scores', fontsize=9); axs[1].set_title(f'top-{k}', fontsize=9)
-        axs[2].plot(list(curve), list(curve.values()), marker='.'); axs[2].axvline(k, color='k', lw=.8)
-        axs[2].set_xlabel('K', fontsize=8); axs[2].set_title(f'SVC accuracy ({acc:.3f} at K={k})', fontsize=9); axs[2].grid(alpha=.3)
-        if sel.dst_history_: plot_density(sel.dst_history_, ax=axs[3]); axs[3].legend(fontsize=6)
-        else: axs[3].text(0.5, 0.5, 'dense: no masks', ha='center', va='center'); axs[3].axis('off')
-        axs[3].set_title('mask density per layer', fontsize=9)
-        fig.tight_layout()
-        return fig
+@patch
+def fit(self:SparseFeatureSelector, X, # Features `[n, d]`: numeric array or scipy sparse matrix
+        y): # Integer class labels `[n]`
+    "Train the network and accumulate feature scores; returns `self`"
+    X, yi = self._validate_xy(X, y)
+    self._check_params(X.shape[1])
+    seed = 0 if self.random_state is None else int(self.random_state)
+    Xtr, Xva, ytr, yva = train_test_split(X, yi, test_size=self.val_size, random_state=seed, stratify=yi if np.bincount(yi).min() >= 2 else None)
+    if self.standardize: sc = StandardScaler().fit(Xtr); Xtr, Xva = sc.transform(Xtr), sc.transform(Xva)
+    tr, cbs, es, engine = self._train(Xtr, ytr, Xva, yva, len(self.classes_), seed)
+    self.scores_ = accumulate_scores(cbs[0].epoch_scores, es.best_epoch, self.accumulate)
+    self.ranking_ = np.argsort(-self.scores_, kind='stable')
+    self.model_, self.history_, self.best_epoch_ = tr.model, tr.history, es.best_epoch
+    self.dst_history_ = engine.history if engine is not None else []
+    self.params_, self.memory_ = count_params(tr.model), memory_bytes(tr.model)
+    self.train_flops_, self.attr_seconds_ = cbs[1].flops, cbs[0].seconds
+    return self

@@ -4,209 +4,166 @@
 
 # %% ../../nbs/13_featsel.neurofs.ipynb #dfba287c
 from __future__ import annotations
-import math, time
+import math
 import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
 from sklearn.preprocessing import StandardScaler, MaxAbsScaler
-from typing import Callable
+from fastcore.basics import patch
 from ..core import check_type, check_choice, check_range, set_seed, make_generator, default_device
 from ..train import Trainer, Callback, ArrayLoader
 from ..sparse.layers import sparsify, count_params, SparseLayer, SparseLinear, training_flops
-from ..sparse.dst import signed_magnitude_prune, input_strength, input_degree, remove_inputs
-from ..data import make_madelon, load_dataset, data_available, data_root
-from tqdm.auto import tqdm
-from .attribution import RankingSelector, selection_accuracy
-import functools
-import matplotlib.pyplot as plt
-from sklearn.model_selection import train_test_split
-from sklearn.svm import SVC
-from sklearn.neighbors import KNeighborsClassifier
-from sklearn.ensemble import ExtraTreesClassifier
-from ..core import REPRODUCTIONS
-from ..widgets import Demo, DEMOS
+from ..sparse.dst import (input_strength, input_degree, remove_inputs, prune_connections, restore_budget,
+                                   input_score, InputGradient)
+from .core import RankingSelector
 
 # %% auto #0
-__all__ = ['PAPER_TABLE7', 'FULL_SETS', 'dense_score', 'random_score', 'grow_topk', 'set_rewire', 'InputGradient',
-           'NeuroFSCallback', 'NeuroFS', 'make_sparse_problem', 'classifier_accuracies', 'paper_scaling',
-           'reproduce_full', 'reproduce_neurofs', 'NeuroFSDemo']
+__all__ = ['InputEvolution', 'regrowth_gradients', 'NeuroFSCallback', 'NeuroFS', 'neurofs_mlp', 'make_sparse_problem']
 
 # %% ../../nbs/13_featsel.neurofs.ipynb #2e101b5e
-def _blocks(n_in:int, n_out:int, max_block:int):
-    w = max(1, min(n_in, max_block // max(n_out, 1)))
-    return [(j, min(j + w, n_in)) for j in range(0, n_in, w)]
+class InputEvolution:
+    "NeuroFS's input-neuron schedule: D_rm inputs removed by epoch t_rm, swaps of weak for promising inputs, and the maturity rule"
+    def __init__(self, n_inputs:int, # Input neurons d
+                 n_epochs:int, # Training epochs T
+                 n_features:int, # Features to select K
+                 zeta_in:float=0.2, # Input-layer drop fraction
+                 frac_epoch_remove:float=0.65): # Removal ends at epoch t_rm = floor(frac T)
+        self.d, self.T, self.zeta_in = n_inputs, n_epochs, zeta_in
+        self.t_rm, self.D_rm, self.R = int(n_epochs * frac_epoch_remove), max(0, int((1 - zeta_in) * n_inputs - n_features)), 0
+        self.protect = torch.zeros(n_inputs, dtype=torch.long)  # maturity counters: 0 = regrown last epoch
 
-def dense_score(g:torch.Tensor # Score of every position, flat or `[out, in]`
-               ) -> Callable:
-    "Block-score function of a dense score matrix"
-    return lambda j0, j1, n_out: g[:, j0:j1]
-
-def random_score(generator:torch.Generator # Randomness (numbers drawn on its device)
-                ) -> Callable:
-    "Block-score function of i.i.d. uniform scores (random regrowth)"
-    return lambda j0, j1, n_out: torch.rand(n_out, j1 - j0, generator=generator)
-
-@torch.no_grad()
-def grow_topk(layer, # A linear `SparseLayer` (`MaskedLinear` or `SparseLinear`)
-              k:int, # Connections to add (fewer if fewer positions are eligible)
-              score:Callable, # `score(j0, j1, n_out)` -> `[n_out, j1 - j0]` scores of the input columns j0..j1
-              allowed_inputs:torch.Tensor|None=None, # Boolean over inputs whose positions may grow (None: all)
-              exclude:torch.Tensor|None=None, # Further flat positions that may not grow (e.g. just pruned)
-              max_block:int=2**22, # Largest score block, in elements
-              optimizer=None) -> torch.Tensor:
-    "Switch on the k inactive eligible positions of largest |score|, streamed over input-column blocks; new weights are 0"
-    n_out, n_in = layer.weight_shape[0], layer.weight_shape[1]
-    act = layer.active_index(); dev = act.device
-    if k <= 0: return act[:0]
-    ex = act if exclude is None or not len(exclude) else torch.cat([act, exclude.to(dev)])
-    ex_r, ex_c = ex // n_in, ex % n_in
-    best_v, best_i = torch.empty(0, device=dev), torch.empty(0, dtype=torch.long, device=dev)
-    for j0, j1 in _blocks(n_in, n_out, max_block):
-        if allowed_inputs is not None and not bool(allowed_inputs[j0:j1].any()): continue
-        s = score(j0, j1, n_out).to(dev, torch.float32).abs().clone()
-        sel = (ex_c >= j0) & (ex_c < j1)
-        s[ex_r[sel], ex_c[sel] - j0] = -1.
-        if allowed_inputs is not None: s[:, ~allowed_inputs[j0:j1].to(dev)] = -1.
-        v, i = s.reshape(-1).topk(min(k, s.numel()))
-        flat = (i // (j1 - j0)) * n_in + j0 + i % (j1 - j0)
-        best_v, best_i = torch.cat([best_v, v]), torch.cat([best_i, flat])
-        if len(best_v) > k: best_v, keep = best_v.topk(k); best_i = best_i[keep]
-    add = best_i[best_v >= 0].sort().values
-    layer.update_topology(add[:0], add, optimizer=optimizer)
-    return add
-
-# %% ../../nbs/13_featsel.neurofs.ipynb #e7d18903
-@torch.no_grad()
-def set_rewire(layer, # A masked or sparse linear layer
-               zeta:float, # Fraction of active weights to prune
-               budget:int, # Number of connections after regrowth
-               score, # Regrowth score: a block function (`dense_score`, `random_score`, `InputGradient`), a dense tensor, or None (random)
-               allowed_inputs:torch.Tensor|None=None, # Boolean over inputs whose positions may grow (None: all)
-               rows:torch.Tensor|None=None, # Only prune among these input neurons (indices)
-               generator=None, optimizer=None):
-    "SET rewiring of one layer: signed-magnitude pruning, then regrowth to `budget` by score; returns (removed, added)"
-    act, vals = layer.active_index(), layer.active_values()
-    if rows is not None: sel = torch.isin(layer.input_of(act), rows.to(act.device)); act, vals = act[sel], vals[sel]
-    rm = act[signed_magnitude_prune(vals, int(zeta * len(act)))]
-    layer.update_topology(rm, rm[:0], optimizer=optimizer)
-    if score is None: score = random_score(generator if generator is not None else make_generator(None, 'cpu'))
-    elif isinstance(score, torch.Tensor): score = dense_score(score.reshape(layer.weight_shape[0], -1))
-    add = grow_topk(layer, budget - layer.nnz, score, allowed_inputs, exclude=rm, optimizer=optimizer)  # just-pruned positions are not regrown
-    return rm, add
-
-# %% ../../nbs/13_featsel.neurofs.ipynb #d9364e23
-class InputGradient:
-    "Loss gradient of an input layer, G = delta^T X, computed block by block (a block-score function for `grow_topk`)"
-    def __init__(self, delta:torch.Tensor, # [n, h] gradient of the loss w.r.t. the layer's outputs
-                 X): # [n, d] inputs: a tensor on delta's device, or a scipy.sparse matrix
-        self.delta, self.sparse = delta, sp.issparse(X)
-        self.X = X.tocsc() if self.sparse else X
-        self.n_inputs = X.shape[1]
-    def __call__(self, j0:int, j1:int, n_out:int|None=None) -> torch.Tensor:
-        "G[:, j0:j1], shape [h, j1 - j0]"
-        if not self.sparse: return self.delta.t() @ self.X[:, j0:j1]
-        B = self.X[:, j0:j1].tocoo()
-        Bt = torch.sparse_coo_tensor(torch.from_numpy(np.vstack([B.col, B.row]).astype(np.int64)), torch.from_numpy(B.data.astype(np.float32)),
-                                     (j1 - j0, B.shape[0])).to(self.delta.device)
-        return torch.sparse.mm(Bt, self.delta).t()
-    def neuron_score(self, max_block:int=2**22) -> torch.Tensor:
-        "Largest |G| over each input neuron's positions, [d]"
-        h = self.delta.shape[1]
-        return torch.cat([self(j0, j1).abs().amax(0) for j0, j1 in _blocks(self.n_inputs, h, max_block)])
-
-# %% ../../nbs/13_featsel.neurofs.ipynb #9c9ec734
-class NeuroFSCallback(Callback):
-    "Per-epoch NeuroFS updates: hidden-layer SET rewiring and input-neuron evolution"
-    def __init__(self, n_features:int, zeta_in:float=0.2, zeta_hidden:float=0.3, frac_epoch_remove:float=0.65,
-                 grow:str='gradient', grad_data=None, X=None, seed:int=0):
-        self.K, self.zeta_in, self.zeta_hid, self.frac = n_features, zeta_in, zeta_hidden, frac_epoch_remove
-        self.grow, self.grad_data, self.X, self.g = grow, grad_data, X, make_generator(seed, 'cpu')
-    def before_fit(self):
-        tr = self.trainer
-        self.layers = [m for m in tr.model.modules() if isinstance(m, SparseLayer)]
-        self.inp = self.layers[0]
-        self.budget = [m.nnz for m in self.layers]
-        d, T = self.inp.n_inputs, tr.n_epochs
-        self.d, self.T = d, T
-        self.t_rm, self.D_rm, self.R = int(T * self.frac), max(0, int((1 - self.zeta_in) * d - self.K)), 0
-        self.protect = torch.zeros(d, dtype=torch.long)
-        self.active_history = [input_degree(self.inp).cpu() > 0]
-        self.flops = []
-    def before_epoch(self):
-        self.trainer.opt.state.clear()  # the code rebuilds the optimizer every epoch: momentum restarts
-        self._epoch_flops = training_flops(self.trainer.model, self.X.shape[0])  # masks as they are during this epoch
-    def _loss_gradient(self):
-        "(InputGradient of the input layer, dense gradients of the hidden sparse layers), summed over the training batches"
-        tr, outs = self.trainer, []
-        def hook(mod, inp, out):  # the layer's output becomes a leaf: its gradient is delta, and no dense d x h gradient is formed
-            out = out.detach().requires_grad_(); outs.append(out); return out
-        params = list(self.inp.parameters()); req = [p.requires_grad for p in params]
-        for p in params: p.requires_grad_(False)
-        for m in self.layers[1:]: m.grad_mode = 'dense'
-        h = self.inp.register_forward_hook(hook)
-        tr.model.zero_grad(set_to_none=True)
-        try:
-            with torch.enable_grad():
-                for xb, yb in self.grad_data: tr.loss_fn(tr.model(xb.to(tr.device)), yb.to(tr.device)).backward()
-        finally:
-            h.remove()
-            for p, r in zip(params, req): p.requires_grad_(r)
-            for m in self.layers[1:]: m.grad_mode = 'masked'
-        hidden = [m.weight.grad.detach().clone() for m in self.layers[1:]]
-        tr.model.zero_grad(set_to_none=True)
-        n, dims = self.X.shape[0], [self.inp.weight_shape] + [m.weight_shape for m in self.layers[1:]]
-        self._epoch_flops += training_flops(tr.model, n, backward_factor=1.0) + 2 * n * sum(a * b for a, b in dims)  # forward + backward + dense products
-        return InputGradient(torch.cat([o.grad for o in outs]), self.X), hidden
-    @torch.no_grad()
-    def after_epoch(self):
-        tr, t = self.trainer, self.trainer.epoch
-        if self.grow == 'gradient': gin, gh = self._loss_gradient()
-        else: gin, gh = None, [None] * (len(self.layers) - 1)
-        for m, b, g in zip(self.layers[1:], self.budget[1:], gh): set_rewire(m, self.zeta_hid, b, g, generator=self.g, optimizer=tr.opt)
-        if t < 2:
-            set_rewire(self.inp, self.zeta_hid, self.budget[0], gin, generator=self.g, optimizer=tr.opt); self.protect += 1
-        else: self._evolve(t, gin)
-        self.active_history.append(input_degree(self.inp).cpu() > 0)
-        self.flops.append(self._epoch_flops)
-
-    def _evolve(self, t, g):
-        L, d, dev = self.inp, self.d, next(self.inp.parameters()).device  # not active_index(): that builds an O(nnz) array
-        s = input_strength(L).cpu()
-        active = input_degree(L).cpu() > 0
+    def step(self, t:int, # Epoch (>= 2)
+             strength:torch.Tensor, # Input strengths [d] (CPU)
+             active:torch.Tensor # Boolean [d]: inputs with connections (CPU)
+            ) -> tuple:
+        "`(keep, drop, n_upd)` of epoch t: the inputs to keep and to drop (boolean [d]), and how many inactive inputs to regrow"
         n_upd = int(self.R * self.zeta_in * (1 - t / self.T))
         n_rm = 0
         if self.R < self.D_rm:
             n_rm = math.ceil((self.D_rm - self.R) / max(self.t_rm - t, 1)); self.R += n_rm
-        n_keep = max(0, d - self.R - n_upd)
-        top = torch.zeros(d, dtype=torch.bool); top[s.topk(min(n_keep, d)).indices] = True
-        if self.R >= self.D_rm and n_rm == 0:
-            keep = active & top
-        else:  # maturity rule: inputs regrown last epoch are protected
-            immature = (self.protect < 1) & active
-            mature = active & ~immature
-            n_prime = int(mature.sum() - (mature & top).sum())
-            mi = mature.nonzero().squeeze(1)
-            kept_mature = torch.zeros(d, dtype=torch.bool)
-            kept_mature[mi[s[mi].topk(len(mi) - n_prime).indices]] = True
-            keep = kept_mature | immature
-            self.protect[keep] += 1
-            if n_prime < n_rm + n_upd:
-                n_upd = n_prime - n_rm
-                if n_upd < 0: self.R += n_prime - n_rm; n_upd = 0
+        top = torch.zeros(self.d, dtype=torch.bool)
+        top[strength.topk(min(max(0, self.d - self.R - n_upd), self.d)).indices] = True
+        if self.R >= self.D_rm and n_rm == 0: keep = active & top
+        else: keep, n_upd = self._mature_keep(strength, active, top, n_rm, n_upd)
         drop = active & ~keep
-        remove_inputs(L, drop.nonzero().squeeze(1).to(dev), optimizer=self.trainer.opt); self.protect[drop] = 0
-        kept_idx = keep.nonzero().squeeze(1).to(dev)
-        # weight removal on kept inputs (SET rule with zeta_in), no regrowth yet
-        set_rewire(L, self.zeta_in, 0, None, rows=kept_idx, generator=self.g, optimizer=self.trainer.opt)
-        # neuron regrowth: inactive inputs (not just dropped) with the largest |g| over their connections
-        cand = (~keep & ~drop).nonzero().squeeze(1)
-        regrow = cand[:0]
-        if n_upd > 0 and len(cand):
-            score = g.neuron_score().cpu()[cand] if g is not None else torch.rand(len(cand), generator=self.g)
-            regrow = cand[score.topk(min(n_upd, len(cand))).indices]
-        allowed = torch.zeros(d, dtype=torch.bool); allowed[kept_idx.cpu()] = True; allowed[regrow] = True
-        set_rewire(L, 0.0, self.budget[0], g, allowed_inputs=allowed.to(dev), generator=self.g, optimizer=self.trainer.opt)
+        self.protect[drop] = 0
+        return keep, drop, n_upd
+
+# %% ../../nbs/13_featsel.neurofs.ipynb #2e101b5f
+@patch
+def _mature_keep(self:InputEvolution, strength, active, top, n_rm, n_upd):
+    "Keep the inputs regrown last epoch and the strongest mature ones; swap fewer if too few mature inputs are weak"
+    immature = (self.protect < 1) & active
+    mature = active & ~immature
+    n_prime = int(mature.sum() - (mature & top).sum())
+    mi = mature.nonzero().squeeze(1)
+    keep = torch.zeros(self.d, dtype=torch.bool)
+    keep[mi[strength[mi].topk(len(mi) - n_prime).indices]] = True
+    keep |= immature
+    self.protect[keep] += 1
+    if n_prime < n_rm + n_upd:
+        n_upd = n_prime - n_rm
+        if n_upd < 0: self.R += n_prime - n_rm; n_upd = 0
+    return keep, n_upd
+
+# %% ../../nbs/13_featsel.neurofs.ipynb #d9364e23
+def regrowth_gradients(trainer:Trainer, # The running trainer (model, loss, device)
+                       layers:list, # The model's sparse layers: the input layer first, then the hidden ones (masked)
+                       data, # Batches of the training set (an `ArrayLoader`)
+                       X # The training inputs (tensor or scipy.sparse), for `InputGradient`
+                      ) -> tuple:
+    "Training-loss gradients summed over `data`: (`InputGradient` of the input layer, dense gradients of the hidden layers)"
+    inp, outs = layers[0], []
+    def hook(mod, x, out):  # the layer's output becomes a leaf: its gradient is delta, and no dense d x h gradient is formed
+        out = out.detach().requires_grad_(); outs.append(out); return out
+    params = list(inp.parameters()); req = [p.requires_grad for p in params]
+    for p in params: p.requires_grad_(False)
+    for m in layers[1:]: m.grad_mode = 'dense'
+    h = inp.register_forward_hook(hook)
+    trainer.model.zero_grad(set_to_none=True)
+    try:
+        with torch.enable_grad():
+            for xb, yb in data: trainer.loss_fn(trainer.model(xb.to(trainer.device)), yb.to(trainer.device)).backward()
+    finally:
+        h.remove()
+        for p, r in zip(params, req): p.requires_grad_(r)
+        for m in layers[1:]: m.grad_mode = 'masked'
+    hidden = [m.weight.grad.detach().clone() for m in layers[1:]]
+    trainer.model.zero_grad(set_to_none=True)
+    return InputGradient(torch.cat([o.grad for o in outs]), X), hidden
+
+# %% ../../nbs/13_featsel.neurofs.ipynb #9c9ec734
+class NeuroFSCallback(Callback):
+    "Per-epoch NeuroFS updates: SET rewiring of the hidden layers and input-neuron evolution of the first layer"
+    def __init__(self, n_features:int, # Features to select (K)
+                 zeta_in:float=0.2, # Input-layer drop fraction
+                 zeta_hidden:float=0.3, # Hidden-layer drop fraction
+                 frac_epoch_remove:float=0.65, # Fraction of the epochs over which inputs are removed
+                 grow:str='gradient', # Regrowth by the training-loss 'gradient', or 'random'
+                 grad_data=None, # Batches of the training set for the regrowth gradient
+                 X=None, # The training inputs (tensor or scipy.sparse): `InputGradient` and the FLOPs count
+                 seed:int=0): # Seed of the random choices
+        self.K, self.zeta_in, self.zeta_hid, self.frac = n_features, zeta_in, zeta_hidden, frac_epoch_remove
+        self.grow, self.grad_data, self.X, self.g = grow, grad_data, X, make_generator(seed, 'cpu')
+    def before_fit(self):
+        "Find the sparse layers, record their connection budgets, start the input-neuron schedule"
+        tr = self.trainer
+        self.layers = [m for m in tr.model.modules() if isinstance(m, SparseLayer)]
+        self.inp, self.budget = self.layers[0], [m.nnz for m in self.layers]
+        self.evolution = InputEvolution(self.inp.n_inputs, tr.n_epochs, self.K, self.zeta_in, self.frac)
+        self.active_history, self.flops = [input_degree(self.inp).cpu() > 0], []
+    def before_epoch(self):
+        "Restart the momentum (the code rebuilds the optimizer every epoch); count the epoch's training FLOPs from the masks"
+        self.trainer.opt.state.clear()
+        self._epoch_flops = training_flops(self.trainer.model, self.X.shape[0])
+
+# %% ../../nbs/13_featsel.neurofs.ipynb #e7d18903
+@patch
+def rewire(self:NeuroFSCallback, layer, # A sparse linear layer of the model
+           zeta:float, # Fraction of its active weights to prune (SET's signed-magnitude rule)
+           budget:int, # Connections after regrowth
+           score): # Regrowth score: 'random', a dense gradient, or an `InputGradient`
+    "SET rewiring of one layer: prune, then regrow to `budget` by score; returns (removed, added)"
+    rm = prune_connections(layer, zeta, 'signed_magnitude', generator=self.g, optimizer=self.trainer.opt)
+    return rm, restore_budget(layer, budget, score, exclude=rm, generator=self.g, optimizer=self.trainer.opt)
+
+# %% ../../nbs/13_featsel.neurofs.ipynb #9c9ec735
+@patch
+def _gradients(self:NeuroFSCallback):
+    "The regrowth gradients; their pass is added to the epoch's FLOPs (forward + backward + the dense products)"
+    gin, gh = regrowth_gradients(self.trainer, self.layers, self.grad_data, self.X)
+    n, dims = self.X.shape[0], [m.weight_shape for m in self.layers]
+    self._epoch_flops += training_flops(self.trainer.model, n, backward_factor=1.0) + 2 * n * sum(a * b for a, b in dims)
+    return gin, gh
+
+@patch
+@torch.no_grad()
+def after_epoch(self:NeuroFSCallback):
+    "Rewire the hidden layers; rewire (epochs 0-1) or evolve (later) the input layer; record the active inputs and the FLOPs"
+    t = self.trainer.epoch
+    gin, gh = self._gradients() if self.grow == 'gradient' else ('random', ['random'] * (len(self.layers) - 1))
+    for m, b, g in zip(self.layers[1:], self.budget[1:], gh): self.rewire(m, self.zeta_hid, b, g)
+    if t < 2: self.rewire(self.inp, self.zeta_hid, self.budget[0], gin); self.evolution.protect += 1
+    else: self.evolve(t, gin)
+    self.active_history.append(input_degree(self.inp).cpu() > 0)
+    self.flops.append(self._epoch_flops)
+
+# %% ../../nbs/13_featsel.neurofs.ipynb #9c9ec736
+@patch
+def evolve(self:NeuroFSCallback, t:int, # Epoch (>= 2)
+           score): # Regrowth score of the input layer: an `InputGradient`, or 'random'
+    "Input-neuron evolution: drop weak inputs, prune the kept ones, regrow the best inactive inputs, restore the budget"
+    L, opt = self.inp, self.trainer.opt
+    dev = next(L.parameters()).device  # not active_index(): that builds an O(nnz) array
+    keep, drop, n_upd = self.evolution.step(t, input_strength(L).cpu(), input_degree(L).cpu() > 0)
+    remove_inputs(L, drop.nonzero().squeeze(1).to(dev), optimizer=opt)
+    prune_connections(L, self.zeta_in, 'signed_magnitude', inputs=keep.nonzero().squeeze(1).to(dev), generator=self.g, optimizer=opt)
+    cand, allowed = (~keep & ~drop).nonzero().squeeze(1), keep.clone()  # candidates: inactive inputs, not just dropped
+    if n_upd > 0 and len(cand):
+        s = torch.rand(len(cand), generator=self.g) if isinstance(score, str) else input_score(L, score).cpu()[cand]
+        allowed[cand[s.topk(min(n_upd, len(cand))).indices]] = True
+    restore_budget(L, self.budget[0], score, inputs=allowed.to(dev), generator=self.g, optimizer=opt)
 
 # %% ../../nbs/13_featsel.neurofs.ipynb #9cf4f71b
 class NeuroFS(RankingSelector):
@@ -231,9 +188,8 @@ class NeuroFS(RankingSelector):
         for k, v in list(locals().items()):
             if k not in ('self', '__class__'): setattr(self, k, v)
 
-    def fit(self, X, y):
-        "Train the evolving sparse MLP; `scores_` are the final input strengths; returns `self`"
-        X, yi = self._validate_xy(X, y, keep_sparse=True)
+    def _check_params(self):
+        "Check the hyper-parameters (before any training); returns the hidden widths"
         for n in ('epochs', 'batch_size'): check_type(getattr(self, n), (int, np.integer), n); check_range(getattr(self, n), n, 1)
         check_range(self.epsilon, 'epsilon', 0, lo_open=True); check_range(self.lr, 'lr', 0, lo_open=True)
         check_range(self.zeta_input, 'zeta_input', 0, 1); check_range(self.zeta_hidden, 'zeta_hidden', 0, 1)
@@ -242,35 +198,60 @@ class NeuroFS(RankingSelector):
         hidden = tuple(self.hidden)
         if not hidden or not all(isinstance(h, (int, np.integer)) and h >= 1 for h in hidden):
             raise ValueError(f"hidden must be a non-empty tuple of positive ints, got {self.hidden!r}")
-        d = X.shape[1]
-        self.sparse_input_ = bool(d * hidden[0] >= 2**25) if self.sparse_input == 'auto' else bool(self.sparse_input)
-        if sp.issparse(X) and not self.sparse_input_: X = X.toarray()
-        if self.standardize: X = (MaxAbsScaler() if sp.issparse(X) else StandardScaler()).fit_transform(X)
-        X = X.astype(np.float32)
-        seed = 0 if self.random_state is None else int(self.random_state)
-        set_seed(seed)
-        act = nn.Tanh if self.activation == 'tanh' else nn.ReLU
-        dev = default_device(self.device)
-        first = (SparseLinear(d, hidden[0], density=min(1., self.epsilon * (d + hidden[0]) / (d * hidden[0])), generator=make_generator(seed, 'cpu'))
-                 if self.sparse_input_ else nn.Linear(d, hidden[0]))
-        layers, w = [first, act()], hidden[0]
-        for h in hidden[1:]: layers += [nn.Linear(w, h), act()]; w = h
-        model = nn.Sequential(*layers, nn.Linear(w, len(self.classes_)))
-        sparsify(model, distribution='er', epsilon=self.epsilon, dense_layers=[str(len(layers))], generator=seed)  # a SparseLinear input layer is left as it is
-        Xg = X if sp.issparse(X) else torch.from_numpy(X).to(dev)
-        data = ArrayLoader(Xg, yi, self.batch_size, shuffle=True, seed=seed, device=dev)  # scipy.sparse X stays sparse
-        cb = NeuroFSCallback(self.n_features, self.zeta_input, self.zeta_hidden, self.frac_epoch_remove, self.grow,
-                             grad_data=ArrayLoader(Xg, yi, max(16, min(1024, 2**23 // d)), device=dev), X=Xg, seed=seed)
-        tr = Trainer(model, opt=lambda ps: torch.optim.SGD(ps, lr=self.lr, momentum=0.9, weight_decay=2 * self.weight_decay),
-                     device=dev, callbacks=[cb], progress=self.verbose)
-        tr.fit(data, epochs=int(self.epochs))
-        self.model_, self.history_ = tr.model, tr.history
-        self.flops_ = np.asarray(cb.flops)  # training FLOPs of every epoch, counted from the masks (+ the regrowth gradient pass)
-        self.scores_ = input_strength(cb.inp).cpu().double().numpy()
-        self.ranking_ = np.argsort(-self.scores_, kind='stable')
-        self.active_history_ = torch.stack(cb.active_history).numpy()  # [epochs + 1, d] active inputs
-        self.params_ = count_params(tr.model)
-        return self
+        return hidden
+
+# %% ../../nbs/13_featsel.neurofs.ipynb #944151b4
+def neurofs_mlp(d:int, # Input features
+                hidden:tuple, # Hidden widths
+                n_classes:int, # Outputs
+                activation:str='tanh', # 'tanh' or 'relu'
+                epsilon:float=30, # Erdős–Rényi parameter of the masks
+                sparse_input:bool=False, # Truly sparse input layer (`SparseLinear`)
+                seed:int=0 # Seed of the weights and masks
+               ) -> nn.Sequential:
+    "NeuroFS's MLP: Erdős–Rényi masks on the input and hidden kernels, a dense output layer"
+    set_seed(seed)
+    act = nn.Tanh if activation == 'tanh' else nn.ReLU
+    first = (SparseLinear(d, hidden[0], density=min(1., epsilon * (d + hidden[0]) / (d * hidden[0])), generator=make_generator(seed, 'cpu'))
+             if sparse_input else nn.Linear(d, hidden[0]))
+    layers, w = [first, act()], hidden[0]
+    for h in hidden[1:]: layers += [nn.Linear(w, h), act()]; w = h
+    model = nn.Sequential(*layers, nn.Linear(w, n_classes))
+    sparsify(model, distribution='er', epsilon=epsilon, dense_layers=[str(len(layers))], generator=seed)  # a SparseLinear input layer is left as it is
+    return model
+
+# %% ../../nbs/13_featsel.neurofs.ipynb #9cf4f71c
+@patch
+def _prepare(self:NeuroFS, X # Checked features (dense or scipy sparse)
+            ):
+    "The features as the network sees them: the input layer's form decided (`sparse_input_`), scaled, float32"
+    d = X.shape[1]
+    self.sparse_input_ = bool(d * tuple(self.hidden)[0] >= 2**25) if self.sparse_input == 'auto' else bool(self.sparse_input)
+    if sp.issparse(X) and not self.sparse_input_: X = X.toarray()
+    if self.standardize: X = (MaxAbsScaler() if sp.issparse(X) else StandardScaler()).fit_transform(X)
+    return X.astype(np.float32)
+
+@patch
+def fit(self:NeuroFS, X, # Features `[n, d]`: numeric array or scipy sparse matrix (kept sparse with a sparse input layer)
+        y): # Class labels `[n]`
+    "Train the evolving sparse MLP; `scores_` are the final input strengths; returns `self`"
+    X, yi = self._validate_xy(X, y, keep_sparse=True)
+    hidden = self._check_params()
+    X = self._prepare(X)
+    seed, dev = 0 if self.random_state is None else int(self.random_state), default_device(self.device)
+    model = neurofs_mlp(X.shape[1], hidden, len(self.classes_), self.activation, self.epsilon, self.sparse_input_, seed)
+    Xg = X if sp.issparse(X) else torch.from_numpy(X).to(dev)    # scipy.sparse X stays sparse: batches are made dense one at a time
+    cb = NeuroFSCallback(self.n_features, self.zeta_input, self.zeta_hidden, self.frac_epoch_remove, self.grow,
+                         grad_data=ArrayLoader(Xg, yi, max(16, min(1024, 2**23 // X.shape[1])), device=dev), X=Xg, seed=seed)
+    tr = Trainer(model, opt=lambda ps: torch.optim.SGD(ps, lr=self.lr, momentum=0.9, weight_decay=2 * self.weight_decay),
+                 device=dev, callbacks=[cb], progress=self.verbose)
+    tr.fit(ArrayLoader(Xg, yi, self.batch_size, shuffle=True, seed=seed, device=dev), epochs=int(self.epochs))
+    self.model_, self.history_, self.params_ = tr.model, tr.history, count_params(tr.model)
+    self.flops_ = np.asarray(cb.flops)  # training FLOPs of every epoch, counted from the masks (+ the regrowth gradient pass)
+    self.scores_ = input_strength(cb.inp).cpu().double().numpy()
+    self.ranking_ = np.argsort(-self.scores_, kind='stable')
+    self.active_history_ = torch.stack(cb.active_history).numpy()  # [epochs + 1, d] active inputs
+    return self
 
 # %% ../../nbs/13_featsel.neurofs.ipynb #eb4830d2
 def make_sparse_problem(n_samples:int=1000, # Rows
@@ -278,7 +259,7 @@ def make_sparse_problem(n_samples:int=1000, # Rows
                         density:float=0.001, # Fraction of non-zeros of the noise columns
                         n_informative:int=20, # Columns that decide the label
                         informative_density:float=0.3, # Fraction of non-zeros of the informative columns
-                        seed:int=0):
+                        seed:int=0): # Seed
     "A wide sparse binary problem: `Bunch(X=csr_matrix, y, informative)`"
     from sklearn.utils import Bunch
     check_range(density, 'density', 0, 1); check_range(n_informative, 'n_informative', 1, n_features)
@@ -292,123 +273,3 @@ def make_sparse_problem(n_samples:int=1000, # Rows
     X.eliminate_zeros()
     s = Xi @ rng.choice([-1., 1.], n_informative)
     return Bunch(X=X, y=(s > np.median(s)).astype(int), informative=inf)
-
-# %% ../../nbs/13_featsel.neurofs.ipynb #3cc53edf
-def classifier_accuracies(Xtr, ytr, Xte, yte, features, standardize:bool=True) -> dict:
-    "Test accuracy of SVC (defaults), 1-NN (brute) and ExtraTrees (50 trees) on the `features` columns (standardised on the training split unless told not to)"
-    clfs = {'svc': SVC(), '1nn': KNeighborsClassifier(1, algorithm='brute'), 'extra_trees': ExtraTreesClassifier(50, random_state=0, n_jobs=1)}
-    return {k: selection_accuracy(Xtr, ytr, Xte, yte, features, c, standardize=standardize) for k, c in clfs.items()}
-
-def _t7(s): return tuple(float(v) for v in s.split('±')) if '±' in s else (float(s), 0.0)
-_T7_COLS = ('COIL-20', 'USPS', 'Isolet', 'BASEHOCK', 'Prostate_GE', 'Arcene', 'SMK', 'GLA-BRA-180')
-_T7 = {  # paper Table 7, accuracy % at K = 50 (columns as in _T7_COLS; MNIST, Fashion-MNIST and HAR are not available offline)
- 'svc': {'all': '100.0 97.58 96.03 91.98 80.95 77.5 86.84 72.22',
-         'NeuroFS': '98.78±0.29 96.78±0.17 92.62±0.40 89.06±2.46 90.50±0.00 76.50±2.55 81.58±1.68 80.54±4.96',
-         'LassoNet': '97.16±1.06 95.94±0.15 84.90±0.22 87.18±0.58 88.58±2.35 71.00±2.00 80.52±2.69 74.46±4.78',
-         'STG': '99.32±0.40 96.62±0.34 85.82±2.83 85.12±1.86 84.78±3.55 71.00±2.55 80.25±2.95 70.00±4.08'},
- '1nn': {'all': '100.0 97.37 88.14 78.7 76.19 92.5 73.68 69.44',
-         'NeuroFS': '99.80±0.28 96.18±0.49 85.96±1.53 87.14±2.69 85.86±4.67 74.00±5.15 78.97±4.55 64.42±5.38',
-         'LassoNet': '98.84±0.20 95.70±0.26 79.22±0.47 88.96±1.20 82.86±3.80 67.50±7.75 74.74±6.34 68.90±4.07',
-         'STG': '99.94±0.12 95.14±0.45 83.16±3.42 81.10±1.93 81.00±0.00 75.00±5.24 71.08±6.44 58.90±7.52'},
- 'extra_trees': {'all': '100.0 96.51 94.04 96.99 85.71 82.5 78.95 69.44',
-         'NeuroFS': '99.94±0.12 95.44±0.27 91.46±0.73 89.96±1.89 90.50±0.00 75.00±5.24 81.75±4.16 75.46±6.71',
-         'LassoNet': '99.76±0.12 94.86±0.22 84.94±0.62 92.08±0.36 89.54±1.92 73.50±4.64 77.88±6.77 76.12±3.80',
-         'STG': '100.00±0.00 94.32±0.21 83.56±1.62 83.84±3.80 83.84±3.80 79.00±3.39 75.78±5.10 71.08±2.24'}}
-PAPER_TABLE7 = {clf: {m: dict(zip(_T7_COLS, map(_t7, row.split()))) for m, row in rows.items()} for clf, rows in _T7.items()}
-
-# file under featsel/ -> (Table 7 column, batch size, activation, scaler, note)
-FULL_SETS = {'COIL20': ('COIL-20', 100, 'tanh', 'minmax', ''), 'USPS': ('USPS', 100, 'tanh', 'minmax', '11,000-sample variant (paper: 9,298)'),
-             'Isolet': ('Isolet', 100, 'relu', 'minmax', ''), 'BASEHOCK': ('BASEHOCK', 100, 'tanh', 'standard', ''),
-             'Prostate-GE': ('Prostate_GE', 20, 'tanh', 'minmax', ''), 'arcene': ('Arcene', 20, 'tanh', 'minmax', ''),
-             'ALLAML': ('SMK', 20, 'tanh', 'minmax', 'substitute: ALLAML (72 x 7129) for SMK-CAN-187'),
-             'TOX-171': ('GLA-BRA-180', 20, 'tanh', 'minmax', 'substitute: TOX-171 (171 x 5748) for GLA-BRA-180')}
-
-# %% ../../nbs/13_featsel.neurofs.ipynb #533d3ab9
-def paper_scaling(X, kind:str):
-    "The code's transductive scaling of a whole dataset: 'minmax' to [0, 1] or 'standard' (fitted on train and test together)"
-    from sklearn.preprocessing import MinMaxScaler
-    check_choice(kind, ('minmax', 'standard'), 'kind')
-    return (MinMaxScaler() if kind == 'minmax' else StandardScaler()).fit_transform(np.asarray(X, dtype=np.float64))
-
-def _run_dataset(X, y, K, seeds, make, standardize, progress=False):
-    "Fit `make(seed)` on the 80/20 split (seed 42) for every seed; mean/std accuracy of the three classifiers, fit time, TFLOPs"
-    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.2, random_state=42)
-    accs, secs, flops, relevant = [], [], [], []
-    for s in seeds:
-        t0 = time.perf_counter(); nf = make(s).fit(Xtr, ytr); secs.append(time.perf_counter() - t0)
-        accs.append(classifier_accuracies(Xtr, ytr, Xte, yte, nf.ranking_[:K], standardize)); flops.append(nf.flops_.sum())
-        relevant.append(nf.ranking_[:K])
-    allf = classifier_accuracies(Xtr, ytr, Xte, yte, np.arange(X.shape[1]), standardize)
-    stats = {c: (100 * np.mean([a[c] for a in accs]), 100 * np.std([a[c] for a in accs])) for c in allf}
-    return stats, {c: 100 * v for c, v in allf.items()}, float(np.mean(secs)), float(np.mean(flops)) / 1e12, relevant, nf
-
-def reproduce_full(ctx, seeds, datasets=None, epochs:int=100): # `datasets`: names of `FULL_SETS` (default all found)
-    "NeuroFS with the paper's configuration on the featsel datasets under `ctx.data`, side by side with Table 7"
-    for n in datasets or []: check_choice(n, list(FULL_SETS), 'datasets')
-    names = [n for n in (datasets or FULL_SETS) if data_available(f'featsel/{n}.mat', root=ctx.data)]
-    if not names: raise FileNotFoundError(f"no featsel/*.mat of the paper under {ctx.data}; pass --data pointing at a folder with featsel/")
-    rows, numbers = [], {}
-    for n in tqdm(names, disable=not ctx.progress, desc='datasets', leave=False):
-        col, bs, act, scaler, note = FULL_SETS[n]
-        ds = load_dataset(f'featsel/{n}', root=ctx.data)
-        make = lambda s: NeuroFS(n_features=50, epochs=epochs, batch_size=bs, activation=act, standardize=False, device=ctx.device, random_state=s)
-        stats, allf, secs, tfl, _, _ = _run_dataset(paper_scaling(ds.X, scaler), ds.y, 50, seeds, make, standardize=False)
-        for c, (m, sd) in stats.items():
-            p = {k: PAPER_TABLE7[c][k][col] for k in ('NeuroFS', 'LassoNet', 'STG', 'all')}
-            rows.append({'dataset': n, 'table7_column': col + (' (substitute)' if note.startswith('substitute') else ''), 'classifier': c,
-                         'ours_%': m, 'ours_std': sd, 'ours_all_%': allf[c], 'paper_NeuroFS_%': p['NeuroFS'][0], 'paper_NeuroFS_std': p['NeuroFS'][1],
-                         'paper_LassoNet_%': p['LassoNet'][0], 'paper_STG_%': p['STG'][0], 'paper_all_%': p['all'][0],
-                         'fit_seconds': secs, 'train_TFLOPs': tfl, 'note': note})
-            numbers[f'{n} {c}@50'] = m
-    ctx.add_table(f'Accuracy (%) at K = 50 with {len(seeds)} seeds: ours vs the paper (Table 7)', rows,
-                  note='SMK and GLA-BRA-180 columns hold substitute datasets; their paper numbers are for other data.')
-    ctx.deviation('Seeds: %d (the paper does not state how many it used).' % len(seeds))
-    ctx.deviation('USPS: the 11,000-sample variant of featsel/USPS.mat (the paper used 9,298 samples).')
-    return numbers
-
-@REPRODUCTIONS.register('neurofs', title='Paper 2: NeuroFS, feature selection by input-neuron evolution', paper=2)
-def reproduce_neurofs(ctx):
-    "NeuroFS: three classifiers on the K selected features; embedded data (quick) or the paper's datasets (full)"
-    ctx.deviation('Regrowth by the training-loss gradient (the code differentiates the summed softmax, which is identically 1).')
-    ctx.deviation('Masks applied at initialisation (the code masks only after the first step).')
-    if not ctx.quick: return reproduce_full(ctx, [ctx.seed + i for i in range(3)])
-    ctx.deviation('Quick run: hidden 3 x 256, 30 epochs, lr 0.05, batch 20, epsilon 10 on embedded data; columns standardised on the training split.')
-    syn = make_madelon(n_samples=1000, n_features=500, n_informative=10, n_redundant=10, n_clusters_per_class=2, seed=ctx.seed)
-    dg = load_dataset('digits')
-    rows, numbers = [], {}
-    for name, X, y, K, rel in (('madelon-synthetic', syn.X, syn.y, 50, np.concatenate([syn.informative, syn.redundant])), ('digits', dg.X, dg.y, 20, None)):
-        make = lambda s: NeuroFS(n_features=K, epochs=30, lr=0.05, batch_size=20, hidden=(256, 256, 256), epsilon=10, device=ctx.device, random_state=s)
-        stats, allf, secs, tfl, ranks, nf = _run_dataset(X, y, K, [ctx.seed], make, standardize=True)
-        row = {'dataset': name, 'K': K, **{k: v[0] for k, v in stats.items()}, **{f'{k}_all': v for k, v in allf.items()},
-               'relevant_in_topK': len(set(ranks[0]) & set(rel)) if rel is not None else None, 'fit_seconds': secs, 'train_TFLOPs': tfl,
-               'active_inputs_end': int(nf.active_history_[-1].sum())}
-        rows.append(row); numbers.update({f'{name} svc@{K}': stats['svc'][0], f'{name} svc all features': allf['svc']})
-    ctx.add_table('NeuroFS: test accuracy (%) with the selected features (and with all features)', rows)
-    return numbers
-
-# %% ../../nbs/13_featsel.neurofs.ipynb #c986e7ad
-@functools.lru_cache(maxsize=4)
-def _digits_neurofs(k:int=20, seed:int=0):
-    dg = load_dataset('digits')
-    return NeuroFS(n_features=k, epochs=30, lr=0.05, batch_size=20, hidden=(128, 128, 128), epsilon=10, device='cpu', random_state=seed).fit(dg.X, dg.y)
-
-@DEMOS.register('neurofs')
-class NeuroFSDemo(Demo):
-    "NeuroFS on digits: the input layer epoch by epoch"
-    title = 'NeuroFS: input-neuron evolution (paper 2)'
-    description = 'Active input neurons (pixels) of the sparse MLP at each epoch, their count, and the final top-20 pixels.'
-    def controls(self):
-        import ipywidgets as W
-        return {'epoch': W.IntSlider(value=30, min=0, max=30, description='epoch')}
-    def summary(self, epoch):
-        nf = _digits_neurofs()
-        return f"epoch {epoch}: {int(nf.active_history_[epoch].sum())} of 64 input neurons active"
-    def render(self, epoch):
-        nf = _digits_neurofs()
-        fig, axs = plt.subplots(1, 3, figsize=(8, 2.6), dpi=72)
-        axs[0].imshow(nf.active_history_[epoch].reshape(8, 8), cmap='gray', vmin=0, vmax=1); axs[0].set_title(f'active at epoch {epoch}', fontsize=9)
-        axs[1].plot(nf.active_history_.sum(1), marker='.'); axs[1].axvline(epoch, color='k', lw=.8); axs[1].set_title('active inputs', fontsize=9)
-        m = np.zeros(64); m[nf.ranking_[:20]] = 1; axs[2].imshow(m.reshape(8, 8), cmap='gray'); axs[2].set_title('selected (top-20)', fontsize=9)
-        for a in (axs[0], axs[2]): a.axis('off')
-        fig.tight_layout()
-        return fig

@@ -10,10 +10,10 @@ import numpy as np
 from tqdm.auto import tqdm
 from ..core import BENCHMARKS, check_choice, check_range
 from ..data import load_dataset, make_madelon, data_available
-from .benchmark import compare_methods
+from .attribution_bench import compare_methods
 
 # %% auto #0
-__all__ = ['MEMORY_KINDS', 'FULL_SETS', 'METHODS', 'fit_peak_memory', 'bench_neurofs']
+__all__ = ['MEMORY_KINDS', 'NEUROFS_BENCH_SETS', 'NEUROFS_BENCH_METHODS', 'fit_peak_memory', 'bench_neurofs']
 
 # %% ../../nbs/13b_featsel.neurofs_bench.ipynb #9884f5de
 _MEM_SCRIPT = r"""
@@ -50,7 +50,8 @@ def fit_peak_memory(kind:str='neurofs-sparse', # One of `MEMORY_KINDS`
                     hidden:int=1000, # NeuroFS hidden width (3 layers)
                     epochs:int=2, # NeuroFS epochs (LassoNet: iterations per penalty = 10x this, then this)
                     threads:int|None=None, # torch threads in the subprocess
-                    timeout:float|None=None) -> dict: # Seconds before the subprocess is killed
+                    timeout:float|None=None # Seconds before the subprocess is killed
+                   ) -> dict:
     "Peak resident memory of one fit on `make_sparse_problem(n, d)` in a fresh process (Linux): MiB above the loaded data and in total, and seconds"
     check_choice(kind, MEMORY_KINDS, 'kind')
     for v, nm in ((d, 'd'), (n, 'n'), (hidden, 'hidden'), (epochs, 'epochs')): check_range(v, nm, 1)
@@ -64,21 +65,22 @@ def fit_peak_memory(kind:str='neurofs-sparse', # One of `MEMORY_KINDS`
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 # %% ../../nbs/13b_featsel.neurofs_bench.ipynb #11d23997
-FULL_SETS = ('COIL20', 'Isolet', 'BASEHOCK', 'Prostate-GE', 'arcene')
-METHODS = ('neurofs', 'set-attr', 'lassonet')
+NEUROFS_BENCH_SETS = ('COIL20', 'Isolet', 'BASEHOCK', 'Prostate-GE', 'arcene')
+NEUROFS_BENCH_METHODS = ('neurofs', 'set-attr', 'lassonet')
 
 @BENCHMARKS.register('neurofs', title='NeuroFS vs SET-Attr and LassoNet (accuracy at K, time); peak memory at d = 100,000')
-def bench_neurofs(ctx):
+def bench_neurofs(ctx # The benchmark context (quick, data, device, seed, progress)
+                 ) -> dict:
     "Accuracy at K = 50 and fit time against peers on the same splits; peak fit memory on a wide sparse problem"
     syn = make_madelon(n_samples=1000, n_features=500, n_informative=10, n_redundant=10, n_clusters_per_class=2, seed=ctx.seed)
     dg = load_dataset('digits')
     sets = [('madelon-synthetic', syn.X, syn.y, 50), ('digits', dg.X, dg.y, 20)]
     if not ctx.quick and ctx.data is not None:
-        sets += [(n, *(lambda b: (b.X, b.y))(load_dataset(f'featsel/{n}', root=ctx.data)), 50) for n in FULL_SETS if data_available(f'featsel/{n}.mat', root=ctx.data)]
+        sets += [(n, *(lambda b: (b.X, b.y))(load_dataset(f'featsel/{n}', root=ctx.data)), 50) for n in NEUROFS_BENCH_SETS if data_available(f'featsel/{n}.mat', root=ctx.data)]
     if ctx.quick: ctx.deviation('Quick budgets: NeuroFS 3 x 256 / 30 epochs, SET-Attr 40 epochs, LassoNet path_multiplier 1.1; one seed; embedded data.')
     rows, numbers = [], {}
     for name, X, y, k in tqdm(sets, disable=not ctx.progress, desc='datasets', leave=False):
-        res = {r['method']: r for r in compare_methods(X, y, ks=(k,), methods=METHODS, seed=ctx.seed, quick=ctx.quick, device=ctx.device)}
+        res = {r['method']: r for r in compare_methods(X, y, ks=(k,), methods=NEUROFS_BENCH_METHODS, seed=ctx.seed, quick=ctx.quick, device=ctx.device)}
         for m, r in res.items(): rows.append({'dataset': name, 'K': k, 'method': m, 'seconds': r['seconds'], 'accuracy': r[f'acc@{k}']})
         numbers[f'{name}: neurofs acc@{k}'] = res['neurofs'][f'acc@{k}']
         numbers[f'{name}: neurofs - lassonet acc'] = res['neurofs'][f'acc@{k}'] - res['lassonet'][f'acc@{k}']

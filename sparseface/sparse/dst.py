@@ -8,8 +8,10 @@ import math, time
 from typing import Callable, Iterable
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 from torch import nn
+from fastcore.basics import patch
 from ..core import Registry, check_type, check_choice, check_range, make_generator
 from ..train import Callback
 from .layers import SparseLayer, MaskedMixin, SparseLinear, sparse_layers, output_positions
@@ -17,14 +19,18 @@ from .layers import SparseLayer, MaskedMixin, SparseLinear, sparse_layers, outpu
 # %% auto #0
 __all__ = ['PRUNE_RULES', 'GROW_RULES', 'SCHEDULES', 'BUDGETS', 'magnitude_prune', 'signed_magnitude_prune', 'random_prune',
            'random_grow', 'bernoulli_grow', 'gradient_grow', 'ConstantSchedule', 'CosineSchedule', 'as_schedule',
-           'KeepBudget', 'PalsBudget', 'TargetBudget', 'as_budget', 'DSTEngine', 'DSTCallback', 'plot_density',
-           'FlopsCounter', 'input_degree', 'active_inputs', 'input_strength', 'input_grad_score', 'remove_inputs',
-           'grow_connections', 'restore_budget']
+           'BudgetPolicy', 'KeepBudget', 'PalsBudget', 'TargetBudget', 'as_budget', 'DSTEngine', 'DSTCallback',
+           'plot_density', 'FlopsCounter', 'input_degree', 'active_inputs', 'input_strength', 'remove_inputs',
+           'prune_connections', 'input_blocks', 'dense_score', 'random_score', 'as_block_score', 'input_score',
+           'InputGradient', 'top_positions', 'grow_connections', 'restore_budget']
 
 # %% ../../nbs/11_sparse.dst.ipynb #b101da1c
 PRUNE_RULES = Registry('prune rule')
 
 def _gen(generator): return generator if generator is not None else make_generator(None, 'cpu')
+def _as_generator(generator):
+    "A seed becomes a CPU generator; a generator, or None (rules draw one only when they need it), is kept"
+    return make_generator(int(generator), 'cpu') if isinstance(generator, (int, np.integer)) and not isinstance(generator, bool) else generator
 def _empty(device): return torch.empty(0, dtype=torch.long, device=device)
 
 @PRUNE_RULES.register('magnitude')
@@ -36,8 +42,12 @@ def magnitude_prune(values:torch.Tensor, # Active weights of a layer
     if k <= 0: return _empty(values.device)
     return values.abs().topk(min(k, len(values)), largest=False, sorted=False).indices
 
+# %% ../../nbs/11_sparse.dst.ipynb #b101da11
 @PRUNE_RULES.register('signed_magnitude')
-def signed_magnitude_prune(values:torch.Tensor, k:int, generator:torch.Generator|None=None) -> torch.Tensor:
+def signed_magnitude_prune(values:torch.Tensor, # Active weights of a layer
+                           k:int, # How many to remove
+                           generator:torch.Generator|None=None # Unused (same signature as the other rules)
+                          ) -> torch.Tensor:
     "SET's rule: the positive and the negative weights closest to zero, k split in proportion to their counts"
     if k <= 0: return _empty(values.device)
     k = min(k, len(values))
@@ -47,7 +57,10 @@ def signed_magnitude_prune(values:torch.Tensor, k:int, generator:torch.Generator
     return torch.cat([pos[values[pos].topk(k_pos, largest=False).indices], neg[values[neg].topk(k_neg, largest=True).indices]])
 
 @PRUNE_RULES.register('random')
-def random_prune(values:torch.Tensor, k:int, generator:torch.Generator|None=None) -> torch.Tensor:
+def random_prune(values:torch.Tensor, # Active weights of a layer
+                 k:int, # How many to remove
+                 generator:torch.Generator|None=None # Randomness (a fresh generator if None)
+                ) -> torch.Tensor:
     "k active weights chosen uniformly at random (a control)"
     if k <= 0: return _empty(values.device)
     g = _gen(generator)
@@ -78,8 +91,13 @@ def random_grow(eligible:torch.Tensor, # Boolean [n]: positions that may be swit
         chosen = torch.unique(torch.cat([chosen, cand[eligible[cand]]]))
     return chosen[draw(torch.randperm, len(chosen))[:k]]
 
+# %% ../../nbs/11_sparse.dst.ipynb #05932601
 @GROW_RULES.register('random_bernoulli')
-def bernoulli_grow(eligible:torch.Tensor, k:int, grad:torch.Tensor|None=None, generator:torch.Generator|None=None) -> torch.Tensor:
+def bernoulli_grow(eligible:torch.Tensor, # Boolean [n]: positions that may be switched on
+                   k:int, # How many to add on average
+                   grad:torch.Tensor|None=None, # Dense gradient [n] (unused)
+                   generator:torch.Generator|None=None # Randomness
+                  ) -> torch.Tensor:
     "The reference code's SET: each eligible position independently with probability k / #eligible (k on average)"
     idx = eligible.nonzero().squeeze(1)
     if k <= 0 or len(idx) == 0: return _empty(eligible.device)
@@ -87,7 +105,11 @@ def bernoulli_grow(eligible:torch.Tensor, k:int, grad:torch.Tensor|None=None, ge
     return idx[(torch.rand(len(idx), generator=g, device=g.device) < k / len(idx)).to(idx.device)]
 
 @GROW_RULES.register('gradient', needs_grad=True)
-def gradient_grow(eligible:torch.Tensor, k:int, grad:torch.Tensor|None=None, generator:torch.Generator|None=None) -> torch.Tensor:
+def gradient_grow(eligible:torch.Tensor, # Boolean [n]: positions that may be switched on
+                  k:int, # How many to add
+                  grad:torch.Tensor|None=None, # Dense gradient [n] of the current batch (required)
+                  generator:torch.Generator|None=None # Unused
+                 ) -> torch.Tensor:
     "RigL: the k eligible positions with the largest |dense gradient| of the current batch"
     if grad is None: raise ValueError("the 'gradient' grow rule needs the dense gradient (grad=...)")
     n = int(eligible.count_nonzero())
@@ -105,10 +127,14 @@ class ConstantSchedule:
     "The same drop fraction at every update"
     def __init__(self, zeta:float=0.3): # Fraction of active weights replaced per update
         self.zeta = check_range(zeta, 'zeta', 0, 1)
-    def bind(self, steps_per_epoch:int|None, n_epochs:int): pass
-    def __call__(self, t:int) -> float: return self.zeta
+    def bind(self, steps_per_epoch:int|None, # Batches per epoch (unused)
+             n_epochs:int): # Epochs of the fit (unused)
+        "Nothing to set: the fraction does not depend on the run"
+    def __call__(self, t:int # Optimiser step
+                ) -> float: return self.zeta
     def __repr__(self): return f'ConstantSchedule(zeta={self.zeta})'
 
+# %% ../../nbs/11_sparse.dst.ipynb #3d7af051
 @SCHEDULES.register('cosine')
 class CosineSchedule:
     "Cosine annealing of the drop fraction from `zeta` to `zeta_min` over `t_max` optimiser steps (GraNet, the attribution paper, PALS)"
@@ -119,17 +145,20 @@ class CosineSchedule:
         self.zeta, self.zeta_min = check_range(zeta, 'zeta', 0, 1), check_range(zeta_min, 'zeta_min', 0, 1)
         if t_max is not None: check_range(t_max, 't_max', 1)
         self.t_max, self.horizon_epochs, self._auto = t_max, horizon_epochs, t_max is None
-    def bind(self, steps_per_epoch:int|None, n_epochs:int):
+    def bind(self, steps_per_epoch:int|None, # Batches per epoch (None: the data has no len())
+             n_epochs:int): # Epochs of the fit
         "Set the horizon from the training data (only when `t_max` was not given)"
         if not self._auto: return
         if steps_per_epoch is None: raise ValueError("CosineSchedule needs t_max: the training data has no len(); pass t_max=")
         self.t_max = steps_per_epoch * (self.horizon_epochs or n_epochs)
-    def __call__(self, t:int) -> float:
+    def __call__(self, t:int # Optimiser step
+                ) -> float:
         if self.t_max is None: raise ValueError("CosineSchedule has no horizon yet: pass t_max= or train through DSTCallback")
         t = min(t, self.t_max)
         return self.zeta_min + (self.zeta - self.zeta_min) * 0.5 * (1 + math.cos(math.pi * t / self.t_max))
     def __repr__(self): return f'CosineSchedule(zeta={self.zeta}, zeta_min={self.zeta_min}, t_max={self.t_max})'
 
+# %% ../../nbs/11_sparse.dst.ipynb #3d7af052
 def as_schedule(drop_fraction # A float (constant), a name in `SCHEDULES`, or a callable t -> zeta
                ):
     "A drop-fraction schedule from a number, a registered name or a callable"
@@ -142,23 +171,34 @@ def as_schedule(drop_fraction # A float (constant), a name in `SCHEDULES`, or a 
 # %% ../../nbs/11_sparse.dst.ipynb #dc084b05
 BUDGETS = Registry('budget policy')
 
+class BudgetPolicy:
+    "Protocol of budget policies: `setup(layers)` when the engine starts, then `(n_prune, n_grow)` per layer and update"
+    def setup(self, layers:dict): "Record what the policy needs (nothing by default)" # The managed layers, by name
+    def __call__(self, name:str, # Layer name
+                 nnz:int, # Its active weights now
+                 n_total:int, # Its positions
+                 zeta:float # Drop fraction of this update
+                ) -> tuple:
+        "(n_prune, n_grow) of one layer at one update"
+        raise NotImplementedError
+
+# %% ../../nbs/11_sparse.dst.ipynb #dc084b01
 @BUDGETS.register('keep')
-class KeepBudget:
+class KeepBudget(BudgetPolicy):
     "Prune ceil(zeta nnz) and grow as many: the number of active weights stays constant (SET, RigL)"
-    def setup(self, layers:dict): pass
     def __call__(self, name:str, nnz:int, n_total:int, zeta:float) -> tuple:
         k = math.ceil(zeta * nnz)
         return k, k
     def __repr__(self): return 'KeepBudget()'
 
+# %% ../../nbs/11_sparse.dst.ipynb #dc084b02
 @BUDGETS.register('pals')
-class PalsBudget:
+class PalsBudget(BudgetPolicy):
     "PALS: 'shrink' prunes ceil(zeta nnz lam) and grows floor(pruned/lam); 'expand' grows floor(pruned lam); 'stable' keeps nnz"
     def __init__(self, factor:float=1.1, # The prune-rate factor lambda > 1
                  mode:str='stable'): # 'shrink', 'expand' or 'stable' (set by PALS before each update)
         check_range(factor, 'factor', 1, lo_open=True)
         self.factor, self.mode = factor, check_choice(mode, ('shrink', 'expand', 'stable'), 'mode')
-    def setup(self, layers:dict): pass
     def __call__(self, name:str, nnz:int, n_total:int, zeta:float) -> tuple:
         check_choice(self.mode, ('shrink', 'expand', 'stable'), 'mode')
         if self.mode == 'shrink':
@@ -167,13 +207,15 @@ class PalsBudget:
         return (k, math.floor(k * self.factor)) if self.mode == 'expand' else (k, k)
     def __repr__(self): return f'PalsBudget(factor={self.factor}, mode={self.mode!r})'
 
+# %% ../../nbs/11_sparse.dst.ipynb #dc084b03
 @BUDGETS.register('target')
-class TargetBudget:
+class TargetBudget(BudgetPolicy):
     "Prune ceil(zeta nnz), then grow back up to a target number of active weights per layer"
     def __init__(self, target='initial'): # 'initial' (nnz when the engine starts), an int for every layer, or a dict name -> int
         if not (target == 'initial' or isinstance(target, (int, dict))): raise TypeError(f"target must be 'initial', an int or a dict, got {target!r}")
         self.target = target
-    def setup(self, layers:dict):
+    def setup(self, layers:dict): # The managed layers, by name
+        "Record the target of every layer"
         if self.target == 'initial': self.targets = {n: m.nnz for n, m in layers.items()}
         elif isinstance(self.target, int): self.targets = {n: self.target for n in layers}
         else:
@@ -194,6 +236,7 @@ def as_budget(budget # A name in `BUDGETS` or an object with `__call__(name, nnz
 
 # %% ../../nbs/11_sparse.dst.ipynb #c314e6ac
 def _as_index(inputs, n, device):
+    "Long indices of input neurons from indices or a boolean mask over the n inputs (range-checked)"
     idx = torch.as_tensor(inputs, device=device)
     if idx.dtype == torch.bool:
         if idx.shape != (n,): raise ValueError(f"a boolean inputs mask must have shape ({n},), got {tuple(idx.shape)}")
@@ -202,15 +245,10 @@ def _as_index(inputs, n, device):
     if len(idx) and (idx.min() < 0 or idx.max() >= n): raise ValueError(f"inputs must be in [0, {n}), got values from {int(idx.min())} to {int(idx.max())}")
     return idx
 
-def _eligible(layer, removed:torch.Tensor, inputs=None) -> torch.Tensor:
-    "Boolean [n]: inactive positions plus the just-`removed` ones, restricted to the input neurons `inputs` if given"
+def _eligible(layer, removed:torch.Tensor) -> torch.Tensor:
+    "Boolean [n]: inactive positions plus the just-`removed` ones"
     e = layer.inactive_mask()
     e[removed.to(e.device)] = True
-    if inputs is not None:
-        allowed = torch.zeros(layer.n_inputs, dtype=torch.bool, device=e.device)
-        allowed[_as_index(inputs, layer.n_inputs, e.device)] = True
-        shape = (1, layer.n_inputs) + (1,) * (len(layer.weight_shape) - 2)
-        e = (e.view(layer.weight_shape) & allowed.view(shape)).reshape(-1)
     return e
 
 def _resolve(registry, rule, name):
@@ -218,6 +256,18 @@ def _resolve(registry, rule, name):
     if callable(rule): return rule
     raise TypeError(f"{name} must be a rule name or a function, got {type(rule).__name__}")
 
+def _managed_layers(model, layers):
+    "The sparse layers of `model` to manage, by name: all of them, or the named ones (checked)"
+    check_type(model, nn.Module, 'model')
+    found = sparse_layers(model)
+    if not found: raise ValueError(f"model has no sparse layers ({type(model).__name__}): call sparsify(model, density) first")
+    if layers is None: return found
+    layers = [layers] if isinstance(layers, str) else list(layers)
+    missing = [n for n in layers if n not in found]
+    if missing: raise ValueError(f"layers {missing} are not sparse layers of the model; choose from {list(found)}")
+    return {n: found[n] for n in layers}
+
+# %% ../../nbs/11_sparse.dst.ipynb #c314e6b0
 class DSTEngine:
     "Dynamic sparse training engine: prunes and regrows the connections of a model's sparse layers"
     def __init__(self, model:nn.Module, # A model with sparse layers (see `sparsify`)
@@ -231,17 +281,9 @@ class DSTEngine:
                  optimizer:torch.optim.Optimizer|None=None, # Needed for state handling; DSTCallback uses the trainer's
                  generator:torch.Generator|int|None=None, # Randomness of the rules (a generator or a seed)
                  layers:Iterable[str]|None=None): # Names of the sparse layers to manage; default all
-        check_type(model, nn.Module, 'model')
-        found = sparse_layers(model)
-        if not found: raise ValueError(f"model has no sparse layers ({type(model).__name__}): call sparsify(model, density) first")
-        if layers is not None:
-            layers = [layers] if isinstance(layers, str) else list(layers)
-            missing = [n for n in layers if n not in found]
-            if missing: raise ValueError(f"layers {missing} are not sparse layers of the model; choose from {list(found)}")
-            found = {n: found[n] for n in layers}
+        self.model, self.layers = model, _managed_layers(model, layers)
         check_type(update_every, int, 'update_every'); check_range(update_every, 'update_every', 1)
         if stop_step is not None: check_range(stop_step, 'stop_step', 0)
-        self.model, self.layers = model, found
         self.prune_fn, self.grow_fn = _resolve(PRUNE_RULES, prune, 'prune'), _resolve(GROW_RULES, grow, 'grow')
         self.schedule, self.budget = as_schedule(drop_fraction), as_budget(budget)
         if hasattr(self.budget, 'setup'): self.budget.setup(self.layers)
@@ -250,92 +292,106 @@ class DSTEngine:
         self.t, self.n_updates, self.history = 0, 0, []
         self._record(zeta=float('nan'), stats={n: (0, 0) for n in self.layers})
 
-    @property
-    def needs_grad(self) -> bool:
-        "Does the grow rule use the dense gradient?"
-        return bool(getattr(self.grow_fn, 'needs_grad', False))
-
-    def will_update(self, t:int) -> bool:
-        "Is there a topology update after optimiser step `t`?"
-        return t > 0 and t % self.update_every == 0 and (self.stop_step is None or t <= self.stop_step)
-
-    def track_grad(self, on:bool=True):
-        "Switch the recording of dense gradients on or off in every managed layer (clears old ones)"
-        for m in self.layers.values():
-            m.track_dense_grad = on
-            if hasattr(m, 'clear_dense_grad'): m.clear_dense_grad()
-
-    def apply_masks(self):
-        "Zero the stored inactive weights of every managed layer"
-        for m in self.layers.values(): m.apply_mask()
-
-    def _layer(self, layer):
-        if isinstance(layer, str):
-            if layer not in self.layers: raise ValueError(f"layer {layer!r} is not managed by this engine; choose from {list(self.layers)}")
-            return self.layers[layer]
-        if not isinstance(layer, SparseLayer): raise TypeError(f"layer must be a layer name or a sparse layer, got {type(layer).__name__}")
-        return layer
-
-    @torch.no_grad()
-    def update_layer(self, layer, # A managed layer's name, or any sparse layer
-                     n_prune:int, # Active weights to remove (prune rule)
-                     n_grow:int, # Positions to switch on (grow rule)
-                     inputs=None) -> dict: # Restrict growth to these input neurons (indices or a boolean mask)
-        "Prune then grow one layer; returns the flat positions removed, added, and new (added that were inactive before)"
-        m = self._layer(layer)
-        active = m.active_index()
-        n_prune = max(0, min(int(n_prune), len(active)))
-        removed = active[self.prune_fn(m.active_values(), n_prune, generator=self.generator)] if n_prune else _empty(active.device)
-        eligible = _eligible(m, removed, inputs)
-        n_elig = m.n_total - len(active) + len(removed) if inputs is None else int(eligible.count_nonzero())
-        n_grow = max(0, min(int(n_grow), n_elig))
-        grad = m.dense_grad() if (n_grow and getattr(self.grow_fn, 'needs_grad', False)) else None
-        added = self.grow_fn(eligible, n_grow, grad=grad, generator=self.generator) if n_grow else _empty(active.device)
-        back = torch.isin(added, removed)  # pruned and regrown in the same update: kept as it was (the reference code)
-        m.update_topology(removed[~torch.isin(removed, added)], added[~back], optimizer=self.optimizer, reset_state=self.reset_optimizer_state)
-        return {'removed': removed, 'added': added, 'new': added[~back]}
-
-    def step(self, t:int|None=None # Optimiser step for the schedule; default `self.t`
-            ) -> list:
-        "Prune and regrow every managed layer with the drop fraction of step `t`; returns the history rows"
-        t = self.t if t is None else t
-        zeta = float(self.schedule(t))
-        check_range(zeta, 'drop fraction', 0, 1)
-        stats = {}
-        for name, m in self.layers.items():
-            n_prune, n_grow = self.budget(name, m.nnz, m.n_total, zeta)
-            r = self.update_layer(name, n_prune, n_grow)
-            stats[name] = (len(r['removed']), len(r['added']))
-        self.n_updates += 1
-        self.track_grad(False)
-        return self._record(zeta, stats, t)
-
     def _record(self, zeta, stats, t=None):
+        "Append (and return) one history row per layer"
         rows = [{'update': self.n_updates, 't': self.t if t is None else t, 'zeta': zeta, 'layer': n, 'nnz': m.nnz, 'n_total': m.n_total,
                  'density': m.nnz / m.n_total, 'pruned': stats[n][0], 'grown': stats[n][1]} for n, m in self.layers.items()]
         self.history += rows
         return rows
 
-    def history_frame(self) -> pd.DataFrame:
-        "The history as a DataFrame (one row per layer and update)"
-        return pd.DataFrame(self.history)
+# %% ../../nbs/11_sparse.dst.ipynb #c314e6b1
+@patch(as_prop=True)
+def needs_grad(self:DSTEngine) -> bool:
+    "Does the grow rule use the dense gradient?"
+    return bool(getattr(self.grow_fn, 'needs_grad', False))
 
-    def density(self) -> float:
-        "Overall density of the managed layers"
-        return sum(m.nnz for m in self.layers.values()) / sum(m.n_total for m in self.layers.values())
+@patch
+def will_update(self:DSTEngine, t:int # Optimiser steps done
+               ) -> bool:
+    "Is there a topology update after optimiser step `t`?"
+    return t > 0 and t % self.update_every == 0 and (self.stop_step is None or t <= self.stop_step)
 
-    def check(self) -> bool:
-        "Assert the invariants: boolean masks and zero stored weights at inactive positions"
-        for n, m in self.layers.items():
-            if isinstance(m, MaskedMixin):
-                if m.mask.dtype != torch.bool: raise AssertionError(f"{n}: mask is not boolean")
-                if bool((m.weight.detach()[~m.mask] != 0).any()): raise AssertionError(f"{n}: inactive weights are not zero")
-        return True
+@patch
+def track_grad(self:DSTEngine, on:bool=True # Record (True) or stop recording (False)
+              ):
+    "Switch the recording of dense gradients on or off in every managed layer (clears old ones)"
+    for m in self.layers.values():
+        m.track_dense_grad = on
+        if hasattr(m, 'clear_dense_grad'): m.clear_dense_grad()
 
-    def __repr__(self):
-        rule = lambda f: getattr(f, '__name__', type(f).__name__)
-        return (f"DSTEngine(layers={list(self.layers)}, prune={rule(self.prune_fn)}, grow={rule(self.grow_fn)}, drop_fraction={self.schedule!r}, "
-                f"budget={self.budget!r}, update_every={self.update_every}, density={self.density():.4f})")
+@patch
+def apply_masks(self:DSTEngine):
+    "Zero the stored inactive weights of every managed layer"
+    for m in self.layers.values(): m.apply_mask()
+
+# %% ../../nbs/11_sparse.dst.ipynb #c314e6b2
+@patch
+def _layer(self:DSTEngine, layer):
+    if isinstance(layer, str):
+        if layer not in self.layers: raise ValueError(f"layer {layer!r} is not managed by this engine; choose from {list(self.layers)}")
+        return self.layers[layer]
+    if not isinstance(layer, SparseLayer): raise TypeError(f"layer must be a layer name or a sparse layer, got {type(layer).__name__}")
+    return layer
+
+@patch
+@torch.no_grad()
+def update_layer(self:DSTEngine, layer, # A managed layer's name, or any sparse layer
+                 n_prune:int, # Active weights to remove (prune rule)
+                 n_grow:int # Positions to switch on (grow rule)
+                ) -> dict:
+    "Prune then grow one layer; returns the flat positions removed, added, and new (added that were inactive before)"
+    m = self._layer(layer)
+    active = m.active_index()
+    n_prune = max(0, min(int(n_prune), len(active)))
+    removed = active[self.prune_fn(m.active_values(), n_prune, generator=self.generator)] if n_prune else _empty(active.device)
+    n_grow = max(0, min(int(n_grow), m.n_total - len(active) + len(removed)))
+    grad = m.dense_grad() if (n_grow and self.needs_grad) else None
+    added = self.grow_fn(_eligible(m, removed), n_grow, grad=grad, generator=self.generator) if n_grow else _empty(active.device)
+    back = torch.isin(added, removed)  # pruned and regrown in the same update: kept as it was (the reference code)
+    m.update_topology(removed[~torch.isin(removed, added)], added[~back], optimizer=self.optimizer, reset_state=self.reset_optimizer_state)
+    return {'removed': removed, 'added': added, 'new': added[~back]}
+
+# %% ../../nbs/11_sparse.dst.ipynb #c314e6b3
+@patch
+def step(self:DSTEngine, t:int|None=None # Optimiser step for the schedule; default `self.t`
+        ) -> list:
+    "Prune and regrow every managed layer with the drop fraction of step `t`; returns the history rows"
+    t = self.t if t is None else t
+    zeta = float(self.schedule(t))
+    check_range(zeta, 'drop fraction', 0, 1)
+    stats = {}
+    for name, m in self.layers.items():
+        r = self.update_layer(name, *self.budget(name, m.nnz, m.n_total, zeta))
+        stats[name] = (len(r['removed']), len(r['added']))
+    self.n_updates += 1
+    self.track_grad(False)
+    return self._record(zeta, stats, t)
+
+# %% ../../nbs/11_sparse.dst.ipynb #c314e6b4
+@patch
+def history_frame(self:DSTEngine) -> pd.DataFrame:
+    "The history as a DataFrame (one row per layer and update)"
+    return pd.DataFrame(self.history)
+
+@patch
+def density(self:DSTEngine) -> float:
+    "Overall density of the managed layers"
+    return sum(m.nnz for m in self.layers.values()) / sum(m.n_total for m in self.layers.values())
+
+@patch
+def check(self:DSTEngine) -> bool:
+    "Assert the invariants: boolean masks and zero stored weights at inactive positions"
+    for n, m in self.layers.items():
+        if isinstance(m, MaskedMixin):
+            if m.mask.dtype != torch.bool: raise AssertionError(f"{n}: mask is not boolean")
+            if bool((m.weight.detach()[~m.mask] != 0).any()): raise AssertionError(f"{n}: inactive weights are not zero")
+    return True
+
+@patch
+def __repr__(self:DSTEngine):
+    rule = lambda f: getattr(f, '__name__', type(f).__name__)
+    return (f"DSTEngine(layers={list(self.layers)}, prune={rule(self.prune_fn)}, grow={rule(self.grow_fn)}, drop_fraction={self.schedule!r}, "
+            f"budget={self.budget!r}, update_every={self.update_every}, density={self.density():.4f})")
 
 # %% ../../nbs/11_sparse.dst.ipynb #ee0fb51b
 class DSTCallback(Callback):
@@ -344,6 +400,7 @@ class DSTCallback(Callback):
     def __init__(self, engine:DSTEngine): # The engine to run
         self.engine = check_type(engine, DSTEngine, 'engine')
     def before_fit(self):
+        "Give the engine the trainer's optimizer, bind the schedule to the data, apply the masks"
         e, tr = self.engine, self.trainer
         if e.optimizer is None or getattr(e, '_optimizer_from_trainer', False):  # (a reused engine follows the new trainer)
             e.optimizer, e._optimizer_from_trainer = tr.opt, True
@@ -351,13 +408,15 @@ class DSTCallback(Callback):
         if hasattr(e.schedule, 'bind'): e.schedule.bind(n, tr.n_epochs)
         e.apply_masks()
     def before_batch(self):
+        "Record dense gradients in the batch before an update (gradient rules only)"
         e = self.engine
         if e.needs_grad: e.track_grad(e.will_update(e.t + 1))
     def after_step(self):
+        "Re-apply the masks, count the step, update the topology every `update_every` steps"
         e = self.engine
         e.apply_masks(); e.t += 1
         if e.will_update(e.t): e.step()
-    def after_fit(self): self.engine.track_grad(False)
+    def after_fit(self): "Stop recording"; self.engine.track_grad(False)
 
 # %% ../../nbs/11_sparse.dst.ipynb #64a347ba
 def plot_density(history, # A `DSTEngine` or its `history` (list of rows or DataFrame)
@@ -383,7 +442,7 @@ class FlopsCounter(Callback):
                  count_dense_grad:bool=True): # Add the dense-gradient cost of batches that record it (RigL)
         self.backward_factor, self.include_bias, self.count_dense_grad = check_range(backward_factor, 'backward_factor', 0), include_bias, count_dense_grad
         self.flops, self.samples, self._pos = 0.0, 0, None
-    def before_fit(self): self._key, self._per = None, None
+    def before_fit(self): "Forget the cached per-sample cost"; self._key, self._per = None, None
     def _per_sample(self):
         mods = dict(self.trainer.model.named_modules())
         key = tuple(getattr(mods[n], '_topology_version', 0) for n in self._pos)
@@ -401,34 +460,32 @@ class FlopsCounter(Callback):
             extra = sum(v for n, v in self._dense_extra.items() if getattr(mods[n], 'track_dense_grad', False))
         return (1 + self.backward_factor) * self._per + extra
     def after_pred(self):
+        "Add the FLOPs of this training batch"
         if not self.trainer.training: return
         if self._pos is None: self._pos = output_positions(self.trainer.model, self.trainer.xb[:1])
         n = len(self.trainer.xb)
         self.flops += self._per_sample() * n; self.samples += n
 
 # %% ../../nbs/11_sparse.dst.ipynb #5a31836c
-def input_degree(layer:SparseLayer) -> torch.Tensor:
-    "Number of active connections of every input neuron"
+def input_degree(layer:SparseLayer # A sparse layer
+                ) -> torch.Tensor:
+    "Number of active connections of every input neuron (`[n_inputs]`)"
     idx = layer.input_of(layer.active_index())
     return torch.bincount(idx, minlength=layer.n_inputs)
 
-def active_inputs(layer:SparseLayer) -> torch.Tensor:
+def active_inputs(layer:SparseLayer # A sparse layer
+                 ) -> torch.Tensor:
     "Boolean [n_inputs]: inputs with at least one active connection"
     return input_degree(layer) > 0
 
-def input_strength(layer:SparseLayer) -> torch.Tensor:
-    "Sum of |w| over each input neuron's active connections (neuron strength)"
+def input_strength(layer:SparseLayer # A sparse layer
+                  ) -> torch.Tensor:
+    "Sum of |w| over each input neuron's active connections (neuron strength, `[n_inputs]`)"
     act = layer.active_index()
     v = layer.active_values().abs()
     return torch.zeros(layer.n_inputs, dtype=v.dtype, device=v.device).index_add_(0, layer.input_of(act), v)
 
-def input_grad_score(layer:SparseLayer, # A layer with a recorded dense gradient
-                     reduce:str='max') -> torch.Tensor: # 'max' or 'sum' over each input's positions
-    "Largest (or summed) |dense gradient| over each input neuron's positions"
-    check_choice(reduce, ('max', 'sum'), 'reduce')
-    g = layer.dense_grad().abs().view(layer.weight_shape).transpose(0, 1).reshape(layer.n_inputs, -1)
-    return g.amax(1) if reduce == 'max' else g.sum(1)
-
+# %% ../../nbs/11_sparse.dst.ipynb #5a31836d
 @torch.no_grad()
 def remove_inputs(layer:SparseLayer, # A sparse layer
                   inputs, # Input neuron indices (or a boolean mask over inputs)
@@ -437,37 +494,161 @@ def remove_inputs(layer:SparseLayer, # A sparse layer
     "Deactivate every connection of the given input neurons; returns how many were removed"
     check_type(layer, SparseLayer, 'layer')
     act = layer.active_index()
-    idx = _as_index(inputs, layer.n_inputs, act.device)
-    rm = act[torch.isin(layer.input_of(act), idx)]
+    rm = act[torch.isin(layer.input_of(act), _as_index(inputs, layer.n_inputs, act.device))]
     layer.update_topology(rm, _empty(act.device), optimizer=optimizer)
     return len(rm)
 
 @torch.no_grad()
-def grow_connections(layer:SparseLayer, # A sparse layer
-                     k:int, # How many connections to add
-                     inputs=None, # Allowed input neurons (indices or boolean mask); None = all
-                     rule:str|Callable='random', # Grow rule (name in `GROW_RULES` or function)
-                     generator:torch.Generator|int|None=None, # Randomness
+def prune_connections(layer:SparseLayer, # A sparse layer
+                      fraction:float, # Fraction of the active weights (of `inputs`) to switch off, rounded down
+                      rule:str|Callable='magnitude', # Prune rule: a name in `PRUNE_RULES` ('signed_magnitude': SET's) or a function
+                      inputs=None, # Prune only connections of these input neurons (indices or a boolean mask); None: all
+                      generator:torch.Generator|int|None=None, # Randomness of the 'random' rule
+                      optimizer=None # Optimizer whose state follows the layer
+                     ) -> torch.Tensor:
+    "Switch off floor(fraction n) of the n active weights (of the given inputs) chosen by a prune rule; returns their flat positions"
+    check_type(layer, SparseLayer, 'layer'); check_range(fraction, 'fraction', 0, 1)
+    fn = _resolve(PRUNE_RULES, rule, 'rule')
+    act, vals = layer.active_index(), layer.active_values()
+    if inputs is not None:
+        sel = torch.isin(layer.input_of(act), _as_index(inputs, layer.n_inputs, act.device)); act, vals = act[sel], vals[sel]
+    rm = act[fn(vals, int(fraction * len(act)), generator=_as_generator(generator))]
+    layer.update_topology(rm, rm[:0], optimizer=optimizer)
+    return rm
+
+# %% ../../nbs/11_sparse.dst.ipynb #5a31836e
+def input_blocks(n_inputs:int, # Input columns of the layer
+                 n_out:int, # Output rows of the layer
+                 max_block:int=2**22 # Largest block, in weights (rows x columns)
+                ) -> list:
+    "Column ranges `(j0, j1)` covering the inputs, each of at most `max_block` weights (and at least one column)"
+    w = max(1, min(n_inputs, max_block // max(n_out, 1)))
+    return [(j, min(j + w, n_inputs)) for j in range(0, n_inputs, w)]
+
+def dense_score(g:torch.Tensor # Score of every position, `[n_out, n_inputs]`
+               ) -> Callable:
+    "Block score of a dense score matrix: `score(j0, j1, n_out) = g[:, j0:j1]`"
+    return lambda j0, j1, n_out: g[:, j0:j1]
+
+def random_score(generator:torch.Generator # Randomness (numbers drawn on its device)
+                ) -> Callable:
+    "Block score of i.i.d. uniform numbers: the top-k of them is a uniformly random k-subset (random regrowth)"
+    return lambda j0, j1, n_out: torch.rand(n_out, j1 - j0, generator=generator)
+
+# %% ../../nbs/11_sparse.dst.ipynb #5a31836f
+def _linear_shape(layer):
+    check_type(layer, SparseLayer, 'layer')
+    if len(layer.weight_shape) != 2: raise ValueError(f"block scores need a linear layer (weight [out, in]), got weight shape {tuple(layer.weight_shape)}")
+    return tuple(layer.weight_shape)
+
+def as_block_score(score, # 'random' (or None), 'gradient' (the layer's recorded dense gradient), a tensor of scores, or a block score
+                   layer:SparseLayer, # The linear layer the score is for
+                   generator:torch.Generator|int|None=None # Randomness of 'random'
+                  ) -> Callable:
+    "A block score `score(j0, j1, n_out) -> [n_out, j1 - j0]` from any of the accepted forms"
+    n_out = _linear_shape(layer)[0]
+    if score is None or isinstance(score, str) and check_choice(score, ('random', 'gradient'), 'score') == 'random':
+        return random_score(_gen(_as_generator(generator)))
+    if isinstance(score, str): return dense_score(layer.dense_grad().view(n_out, -1))
+    if isinstance(score, torch.Tensor): return dense_score(score.reshape(n_out, -1))
+    if callable(score): return score
+    raise TypeError(f"score must be 'random', 'gradient', a tensor or a block score, got {type(score).__name__}")
+
+def input_score(layer:SparseLayer, # A linear sparse layer
+                score='gradient', # Anything `as_block_score` takes
+                generator:torch.Generator|int|None=None, # Randomness of 'random'
+                max_block:int=2**22 # Largest score block, in weights
+               ) -> torch.Tensor:
+    "Largest |score| over each input neuron's positions (`[n_inputs]`), block by block: ranks inputs for regrowth"
+    n_out, n_in = _linear_shape(layer)
+    fn = as_block_score(score, layer, generator)
+    return torch.cat([fn(j0, j1, n_out).abs().amax(0) for j0, j1 in input_blocks(n_in, n_out, max_block)])
+
+# %% ../../nbs/11_sparse.dst.ipynb #d9364e23
+class InputGradient:
+    "Loss gradient of a linear input layer, G = delta^T X, one block of input columns at a time (a block score)"
+    def __init__(self, delta:torch.Tensor, # [n, h] gradient of the loss w.r.t. the layer's outputs
+                 X): # [n, d] inputs: a tensor on delta's device, or a scipy.sparse matrix
+        self.delta, self.sparse = delta, sp.issparse(X)
+        self.X = X.tocsc() if self.sparse else X
+        self.n_inputs = X.shape[1]
+    def __call__(self, j0:int, # First input column of the block
+                 j1:int, # End of the block (exclusive)
+                 n_out:int|None=None # Unused (the block-score signature)
+                ) -> torch.Tensor:
+        "G[:, j0:j1], shape [h, j1 - j0]"
+        if not self.sparse: return self.delta.t() @ self.X[:, j0:j1]
+        B = self.X[:, j0:j1].tocoo()
+        Bt = torch.sparse_coo_tensor(torch.from_numpy(np.vstack([B.col, B.row]).astype(np.int64)), torch.from_numpy(B.data.astype(np.float32)),
+                                     (j1 - j0, B.shape[0]), check_invariants=False).to(self.delta.device)
+        return torch.sparse.mm(Bt, self.delta).t()
+
+# %% ../../nbs/11_sparse.dst.ipynb #5a318370
+def _input_mask(inputs, n, device):
+    "Boolean [n] over the input neurons from indices or a boolean mask"
+    m = torch.as_tensor(inputs, device=device)
+    if m.dtype == torch.bool:
+        if m.shape != (n,): raise ValueError(f"a boolean inputs mask must have shape ({n},), got {tuple(m.shape)}")
+        return m
+    out = torch.zeros(n, dtype=torch.bool, device=device); out[_as_index(m, n, device)] = True
+    return out
+
+@torch.no_grad()
+def top_positions(layer:SparseLayer, # A linear sparse layer (`MaskedLinear` or `SparseLinear`)
+                  k:int, # How many positions (fewer if fewer are eligible)
+                  score='random', # What to rank by: anything `as_block_score` takes
+                  inputs=None, # Input neurons whose positions are eligible (indices or a boolean mask); None: all
+                  exclude:torch.Tensor|None=None, # Further flat positions that are not eligible (e.g. the ones just pruned)
+                  generator:torch.Generator|int|None=None, # Randomness of 'random'
+                  max_block:int=2**22 # Largest score block, in weights: memory O(max_block + nnz)
+                 ) -> torch.Tensor:
+    "The (at most) k inactive eligible positions of largest |score|, sorted, streamed over blocks of input columns"
+    n_out, n_in = _linear_shape(layer)
+    act = layer.active_index(); dev = act.device
+    if k <= 0: return act[:0]
+    fn, allowed = as_block_score(score, layer, generator), None if inputs is None else _input_mask(inputs, n_in, dev)
+    ex = act if exclude is None or not len(exclude) else torch.cat([act, exclude.to(dev)])
+    ex_r, ex_c = ex // n_in, ex % n_in
+    best_v, best_i = torch.empty(0, device=dev), torch.empty(0, dtype=torch.long, device=dev)
+    for j0, j1 in input_blocks(n_in, n_out, max_block):
+        if allowed is not None and not bool(allowed[j0:j1].any()): continue
+        s = fn(j0, j1, n_out).to(dev, torch.float32).abs().clone()
+        sel = (ex_c >= j0) & (ex_c < j1)
+        s[ex_r[sel], ex_c[sel] - j0] = -1.                            # active or excluded
+        if allowed is not None: s[:, ~allowed[j0:j1]] = -1.           # not an allowed input
+        v, i = s.reshape(-1).topk(min(k, s.numel()))
+        best_v, best_i = torch.cat([best_v, v]), torch.cat([best_i, (i // (j1 - j0)) * n_in + j0 + i % (j1 - j0)])
+        if len(best_v) > k: best_v, keep = best_v.topk(k); best_i = best_i[keep]
+    return best_i[best_v >= 0].sort().values
+
+# %% ../../nbs/11_sparse.dst.ipynb #5a318371
+@torch.no_grad()
+def grow_connections(layer:SparseLayer, # A linear sparse layer (`MaskedLinear` or `SparseLinear`)
+                     k:int, # Connections to add (fewer if fewer positions are eligible)
+                     score='random', # What to grow by: anything `as_block_score` takes
+                     inputs=None, # Input neurons that may grow (indices or a boolean mask); None: all
+                     exclude:torch.Tensor|None=None, # Further flat positions that may not grow (e.g. the ones just pruned)
+                     generator:torch.Generator|int|None=None, # Randomness of 'random'
+                     max_block:int=2**22, # Largest score block, in weights
                      optimizer=None, # Optimizer holding the layer's state
-                     reset_state:bool=False # Zero the optimizer state of new weights?
+                     reset_state:bool=False # Zero the optimizer state of the new weights (masked layers)?
                     ) -> torch.Tensor:
-    "Switch on k inactive positions whose input neuron is allowed (new weights at zero); returns their flat positions"
+    "Switch on the k eligible inactive positions of largest |score| (`top_positions`), new weights at 0; returns them"
     check_type(layer, SparseLayer, 'layer'); check_range(k, 'k', 0)
-    fn = _resolve(GROW_RULES, rule, 'rule')
-    g = make_generator(generator, 'cpu') if generator is None or isinstance(generator, (int, np.integer)) else generator
-    act = layer.active_index()
-    inp = None if inputs is None else _as_index(inputs, layer.n_inputs, act.device)
-    eligible = _eligible(layer, _empty(act.device), inp)
-    k = min(int(k), int(eligible.count_nonzero()))
-    grad = layer.dense_grad() if getattr(fn, 'needs_grad', False) and k else None
-    add = fn(eligible, k, grad=grad, generator=g) if k else _empty(act.device)
-    layer.update_topology(_empty(act.device), add, optimizer=optimizer, reset_state=reset_state)
+    add = top_positions(layer, int(k), score, inputs, exclude, generator, max_block)
+    if k > 0: layer.update_topology(add[:0], add, optimizer=optimizer, reset_state=reset_state)
     return add
 
-def restore_budget(layer:SparseLayer, # A sparse layer
+def restore_budget(layer:SparseLayer, # A linear sparse layer
                    budget:int, # Number of connections the layer should have
-                   inputs=None, rule='random', generator=None, optimizer=None, reset_state=False # As in `grow_connections`
+                   score='random', # What to grow by: anything `as_block_score` takes
+                   inputs=None, # Input neurons that may grow (indices or a boolean mask); None: all
+                   exclude:torch.Tensor|None=None, # Further flat positions that may not grow
+                   generator:torch.Generator|int|None=None, # Randomness of 'random'
+                   max_block:int=2**22, # Largest score block, in weights
+                   optimizer=None, # Optimizer holding the layer's state
+                   reset_state:bool=False # Zero the optimizer state of the new weights (masked layers)?
                   ) -> torch.Tensor:
-    "Grow connections (among allowed inputs) until the layer has `budget` of them; returns the added positions"
-    check_range(budget, 'budget', 0, layer.n_total)
-    return grow_connections(layer, max(0, int(budget) - layer.nnz), inputs, rule, generator, optimizer, reset_state)
+    "Grow connections (`grow_connections`) until the layer has `budget` of them, or no eligible position is left; returns the added ones"
+    check_type(layer, SparseLayer, 'layer'); check_range(budget, 'budget', 0, layer.n_total)
+    return grow_connections(layer, max(0, int(budget) - layer.nnz), score, inputs, exclude, generator, max_block, optimizer, reset_state)

@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 from torch import nn
 import torch.nn.functional as F
+from fastcore.basics import patch
 from ..core import Registry, UnknownNameError, check_type, check_choice, check_range, check_tensor, make_generator, module_device, eval_mode
 
 # %% auto #0
@@ -24,7 +25,7 @@ class SparseLayer:
     "Protocol of layers with a sparse weight: masked (`MaskedLinear`, ...) and truly sparse (`SparseLinear`)"
     track_dense_grad = False # Record the dense gradient in the next backward pass (for RigL-style growth)
     @property
-    def weight_shape(self) -> torch.Size: raise NotImplementedError
+    def weight_shape(self) -> torch.Size: "Shape of the (dense) weight"; raise NotImplementedError
     @property
     def n_total(self) -> int:
         "Number of weight positions (active or not)"
@@ -41,16 +42,21 @@ class SparseLayer:
     def density(self) -> float:
         "Fraction of active weights"
         return self.nnz / self.n_total
-    def active_index(self) -> torch.Tensor: raise NotImplementedError
-    def active_values(self) -> torch.Tensor: raise NotImplementedError
+    def active_index(self) -> torch.Tensor: "Sorted flat positions of the active weights"; raise NotImplementedError
+    def active_values(self) -> torch.Tensor: "Active weights, in the order of `active_index()`"; raise NotImplementedError
     def inactive_mask(self) -> torch.Tensor:
         "Boolean flat [n_total]: True at inactive positions (a new tensor)"
         m = torch.ones(self.n_total, dtype=torch.bool, device=self.active_index().device)
         m[self.active_index()] = False
         return m
-    def dense_grad(self) -> torch.Tensor: raise NotImplementedError
-    def update_topology(self, remove, add, optimizer=None, reset_state=False): raise NotImplementedError
-    def apply_mask(self): pass
+    def dense_grad(self) -> torch.Tensor: "Flat dense gradient of the last recorded backward pass"; raise NotImplementedError
+    def update_topology(self, remove, # Flat positions to switch off
+                        add, # Flat positions to switch on (weights start at 0)
+                        optimizer=None, # Optimizer holding the layer's state
+                        reset_state=False): # Zero the optimizer state of `add`?
+        "Switch positions off and on"
+        raise NotImplementedError
+    def apply_mask(self): "Zero stored inactive weights (nothing to do for truly sparse layers)"
     def input_of(self, pos:torch.Tensor # Flat positions
                 ) -> torch.Tensor:
         "Input neuron (column / input channel) of each flat position"
@@ -74,6 +80,7 @@ def _optimizer_states(optimizer, p):
     st = optimizer.state.get(p, {})
     return [v for v in st.values() if isinstance(v, torch.Tensor) and v.shape == p.shape]
 
+# %% ../../nbs/10_sparse.layers.ipynb #097e3de0
 class MaskedMixin(SparseLayer):
     "Adds a boolean `mask` buffer to a layer with a `weight`; the forward pass uses `weight * mask`"
     def _init_masking(self, mask=None, # Boolean mask like `weight`; None = all ones
@@ -82,18 +89,6 @@ class MaskedMixin(SparseLayer):
         self.grad_mode, self.track_dense_grad, self._dense_grad, self._topology_version = grad_mode, False, None, 0
         self.register_buffer('mask', torch.ones_like(self.weight, dtype=torch.bool))
         if mask is not None: self.set_mask(mask)
-
-    @classmethod
-    def from_dense(cls, module:nn.Module, # The layer to wrap (its parameters are shared, not copied)
-                   mask=None, # Boolean mask; None = dense
-                   grad_mode:str='masked'): # 'masked' or 'dense'
-        "A masked layer that shares `module`'s parameters (an existing optimizer keeps working)"
-        base = [b for b in cls.__mro__ if b.__module__.startswith('torch.nn')][0]
-        if type(module) is not base: raise TypeError(f"{cls.__name__}.from_dense needs an exact {base.__name__}, got {type(module).__name__}")
-        new = cls.__new__(cls)
-        new.__dict__.update({k: (copy.copy(v) if isinstance(v, (dict, set, list)) else v) for k, v in module.__dict__.items()})
-        new._init_masking(mask, grad_mode)
-        return new
 
     @property
     def weight_shape(self): return self.weight.shape
@@ -115,53 +110,79 @@ class MaskedMixin(SparseLayer):
         "Zero the stored weights at inactive positions"
         self.weight.mul_(self.mask)
 
-    def masked_weight(self) -> torch.Tensor:
-        "The effective weight `weight * mask`, with the gradient behaviour of `grad_mode`"
-        if self.grad_mode == 'dense': return _STEMask.apply(self.weight, self.mask)
-        w = self.weight * self.mask
-        if self.track_dense_grad and w.requires_grad: w.register_hook(self._store_dense_grad)
-        return w
+    def extra_repr(self): "Density and gradient mode next to the layer's own description"; return super().extra_repr() + f', density={self.density:.4f}, grad_mode={self.grad_mode!r}'
 
-    def _store_dense_grad(self, g):
-        g = g.detach()
-        self._dense_grad = g.clone() if self._dense_grad is None else self._dense_grad + g
+# %% ../../nbs/10_sparse.layers.ipynb #097e3de3
+@patch(cls_method=True)
+def from_dense(cls:MaskedMixin, module:nn.Module, # The layer to wrap (its parameters are shared, not copied)
+               mask=None, # Boolean mask; None = dense
+               grad_mode:str='masked'): # 'masked' or 'dense'
+    "A masked layer that shares `module`'s parameters (an existing optimizer keeps working)"
+    base = [b for b in cls.__mro__ if b.__module__.startswith('torch.nn')][0]
+    if type(module) is not base: raise TypeError(f"{cls.__name__}.from_dense needs an exact {base.__name__}, got {type(module).__name__}")
+    new = cls.__new__(cls)
+    new.__dict__.update({k: (copy.copy(v) if isinstance(v, (dict, set, list)) else v) for k, v in module.__dict__.items()})
+    new._init_masking(mask, grad_mode)
+    return new
 
-    def dense_grad(self) -> torch.Tensor:
-        "Flat dense gradient dL/d(weight * mask) of the last backward pass (RigL's growth score)"
-        if self.grad_mode == 'dense' and self.weight.grad is not None: return self.weight.grad.reshape(-1)
-        if self._dense_grad is None:
-            raise RuntimeError("no dense gradient recorded: set `track_dense_grad = True` before the forward/backward pass "
-                               "(DSTCallback does this), or use grad_mode='dense'")
-        return self._dense_grad.reshape(-1)
+# %% ../../nbs/10_sparse.layers.ipynb #097e3de1
+@patch
+def masked_weight(self:MaskedMixin) -> torch.Tensor:
+    "The effective weight `weight * mask`, with the gradient behaviour of `grad_mode`"
+    if self.grad_mode == 'dense': return _STEMask.apply(self.weight, self.mask)
+    w = self.weight * self.mask
+    if self.track_dense_grad and w.requires_grad: w.register_hook(self._store_dense_grad)
+    return w
 
-    def clear_dense_grad(self): self._dense_grad = None
+@patch
+def _store_dense_grad(self:MaskedMixin, g):
+    "Hook on weight * mask: add the dense gradient of this backward pass"
+    g = g.detach()
+    self._dense_grad = g.clone() if self._dense_grad is None else self._dense_grad + g
 
-    def active_index(self) -> torch.Tensor:
-        "Sorted flat positions of the active weights"
-        return self.mask.reshape(-1).nonzero().squeeze(1)
-    def active_values(self) -> torch.Tensor:
-        "Active weights, in the order of `active_index()`"
-        return self.weight.detach().reshape(-1)[self.active_index()]
-    def inactive_mask(self) -> torch.Tensor: return ~self.mask.reshape(-1)
+@patch
+def dense_grad(self:MaskedMixin) -> torch.Tensor:
+    "Flat dense gradient dL/d(weight * mask) of the last backward pass (RigL's growth score)"
+    if self.grad_mode == 'dense' and self.weight.grad is not None: return self.weight.grad.reshape(-1)
+    if self._dense_grad is None:
+        raise RuntimeError("no dense gradient recorded: set `track_dense_grad = True` before the forward/backward pass "
+                           "(DSTCallback does this), or use grad_mode='dense'")
+    return self._dense_grad.reshape(-1)
 
-    @torch.no_grad()
-    def update_topology(self, remove:torch.Tensor, # Flat positions to switch off (active ones)
-                        add:torch.Tensor, # Flat positions to switch on (inactive after `remove`); their weights start at 0
-                        optimizer=None, # Optimizer holding state for `weight`
-                        reset_state:bool=False): # Zero the optimizer's per-weight state (e.g. Adam moments) at `add`?
-        "Switch positions off and on; new weights start at zero"
-        m, w = self.mask.view(-1), self.weight.data.view(-1)
-        remove, add = remove.to(m.device), add.to(m.device)
-        if len(add.unique()) != len(add): raise ValueError("update_topology: `add` has repeated positions")
-        if not bool(m[remove].all()): raise ValueError("update_topology: some positions in `remove` are not active")
-        m[remove] = False; w[remove] = 0
-        if bool(m[add].any()): raise ValueError("update_topology: some positions in `add` are already active")
-        m[add] = True; w[add] = 0
-        if reset_state:
-            for s in _optimizer_states(optimizer, self.weight): s.view(-1)[add] = 0
-        self._topology_version += 1
+@patch
+def clear_dense_grad(self:MaskedMixin): "Forget the recorded dense gradient"; self._dense_grad = None
 
-    def extra_repr(self): return super().extra_repr() + f', density={self.density:.4f}, grad_mode={self.grad_mode!r}'
+@patch
+def active_index(self:MaskedMixin) -> torch.Tensor:
+    "Sorted flat positions of the active weights"
+    return self.mask.reshape(-1).nonzero().squeeze(1)
+
+@patch
+def active_values(self:MaskedMixin) -> torch.Tensor:
+    "Active weights, in the order of `active_index()`"
+    return self.weight.detach().reshape(-1)[self.active_index()]
+
+@patch
+def inactive_mask(self:MaskedMixin) -> torch.Tensor: "Boolean flat [n_total]: True at inactive positions"; return ~self.mask.reshape(-1)
+
+# %% ../../nbs/10_sparse.layers.ipynb #097e3de2
+@patch
+@torch.no_grad()
+def update_topology(self:MaskedMixin, remove:torch.Tensor, # Flat positions to switch off (active ones)
+                    add:torch.Tensor, # Flat positions to switch on (inactive after `remove`); their weights start at 0
+                    optimizer=None, # Optimizer holding state for `weight`
+                    reset_state:bool=False): # Zero the optimizer's per-weight state (e.g. Adam moments) at `add`?
+    "Switch positions off and on; new weights start at zero"
+    m, w = self.mask.view(-1), self.weight.data.view(-1)
+    remove, add = remove.to(m.device), add.to(m.device)
+    if len(add.unique()) != len(add): raise ValueError("update_topology: `add` has repeated positions")
+    if not bool(m[remove].all()): raise ValueError("update_topology: some positions in `remove` are not active")
+    m[remove] = False; w[remove] = 0
+    if bool(m[add].any()): raise ValueError("update_topology: some positions in `add` are already active")
+    m[add] = True; w[add] = 0
+    if reset_state:
+        for s in _optimizer_states(optimizer, self.weight): s.view(-1)[add] = 0
+    self._topology_version += 1
 
 # %% ../../nbs/10_sparse.layers.ipynb #e299d960
 class MaskedLinear(MaskedMixin, nn.Linear):
@@ -171,28 +192,37 @@ class MaskedLinear(MaskedMixin, nn.Linear):
                  bias:bool=True, # Learn an additive bias?
                  mask=None, # Boolean mask of shape (out, in); None = dense
                  grad_mode:str='masked', # 'masked': inactive weights get zero gradient; 'dense': straight-through
-                 device=None, dtype=None):
+                 device=None, # Device of the parameters
+                 dtype=None): # Dtype of the parameters
         super().__init__(in_features, out_features, bias, device=device, dtype=dtype)
         self._init_masking(mask, grad_mode)
 
-    def forward(self, x):
+    def forward(self, x): # A dense `(..., in)` batch or a 2-D torch sparse batch
+        "`x @ (weight * mask).T + bias`"
         w = self.masked_weight()
         if x.layout != torch.strided:  # torch sparse (COO/CSR) batch of shape (B, in)
             y = torch.sparse.mm(x, w.t())
             return y + self.bias if self.bias is not None else y
         return F.linear(x, w, self.bias)
 
+# %% ../../nbs/10_sparse.layers.ipynb #e299d961
 class MaskedConv1d(MaskedMixin, nn.Conv1d):
     "`nn.Conv1d` whose weight is multiplied by a boolean `mask` buffer"
-    def __init__(self, *args, mask=None, grad_mode:str='masked', **kwargs): # `nn.Conv1d` arguments
+    def __init__(self, *args, # `nn.Conv1d` arguments
+                 mask=None, # Boolean mask like the weight; None = dense
+                 grad_mode:str='masked', # 'masked' or 'dense'
+                 **kwargs):
         super().__init__(*args, **kwargs); self._init_masking(mask, grad_mode)
-    def forward(self, x): return self._conv_forward(x, self.masked_weight(), self.bias)
+    def forward(self, x): "Convolution with `weight * mask`"; return self._conv_forward(x, self.masked_weight(), self.bias) # A batch
 
 class MaskedConv2d(MaskedMixin, nn.Conv2d):
     "`nn.Conv2d` whose weight is multiplied by a boolean `mask` buffer"
-    def __init__(self, *args, mask=None, grad_mode:str='masked', **kwargs): # `nn.Conv2d` arguments
+    def __init__(self, *args, # `nn.Conv2d` arguments
+                 mask=None, # Boolean mask like the weight; None = dense
+                 grad_mode:str='masked', # 'masked' or 'dense'
+                 **kwargs):
         super().__init__(*args, **kwargs); self._init_masking(mask, grad_mode)
-    def forward(self, x): return self._conv_forward(x, self.masked_weight(), self.bias)
+    def forward(self, x): "Convolution with `weight * mask`"; return self._conv_forward(x, self.masked_weight(), self.bias) # A batch
 
 _MASKED = {nn.Linear: MaskedLinear, nn.Conv1d: MaskedConv1d, nn.Conv2d: MaskedConv2d}
 
@@ -201,7 +231,9 @@ warnings.filterwarnings('ignore', message='Sparse CSR tensor support is in beta 
 
 def to_torch_sparse(X, # A scipy.sparse matrix (any format) or a dense array/tensor
                     layout:str='csr', # 'csr' or 'coo'
-                    dtype=torch.float32, device=None) -> torch.Tensor:
+                    dtype=torch.float32, # Dtype of the values
+                    device=None # Device of the result; default where it is made (CPU)
+                   ) -> torch.Tensor:
     "A 2-D torch sparse tensor (CSR or COO) from a scipy.sparse matrix or dense array"
     import scipy.sparse as sp
     check_choice(layout, ('csr', 'coo'), 'layout')
@@ -251,6 +283,7 @@ def _distinct(t):
     np.not_equal(a[1:], a[:-1], out=keep[1:])
     return torch.from_numpy(a[keep])
 
+# %% ../../nbs/10_sparse.layers.ipynb #80eca869
 def _wanted(ctx, i):
     "Will the autograd engine use the gradient of input `i` in this backward pass? (False in `autograd.grad` w.r.t. other inputs)"
     if not ctx.needs_input_grad[i]: return False
@@ -288,13 +321,7 @@ class _SparseLinearFn(torch.autograd.Function):
                 L._dense_grad = d if L._dense_grad is None else L._dense_grad + d
         return gx, gv, None
 
-def _crow(rows, n_rows, dtype, is_sorted=False):
-    "CSR row pointers of the row indices `rows` (O(n_rows) scratch memory when they are sorted)"
-    if is_sorted: return torch.searchsorted(rows, torch.arange(n_rows + 1, dtype=rows.dtype, device=rows.device)).to(dtype)
-    c = torch.zeros(n_rows + 1, dtype=torch.long, device=rows.device)
-    c[1:] = torch.bincount(rows.long(), minlength=n_rows).cumsum(0)
-    return c.to(dtype)
-
+# %% ../../nbs/10_sparse.layers.ipynb #80eca86a
 class SparseLinear(SparseLayer, nn.Module):
     "A linear layer that stores only its active weights (indices + values): memory O(nnz)"
     def __init__(self, in_features:int, # Input features
@@ -303,7 +330,8 @@ class SparseLinear(SparseLayer, nn.Module):
                  density:float=1.0, # Fraction of active weights, drawn uniformly (exact count) if `indices` is None
                  indices:torch.Tensor|None=None, # Active (out, in) pairs, shape [2, nnz]
                  generator:torch.Generator|None=None, # Randomness for positions and initial values
-                 device=None, dtype=None):
+                 device=None, # Device of the parameters
+                 dtype=None): # Dtype of the values
         super().__init__()
         check_range(density, 'density', 0, 1, lo_open=True)
         self.in_features, self.out_features = in_features, out_features
@@ -325,52 +353,15 @@ class SparseLinear(SparseLayer, nn.Module):
         self.register_buffer('indices', self._pairs(flat.to(self.values.device)))
         self._build()
 
-    def _pairs(self, flat):
-        "The [2, nnz] (row, column) index buffer of sorted flat positions, filled row by row (little scratch memory)"
-        out = torch.empty(2, len(flat), dtype=self._idx_dtype, device=flat.device)
-        torch.div(flat, self.in_features, rounding_mode='floor', out=out[0]); torch.remainder(flat, self.in_features, out=out[1])
-        return out
-
-    def _build(self):
-        "Rebuild the cached row pointers; the transposed structure is rebuilt lazily (only inputs that need a gradient use it)"
-        self.register_buffer('_crow', _crow(self.indices[0], self.out_features, self._idx_dtype, is_sorted=True), persistent=False)
-        for k in ('_crow_t', '_col_t', '_perm_t'): self.register_buffer(k, None, persistent=False)
-
-    def _transposed(self):
-        if self._crow_t is None:
-            rows, cols = self.indices[0].long(), self.indices[1].long()
-            perm = torch.argsort(cols * self.out_features + rows)
-            self._crow_t = _crow(cols, self.in_features, self._idx_dtype)
-            self._col_t, self._perm_t = rows[perm].to(self._idx_dtype), perm.to(self._idx_dtype)
-        return self._crow_t, self._col_t, self._perm_t
-
     @property
     def weight_shape(self): return torch.Size((self.out_features, self.in_features))
     @property
     def nnz(self) -> int: return self.values.numel()
-    @property
-    def mask(self) -> torch.Tensor:
-        "The dense boolean mask (materialised: O(n) memory; for tests and accounting of small layers)"
-        m = torch.zeros(self.n_total, dtype=torch.bool, device=self.indices.device)
-        m[self.active_index()] = True
-        return m.view(self.weight_shape)
+    def active_index(self) -> torch.Tensor: "Sorted flat positions of the active weights"; return self.indices[0].long() * self.in_features + self.indices[1].long()
+    def active_values(self) -> torch.Tensor: "Active weights (the `values`), in the order of `active_index()`"; return self.values.detach()
 
-    def active_index(self) -> torch.Tensor: return self.indices[0].long() * self.in_features + self.indices[1].long()
-    def active_values(self) -> torch.Tensor: return self.values.detach()
-
-    def to_dense(self) -> torch.Tensor:
-        "The dense weight matrix (out, in), inactive entries zero"
-        w = torch.zeros(self.n_total, dtype=self.values.dtype, device=self.values.device)
-        w[self.active_index()] = self.values.detach()
-        return w.view(self.weight_shape)
-
-    def dense_grad(self) -> torch.Tensor:
-        "Flat dense gradient dL/dW of the last backward pass: O(in*out), recorded only while `track_dense_grad` is on (RigL update batches)"
-        if self._dense_grad is None: raise RuntimeError("no dense gradient recorded: set `track_dense_grad = True` before the forward/backward pass")
-        return self._dense_grad.reshape(-1)
-    def clear_dense_grad(self): self._dense_grad = None
-
-    def forward(self, x):
+    def forward(self, x): # A dense `(..., in)` batch or a 2-D torch sparse batch
+        "`x @ W.T + bias` with the sparse W, O(B nnz)"
         if x.layout != torch.strided: x = x.to_dense()
         lead = x.shape[:-1]
         # `values` enters through a view so that the backward pass can tell whether its gradient is wanted
@@ -378,69 +369,134 @@ class SparseLinear(SparseLayer, nn.Module):
         if self.bias is not None: y = y + self.bias
         return y.reshape(*lead, self.out_features)
 
-    @torch.no_grad()
-    def update_topology(self, remove:torch.Tensor, # Flat positions to switch off (active ones)
-                        add:torch.Tensor, # Flat positions to switch on; their weights start at 0
-                        optimizer=None, # Optimizer holding state for `values` (it is resized with them)
-                        reset_state:bool=False): # Ignored: new connections never have optimizer state to carry
-        "Remove and add connections; `values` and the optimizer's per-weight state are remapped"
-        flat = self.active_index()
-        remove, add = remove.to(flat.device), add.to(flat.device)
-        keep = torch.ones(len(flat), dtype=torch.bool, device=flat.device)
-        if len(remove):
-            pos = torch.searchsorted(flat, remove).clamp(max=max(len(flat) - 1, 0))
-            if len(flat) == 0 or not bool((flat[pos] == remove).all()): raise ValueError("update_topology: some positions in `remove` are not active")
-            keep[pos] = False
-        new = torch.cat([flat[keep], add])
-        src = torch.cat([keep.nonzero().squeeze(1), torch.full((len(add),), -1, dtype=torch.long, device=flat.device)])
-        order = torch.argsort(new); new, src = new[order], src[order]
-        if len(new) > 1 and bool((new[1:] == new[:-1]).any()): raise ValueError("update_topology: some positions in `add` are already active")
-        def remap(t):
-            out = torch.zeros(len(new), dtype=t.dtype, device=t.device)
-            ok = src >= 0; out[ok] = t[src[ok]]
-            return out
-        states = _optimizer_states(optimizer, self.values)
-        old = self.values.data
-        self.values.data = remap(old)
-        if optimizer is not None:
-            st = optimizer.state.get(self.values, {})
-            for k, v in list(st.items()):
-                if isinstance(v, torch.Tensor) and v.shape == old.shape: st[k] = remap(v)
-        self.values.grad = None
-        self.indices = self._pairs(new)
-        self._build(); self._topology_version += 1
+    def extra_repr(self): "Sizes, connections and density"; return f'in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, nnz={self.nnz}, density={self.density:.4f}'
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        ind = state_dict.get(prefix + 'indices')
-        if ind is not None and ind.shape != self.indices.shape:  # a checkpoint with another nnz
-            self.indices = torch.empty_like(ind, device=self.indices.device)
-            self.values.data = torch.empty(ind.shape[1], dtype=self.values.dtype, device=self.values.device)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-        self._build(); self._topology_version += 1
+# %% ../../nbs/10_sparse.layers.ipynb #80eca86f
+def _crow(rows, n_rows, dtype, is_sorted=False):
+    "CSR row pointers of the row indices `rows` (O(n_rows) scratch memory when they are sorted)"
+    if is_sorted: return torch.searchsorted(rows, torch.arange(n_rows + 1, dtype=rows.dtype, device=rows.device)).to(dtype)
+    c = torch.zeros(n_rows + 1, dtype=torch.long, device=rows.device)
+    c[1:] = torch.bincount(rows.long(), minlength=n_rows).cumsum(0)
+    return c.to(dtype)
 
-    @classmethod
-    def from_dense(cls, module:nn.Linear, # An `nn.Linear` or `MaskedLinear`
-                   mask=None): # Boolean mask; default: the module's mask, else the non-zero weights
-        "A `SparseLinear` holding the active weights of a dense or masked linear layer"
-        if not isinstance(module, nn.Linear): raise TypeError(f"module must be nn.Linear or MaskedLinear, got {type(module).__name__}")
-        w = module.weight.detach()
-        if mask is None: mask = module.mask if isinstance(module, MaskedMixin) else w != 0
-        idx = torch.as_tensor(mask, device=w.device).bool().nonzero().t()
-        new = cls(module.in_features, module.out_features, bias=module.bias is not None, indices=idx.cpu(), device=w.device, dtype=w.dtype)
-        with torch.no_grad():
-            new.values.copy_(w[idx[0], idx[1]])
-            if module.bias is not None: new.bias.copy_(module.bias)
-        return new
+@patch
+def _pairs(self:SparseLinear, flat):
+    "The [2, nnz] (row, column) index buffer of sorted flat positions, filled row by row (little scratch memory)"
+    out = torch.empty(2, len(flat), dtype=self._idx_dtype, device=flat.device)
+    torch.div(flat, self.in_features, rounding_mode='floor', out=out[0]); torch.remainder(flat, self.in_features, out=out[1])
+    return out
 
-    def to_masked(self, grad_mode:str='masked') -> MaskedLinear:
-        "The equivalent `MaskedLinear` (dense storage)"
-        m = MaskedLinear(self.in_features, self.out_features, self.bias is not None, grad_mode=grad_mode, device=self.values.device, dtype=self.values.dtype)
-        with torch.no_grad():
-            m.weight.copy_(self.to_dense()); m.set_mask(self.mask)
-            if self.bias is not None: m.bias.copy_(self.bias)
-        return m
+@patch
+def _build(self:SparseLinear):
+    "Rebuild the cached row pointers; the transposed structure is rebuilt lazily (only inputs that need a gradient use it)"
+    self.register_buffer('_crow', _crow(self.indices[0], self.out_features, self._idx_dtype, is_sorted=True), persistent=False)
+    for k in ('_crow_t', '_col_t', '_perm_t'): self.register_buffer(k, None, persistent=False)
 
-    def extra_repr(self): return f'in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, nnz={self.nnz}, density={self.density:.4f}'
+@patch
+def _transposed(self:SparseLinear):
+    if self._crow_t is None:
+        rows, cols = self.indices[0].long(), self.indices[1].long()
+        perm = torch.argsort(cols * self.out_features + rows)
+        self._crow_t = _crow(cols, self.in_features, self._idx_dtype)
+        self._col_t, self._perm_t = rows[perm].to(self._idx_dtype), perm.to(self._idx_dtype)
+    return self._crow_t, self._col_t, self._perm_t
+
+@patch(as_prop=True)
+def mask(self:SparseLinear) -> torch.Tensor:
+    "The dense boolean mask (materialised: O(n) memory; for tests and accounting of small layers)"
+    m = torch.zeros(self.n_total, dtype=torch.bool, device=self.indices.device)
+    m[self.active_index()] = True
+    return m.view(self.weight_shape)
+
+@patch
+def _load_from_state_dict(self:SparseLinear, state_dict, prefix, *args, **kwargs):
+    "Accept a checkpoint with another number of connections (early stopping restores older topologies)"
+    ind = state_dict.get(prefix + 'indices')
+    if ind is not None and ind.shape != self.indices.shape:  # a checkpoint with another nnz
+        self.indices = torch.empty_like(ind, device=self.indices.device)
+        _set_values(self.values, torch.empty(ind.shape[1], dtype=self.values.dtype, device=self.values.device))
+    super(SparseLinear, self)._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+    self._build(); self._topology_version += 1
+
+# %% ../../nbs/10_sparse.layers.ipynb #80eca86b
+@patch
+def to_dense(self:SparseLinear) -> torch.Tensor:
+    "The dense weight matrix (out, in), inactive entries zero"
+    w = torch.zeros(self.n_total, dtype=self.values.dtype, device=self.values.device)
+    w[self.active_index()] = self.values.detach()
+    return w.view(self.weight_shape)
+
+@patch
+def dense_grad(self:SparseLinear) -> torch.Tensor:
+    "Flat dense gradient dL/dW of the last backward pass: O(in*out), recorded only while `track_dense_grad` is on (RigL update batches)"
+    if self._dense_grad is None: raise RuntimeError("no dense gradient recorded: set `track_dense_grad = True` before the forward/backward pass")
+    return self._dense_grad.reshape(-1)
+
+@patch
+def clear_dense_grad(self:SparseLinear): "Forget the recorded dense gradient"; self._dense_grad = None
+
+# %% ../../nbs/10_sparse.layers.ipynb #80eca86c
+def _set_values(p, t):
+    "Give the parameter `p` the data `t`; a new size swaps in a fresh parameter object's internals (stale graphs keep the old one)"
+    if t.shape == p.shape or not hasattr(torch.utils, 'swap_tensors'): p.data = t
+    else: torch.utils.swap_tensors(p, nn.Parameter(t, requires_grad=p.requires_grad))
+
+@patch
+@torch.no_grad()
+def update_topology(self:SparseLinear, remove:torch.Tensor, # Flat positions to switch off (active ones)
+                    add:torch.Tensor, # Flat positions to switch on; their weights start at 0
+                    optimizer=None, # Optimizer holding state for `values` (it is resized with them)
+                    reset_state:bool=False): # Ignored: new connections never have optimizer state to carry
+    "Remove and add connections; `values` and the optimizer's per-weight state are remapped"
+    flat = self.active_index()
+    remove, add = remove.to(flat.device), add.to(flat.device)
+    keep = torch.ones(len(flat), dtype=torch.bool, device=flat.device)
+    if len(remove):
+        pos = torch.searchsorted(flat, remove).clamp(max=max(len(flat) - 1, 0))
+        if len(flat) == 0 or not bool((flat[pos] == remove).all()): raise ValueError("update_topology: some positions in `remove` are not active")
+        keep[pos] = False
+    new = torch.cat([flat[keep], add])
+    src = torch.cat([keep.nonzero().squeeze(1), torch.full((len(add),), -1, dtype=torch.long, device=flat.device)])
+    order = torch.argsort(new); new, src = new[order], src[order]
+    if len(new) > 1 and bool((new[1:] == new[:-1]).any()): raise ValueError("update_topology: some positions in `add` are already active")
+    def remap(t):
+        out = torch.zeros(len(new), dtype=t.dtype, device=t.device)
+        ok = src >= 0; out[ok] = t[src[ok]]
+        return out
+    old = self.values.data
+    _set_values(self.values, remap(old))
+    if optimizer is not None:
+        st = optimizer.state.get(self.values, {})
+        for k, v in list(st.items()):
+            if isinstance(v, torch.Tensor) and v.shape == old.shape: st[k] = remap(v)
+    self.values.grad = None
+    self.indices = self._pairs(new)
+    self._build(); self._topology_version += 1
+
+# %% ../../nbs/10_sparse.layers.ipynb #80eca86d
+@patch(cls_method=True)
+def from_dense(cls:SparseLinear, module:nn.Linear, # An `nn.Linear` or `MaskedLinear`
+               mask=None): # Boolean mask; default: the module's mask, else the non-zero weights
+    "A `SparseLinear` holding the active weights of a dense or masked linear layer"
+    if not isinstance(module, nn.Linear): raise TypeError(f"module must be nn.Linear or MaskedLinear, got {type(module).__name__}")
+    w = module.weight.detach()
+    if mask is None: mask = module.mask if isinstance(module, MaskedMixin) else w != 0
+    idx = torch.as_tensor(mask, device=w.device).bool().nonzero().t()
+    new = cls(module.in_features, module.out_features, bias=module.bias is not None, indices=idx.cpu(), device=w.device, dtype=w.dtype)
+    with torch.no_grad():
+        new.values.copy_(w[idx[0], idx[1]])
+        if module.bias is not None: new.bias.copy_(module.bias)
+    return new
+
+@patch
+def to_masked(self:SparseLinear, grad_mode:str='masked' # Gradient mode of the masked layer
+             ) -> MaskedLinear:
+    "The equivalent `MaskedLinear` (dense storage)"
+    m = MaskedLinear(self.in_features, self.out_features, self.bias is not None, grad_mode=grad_mode, device=self.values.device, dtype=self.values.dtype)
+    with torch.no_grad():
+        m.weight.copy_(self.to_dense()); m.set_mask(self.mask)
+        if self.bias is not None: m.bias.copy_(self.bias)
+    return m
 
 # %% ../../nbs/10_sparse.layers.ipynb #bd050565
 DISTRIBUTIONS = Registry('density distribution')
@@ -458,6 +514,7 @@ def _erk_score(shape):
     "Erdős–Rényi-kernel: sum of all dimensions over their product (RigL, GraNet)"
     return sum(shape) / math.prod(shape)
 
+# %% ../../nbs/10_sparse.layers.ipynb #bd050566
 def layer_densities(shapes:dict, # name -> weight shape of every layer to sparsify
                     density:float|None=None, # Target global density D in (0, 1]
                     distribution:str='erk', # A name in `DISTRIBUTIONS`: 'erk', 'er' or 'uniform'
@@ -498,7 +555,8 @@ def random_mask(shape, # Weight shape
                 k:int|None=None, # Exact number of active positions ...
                 p:float|None=None, # ... or the keep probability of each position (Bernoulli)
                 generator:torch.Generator|None=None, # Randomness (drawn on the generator's device)
-                device=None) -> torch.Tensor:
+                device=None # Device of the mask; default the generator's
+               ) -> torch.Tensor:
     "A boolean mask with exactly `k` ones at uniform positions, or with independent Bernoulli(`p`) entries"
     g = generator if generator is not None else make_generator(None, 'cpu')
     n = math.prod(shape)
@@ -510,6 +568,7 @@ def random_mask(shape, # Weight shape
         m[torch.randperm(n, generator=g, device=g.device)[:k]] = True
     return m.view(tuple(shape)).to(device if device is not None else g.device)
 
+# %% ../../nbs/10_sparse.layers.ipynb #4f387a79
 def sparse_layers(model:nn.Module # A model
                  ) -> dict:
     "The model's sparse layers (masked or truly sparse), by qualified name"
@@ -525,6 +584,7 @@ def _set_submodule(model, name, new):
     parent, _, attr = name.rpartition('.')
     setattr(model.get_submodule(parent) if parent else model, attr, new)
 
+# %% ../../nbs/10_sparse.layers.ipynb #4f387a7a
 def sparsify(model:nn.Module, # The model to convert
              density:float|None=None, # Global density D in (0, 1] of the converted layers
              distribution:str='erk', # 'erk', 'er', 'uniform' (see `DISTRIBUTIONS`)
@@ -562,7 +622,8 @@ def sparsify(model:nn.Module, # The model to convert
 # %% ../../nbs/10_sparse.layers.ipynb #3dee1002
 def to_sparse(model:nn.Module, # A model with `MaskedLinear` layers
               names:Iterable[str]|None=None, # Layers to convert; default every `MaskedLinear`
-              inplace:bool=True) -> nn.Module: # Convert `model` itself or a deep copy
+              inplace:bool=True # Convert `model` itself or a deep copy
+             ) -> nn.Module:
     "Replace masked linear layers by truly sparse `SparseLinear` layers with the same active weights"
     if not inplace: model = copy.deepcopy(model)
     cands = {n: m for n, m in model.named_modules() if isinstance(m, MaskedLinear)}
@@ -598,6 +659,7 @@ def count_params(model:nn.Module # A model
     df['density'] = df['active'] / df['total'].where(df['total'] > 0)
     return df
 
+# %% ../../nbs/10_sparse.layers.ipynb #2a6341f6
 def memory_bytes(model:nn.Module, # A model
                  index_bytes:int=4 # Bytes per stored index in the CSR convention
                 ) -> pd.DataFrame:
@@ -639,6 +701,7 @@ def output_positions(model:nn.Module, # A model
         for h in hooks: h.remove()
     return pos
 
+# %% ../../nbs/10_sparse.layers.ipynb #6527e703
 def forward_flops(model:nn.Module, # A model
                   example:torch.Tensor|None=None, # A batch of inputs, to measure output positions (needed for conv layers)
                   include_bias:bool=False # Count bias additions too?
@@ -663,6 +726,7 @@ def forward_flops(model:nn.Module, # A model
     df.loc['total'] = pd.Series({'nnz': df['nnz'].sum(), 'positions': np.nan, 'flops': df['flops'].sum(), 'dense_flops': df['dense_flops'].sum()})
     return df
 
+# %% ../../nbs/10_sparse.layers.ipynb #6527e704
 def training_flops(model:nn.Module, # A model (its current masks are used)
                    n_samples:int, # Samples seen: epochs x training-set size
                    example:torch.Tensor|None=None, # An input batch (needed for conv layers)
@@ -725,6 +789,7 @@ build_s, build_peak, times = train(a['d'], a['hidden'], a['density'], x, y, a['s
 print(json.dumps({'baseline_mb': base, 'build_mb': build_peak - base, 'peak_mb': maxrss_mb() - base, 'build_s': build_s, 'step_times': times}))
 """
 
+# %% ../../nbs/10_sparse.layers.ipynb #f952240d
 def peak_train_memory(kind:str='sparse', # 'sparse' (`SparseLinear`) or 'masked' (`MaskedLinear`) first layer
                       d:int=200_000, # Input features
                       hidden:int=1000, # Hidden units (outputs of the first layer)
