@@ -346,15 +346,14 @@ def _translate_prose(s: str, nb: Path, cur: str, site: Site) -> str:
         ident = parse_attrs(m.group(2))[0]
         return (f'({ident})=\n' if ident else '') + m.group(1)
     s = re.sub(r'^(#{1,6}\s.*?)\s*(\{[^{}]*\})[ \t]*$', head, s, flags=re.M)
-    spans = []                                        # code spans -> placeholders while links are rewritten
-    s = _re_code_span.sub(lambda m: spans.append(m.group(0)) or f'\x00{len(spans) - 1}\x00', s)
-    s = _re_link.sub(lambda m: f'{m.group(1)}[{m.group(2)}]({site.link(m.group(3), nb, cur)}{m.group(4)})', s)
-    def ref(m):                                       # a lone `11_sparse.dst` -> link to that notebook's page
-        code = spans[int(m.group(1))]
-        nbf = site.by_stem.get(code.strip('`'))
-        return f'[{code}]({site.doc_link(site.page[nbf], "", cur)})' if nbf else code
-    s = re.sub(r'(?<!\[)\x00(\d+)\x00(?!\]\()', ref, s)
-    return re.sub(r'\x00(\d+)\x00', lambda m: spans[int(m.group(1))], s)
+    def links(s, spans):
+        s = _re_link.sub(lambda m: f'{m.group(1)}[{m.group(2)}]({site.link(m.group(3), nb, cur)}{m.group(4)})', s)
+        def ref(m):                                   # a lone `11_sparse.dst` -> link to that notebook's page
+            code = spans[int(m.group(1))]
+            nbf = site.by_stem.get(code.strip('`'))
+            return f'[{code}]({site.doc_link(site.page[nbf], "", cur)})' if nbf else m.group(0)
+        return re.sub(r'(?<!\[)\x00(\d+)\x00(?!\]\()', ref, s)
+    return _outside_code(s, links)
 
 
 def reachable_models(state: dict, roots) -> list[str]:
@@ -522,6 +521,48 @@ def run_sphinx(src: Path, out: Path, doctrees: Path, cfg, quiet=False):
     if rc: raise SystemExit(f"sphinx-build failed (exit {rc}): see the warnings above")
 
 
+def _outside_code(s: str, f) -> str:
+    "Apply `f(text, spans)` to Markdown text `s` whose code spans are placeholders `\\x00<i>\\x00` (`spans[i]`)"
+    spans = []
+    s = f(_re_code_span.sub(lambda m: spans.append(m.group(0)) or f'\x00{len(spans) - 1}\x00', s), spans)
+    return re.sub(r'\x00(\d+)\x00', lambda m: spans[int(m.group(1))], s)
+
+
+def myst_to_gfm(md: str) -> str:
+    "MyST that GitHub does not render -> plain Markdown (README): admonitions -> quotes, tabs -> bold titles, refs -> links"
+    titles = {lbl: t for lbl, t in re.findall(r'^\(([\w.:-]+)\)=\s*\n#{1,6}\s+(.*?)\s*$', md, flags=re.M)}
+    def refs(s, spans):                            # {ref}`label` / {ref}`text <label>` -> a link to the heading
+        return re.sub(r'\{ref\}\x00(\d+)\x00', lambda m: ref(*re.fullmatch(r'(.*?)\s*(?:<([^<>]*)>)?', spans[int(m.group(1))].strip('`')).groups()), s)
+    def ref(text, lbl):
+        text, lbl = (text, lbl) if lbl else (None, text)
+        t = titles.get(lbl)
+        if not t: return text or lbl
+        return f"[{text or t}](#" + re.sub(r'[^\w\- ]', '', t.lower()).replace(' ', '-') + ')'
+    out, stack, fence, opened = [], [], None, False
+    for line in md.split('\n'):
+        q = '> ' * stack.count('quote')
+        m = _re_fence.match(line)
+        if fence or m:
+            if fence is None: fence = m.group(1)
+            elif line.strip().startswith(fence) and not line.strip().strip(fence[0]): fence = None
+            out.append(q + line); opened = False; continue
+        m = re.match(r'^:{3,}\{([\w-]+)\}\s*(.*)$', line)
+        if m:
+            name, arg = m.group(1), m.group(2).strip()
+            if name in _CALLOUTS | {'admonition', 'seealso', 'danger', 'error', 'hint', 'attention'}:
+                out.append(q + f"> **{arg or name.capitalize()}**"); stack.append('quote')
+            else:
+                if name == 'tab-item': out.append(q + f'**{arg}**')
+                stack.append(name)
+            opened = True; continue
+        if re.match(r'^:{3,}\s*$', line) and stack: stack.pop(); out.append(''); continue
+        if opened and re.match(r'^:[\w-]+:', line): continue          # directive options
+        opened = False
+        if re.match(r'^\([\w.:-]+\)=\s*$', line): continue             # MyST labels
+        out.append(q + _outside_code(line, refs))
+    return re.sub(r'\n{3,}', '\n\n', '\n'.join(out)).rstrip('\n')
+
+
 def readme_markdown(nb_path: Path) -> str:
     """README.md from the home notebook, as `nbdev_readme` would make it without Quarto: markdown cells as they are,
     shown code cells as fenced Python followed by their text output; `#| hide` cells and `#| echo: false` sources left out"""
@@ -542,7 +583,7 @@ def readme_markdown(nb_path: Path) -> str:
             elif 'text/plain' in data or o.get('output_type') == 'stream':
                 txt = _src(data.get('text/plain', o.get('text', ''))).rstrip()
                 if txt: out.append(f"```\n{txt}\n```")
-    body = '\n\n'.join(x for x in out if x)
+    body = myst_to_gfm('\n\n'.join(x for x in out if x))
     return '<!-- generated from nbs/index.ipynb by tools/build_docs.py: edit the notebook, not this file -->\n\n' + body + '\n'
 
 

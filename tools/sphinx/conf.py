@@ -35,6 +35,7 @@ mathjax3_config = {'svg': {'fontCache': 'global'}}
 html_theme = 'furo'
 html_theme_options = {'top_of_page_buttons': [], 'navigation_with_keys': True}
 html_static_path = ['_static', str(TOOLS/'vendor')]  # vendor/ -> _static/mathjax/, _static/html-manager/
+exclude_patterns = ['**/README.md']                # vendor notes stay in tools/ (licences are copied along)
 html_css_files = ['sparseface.css']
 html_js_files = ['sparseface.js']
 html_favicon = '_static/favicon.svg'
