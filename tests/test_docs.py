@@ -21,8 +21,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO/'tools'))
-import build_docs  # noqa: E402
+import build_docs, docs_myst  # noqa: E402
 from cell_needs import missing_needs  # noqa: E402
+from docs_links import check_links  # noqa: E402
+from execute_nbs import execute_notebooks  # noqa: E402
+
+SITE_URL = build_docs.site_url(build_docs.get_cfg())   # https://sparseface.github.io/sparseface/
 
 DOCS = Path(os.environ.get('SPARSEFACE_DOCS_DIR') or REPO/'docs').resolve()
 PAGES = sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob('*.html')) if DOCS.exists() else []
@@ -82,7 +86,7 @@ def test_api_entries():
 
 
 def test_links():
-    errs = build_docs.check_links(DOCS)
+    errs = check_links(DOCS, SITE_URL)
     assert not errs, 'broken links:\n' + '\n'.join(errs)
 
 
@@ -93,7 +97,7 @@ def test_link_checker_finds_problems(tmp_path):
                                    '<img src="img.png"><a href="https://sparseface.github.io/sparseface/a.html">abs</a>'
                                    '<a href="https://example.org/x.html">external</a>')
     (tmp_path/'sub'/'b.html').write_text('<p id="y"></p><a href="../a.html#x">ok</a><script src="/root.js"></script>')
-    errs = build_docs.check_links(tmp_path, base='https://sparseface.github.io/sparseface/')
+    errs = check_links(tmp_path, base='https://sparseface.github.io/sparseface/')
     assert len(errs) == 5, errs
     for s in ('missing.html', '#nope', 'img.png', 'absolute link to the site itself', 'root-absolute'):
         assert any(s in e for e in errs), (s, errs)
@@ -107,16 +111,16 @@ def test_page_names_and_slugs():
     assert build_docs.page_path(nbs/'50_face.ipynb', nbs) == 'face.html'
     assert build_docs.page_path(nbs/'tutorials'/'01_intro.ipynb', nbs) == 'tutorials/intro.html'
     # pandoc/Quarto identifiers, which nbdev's doc links (`core.html#registry.create`) rely on
-    assert build_docs.slugify('Registry.create') == 'registry.create'
-    assert build_docs.slugify('check_range') == 'check_range'
-    assert build_docs.slugify('1. Argument checks!') == 'argument-checks'
+    assert docs_myst.slugify('Registry.create') == 'registry.create'
+    assert docs_myst.slugify('check_range') == 'check_range'
+    assert docs_myst.slugify('1. Argument checks!') == 'argument-checks'
 
 
 def _site(tmp_path, names=('00_core', '11_sparse.dst', 'index')):
     nbs = tmp_path/'nbs'; (nbs/'tutorials').mkdir(parents=True)
     for n in names: (nbs/f'{n}.ipynb').write_text('{}')
     (nbs/'tutorials'/'01_intro.ipynb').write_text('{}'); (nbs/'fig.png').write_bytes(b'png')
-    site = build_docs.Site(nbs, build_docs.find_notebooks(nbs), 'https://sparseface.github.io/sparseface/')
+    site = docs_myst.Site(nbs, {nb: build_docs.page_path(nb, nbs) for nb in build_docs.find_notebooks(nbs)}, SITE_URL)
     site.anchors = {'core.html': {'check_type', 'registry'}, 'sparse.dst.html': set(), 'index.html': set(), 'tutorials/intro.html': set()}
     return nbs, site
 
@@ -129,7 +133,7 @@ def test_markdown_translation(tmp_path):
           '::: {.panel-tabset}\n## One\nfirst\n## Two\n::: {.callout-tip title="Hint"}\nnested\n:::\n:::\n\n'
           '## Results {#sec-results .unnumbered}\n\n```python\n::: {.callout-note}\n[x](00_core.ipynb)\n```\n\n'
           '![a figure](../fig.png) [up](../index.ipynb) [missing](00_core.ipynb) [gone](https://sparseface.github.io/sparseface/core.html#registry.nope)')
-    out = build_docs.translate_markdown(md, nbs/'tutorials'/'01_intro.ipynb', 'tutorials/intro.html', site)
+    out = docs_myst.translate_markdown(md, nbs/'tutorials'/'01_intro.ipynb', 'tutorials/intro.html', site)
     assert ':::{admonition} Careful\n:class: warning\n' in out and '## Careful' not in out
     assert '[`check_type`](../core.ipynb#check_type)' in out and '[the `dst`\nengine](../sparse.dst.ipynb)' in out
     assert '[`11_sparse.dst`](../sparse.dst.ipynb)' in out and '`Registry.create` stays' in out
@@ -342,7 +346,7 @@ def scratch_site(tmp_path_factory):
     _write_nb(nbs/'01_scratch.ipynb', _SCRATCH_CELLS)
     _write_nb(nbs/'index.ipynb', [('markdown', '# Scratch site\n\n> Index'), ('markdown', 'See [scratch](01_scratch.ipynb).')])
     _write_nb(nbs/'02_other.ipynb', [('markdown', '# Other\n\n> Another page'), ('markdown', '## Section two\n\nText.')])
-    assert build_docs.execute_notebooks([nbs/'01_scratch.ipynb'], timeout=180) == 0
+    assert execute_notebooks([nbs/'01_scratch.ipynb'], timeout=180) == 0
     build_docs.build_site(d/'site', nbs=nbs, quiet=True)
     return nbs, d/'site'
 
@@ -366,7 +370,7 @@ def test_execute_saves_widgets_and_skips_flagged_cells(scratch_site):
 
 def test_scratch_html(scratch_site):
     _, site = scratch_site
-    assert not build_docs.check_links(site)
+    assert not check_links(site, SITE_URL)
     h = (site/'scratch.html').read_text()
     assert 'href="other.html#section-two"' in h and 'href="other.html"' in h     # .ipynb link and `02_other` reference
     # nbdev processing: show_doc for `#| exports` (heading anchor + docments table), folded exported source

@@ -8,7 +8,7 @@ import configparser, sys
 from pathlib import Path
 
 TOOLS = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(TOOLS))                       # for build_docs.slugify (heading anchors)
+sys.path.insert(0, str(TOOLS))                       # for docs_myst.slugify (heading anchors)
 _cfg = configparser.ConfigParser()
 _cfg.read(TOOLS.parent/'settings.ini')
 _cfg = _cfg['DEFAULT']
@@ -25,7 +25,7 @@ nb_merge_streams = True
 nb_ipywidgets_js = {'html-manager/embed.js': {}}    # standalone embed.js: no require.js, no CDN
 myst_enable_extensions = ['colon_fence', 'dollarmath', 'amsmath', 'attrs_inline', 'attrs_block']
 myst_heading_anchors = 6                             # ids nbdev's doc links use (`core.html#check_type`)
-myst_heading_slug_func = 'build_docs.slugify'        # pandoc's algorithm, as Quarto
+myst_heading_slug_func = 'docs_myst.slugify'         # pandoc's algorithm, as Quarto
 myst_dmath_double_inline = True
 
 # math: vendored MathJax 3 with SVG output (TeX fonts as paths: no font files, nothing fetched)
