@@ -130,6 +130,7 @@ def test_markdown_translation(tmp_path):
     nbs, site = _site(tmp_path)
     md = ('::: {.callout-warning}\n## Careful\nSee [`check_type`](https://sparseface.github.io/sparseface/core.html#check_type),\n'
           '[the `dst`\nengine](../11_sparse.dst.ipynb) and `11_sparse.dst`; `Registry.create` stays code.\n:::\n\n'
+          '[[`Registry`](https://sparseface.github.io/sparseface/core.html#registry)](https://sparseface.github.io/sparseface/core.html#registry)\n\n'
           '::: {.panel-tabset}\n## One\nfirst\n## Two\n::: {.callout-tip title="Hint"}\nnested\n:::\n:::\n\n'
           '## Results {#sec-results .unnumbered}\n\n```python\n::: {.callout-note}\n[x](00_core.ipynb)\n```\n\n'
           '![a figure](../fig.png) [up](../index.ipynb) [missing](00_core.ipynb) [gone](https://sparseface.github.io/sparseface/core.html#registry.nope)')
@@ -137,6 +138,7 @@ def test_markdown_translation(tmp_path):
     assert ':::{admonition} Careful\n:class: warning\n' in out and '## Careful' not in out
     assert '[`check_type`](../core.ipynb#check_type)' in out and '[the `dst`\nengine](../sparse.dst.ipynb)' in out
     assert '[`11_sparse.dst`](../sparse.dst.ipynb)' in out and '`Registry.create` stays' in out
+    assert '\n[`Registry`](../core.ipynb#registry)\n' in out                # nbdev's link inside a link's text goes
     assert re.search(r'^(:{4,})\{tab-set\}\n(:{3,})\{tab-item\} One\n\nfirst\n\2\n\2\{tab-item\} Two\n\n:::\{admonition\} Hint\n:class: tip\n\nnested\n:::\n\2\n\1$', out, re.M), out
     assert '(sec-results)=\n## Results\n' in out
     assert '```python\n::: {.callout-note}\n[x](00_core.ipynb)\n```' in out      # code is left alone

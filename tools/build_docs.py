@@ -106,7 +106,8 @@ def process_notebooks(nbs_list, nbs: Path, proc: Path, tmp: Path, cfg, n_workers
     for nb in nbs_list:
         (proc/nb.relative_to(nbs)).parent.mkdir(parents=True, exist_ok=True)
         items.append((str(nb), str(proc/nb.relative_to(nbs))))
-    old_path, old_env = list(sys.path), {k: os.environ.get(k) for k in ('PYTHONPATH', 'PYTHONHASHSEED')}
+    keys = ('PYTHONPATH', 'PYTHONHASHSEED', 'SPARSEFACE_DATA', 'CUDA_VISIBLE_DEVICES')
+    old_path, old_env = list(sys.path), {k: os.environ.get(k) for k in keys}
     try:
         # spawned workers inherit sys.path: the repo (to import the library) and the entry point for doc links;
         # they must find the worker function by module name (not `__main__`), so import this file as a module
@@ -114,6 +115,9 @@ def process_notebooks(nbs_list, nbs: Path, proc: Path, tmp: Path, cfg, n_workers
             if p not in sys.path: sys.path.insert(0, p)
         os.environ['PYTHONPATH'] = os.pathsep.join([str(ep), str(REPO)] + [p for p in (old_env['PYTHONPATH'] or '').split(os.pathsep) if p])
         os.environ['PYTHONHASHSEED'] = '0'   # stable set/dict reprs in show_doc output
+        # the same pages on every machine: nbdev runs import cells (and cells mixing imports with code, see its FAQ),
+        # which must not find the data folder or a GPU (defaults such as `device=default_device()` show in signatures)
+        os.environ.pop('SPARSEFACE_DATA', None); os.environ['CUDA_VISIBLE_DEVICES'] = ""
         import build_docs
         res = parallel(build_docs._proc_one, items, n_workers=max(1, min(n_workers, len(items))), method='spawn',
                        pause=0.01, progress=False)
@@ -169,10 +173,11 @@ def _build_site(out: Path, nbs, n_workers, quiet):
             _write(src/(pages[nb][:-5] + '.ipynb'), json.dumps(myst, indent=1, sort_keys=True, ensure_ascii=False))
         if 'index.html' not in pages.values(): _write(src/'index.md', f"# {cfg.get('title', cfg.lib_name)}\n\n{nav}")
         for rel, f in site.files.items(): _copy(f, src/rel)
-        run_sphinx(src, out, tmp/'doctrees')                                                  # 3. Sphinx
+        run_sphinx(src, out, tmp/'doctrees', n_workers)                                               # 3. Sphinx
     for rel, f in site.files.items():            # local files referenced from raw HTML (Markdown images go to _images/)
         if not (out/rel).exists(): _copy(f, out/rel)
     for f in DROP: (out/f).unlink(missing_ok=True)
+    if (out/'_sources').is_dir() and not any((out/'_sources').iterdir()): (out/'_sources').rmdir()
     (out/'.nojekyll').write_text('')
     if not quiet:
         for n in site.notes: log(f"  note: {n}")
@@ -180,12 +185,12 @@ def _build_site(out: Path, nbs, n_workers, quiet):
     return {'pages': len(nb_list), 'notes': site.notes}
 
 
-def run_sphinx(src: Path, out: Path, doctrees: Path):
+def run_sphinx(src: Path, out: Path, doctrees: Path, jobs: int = 2):
     "Sphinx with tools/sphinx/conf.py: warnings are errors (all reported: --keep-going), nitpicky, reproducible"
     from sphinx.cmd.build import build_main
     env = {k: os.environ.get(k) for k in ('SOURCE_DATE_EPOCH', 'PYTHONHASHSEED')}
     os.environ.update(SOURCE_DATE_EPOCH='0', PYTHONHASHSEED='0')
-    try: rc = build_main(['-b', 'html', '-c', str(CONF), '-d', str(doctrees), '-E', '-W', '--keep-going', '-n', '-q', str(src), str(out)])
+    try: rc = build_main(['-b', 'html', '-c', str(CONF), '-d', str(doctrees), '-E', '-j', str(jobs), '-W', '--keep-going', '-n', '-q', str(src), str(out)])
     finally:
         for k, v in env.items(): os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
     if rc: raise SystemExit(f"sphinx-build failed (exit {rc}): see the warnings above")

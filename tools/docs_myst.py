@@ -206,6 +206,7 @@ def _translate_prose(s: str, nb: Path, cur: str, site: Site) -> str:
     s = re.sub(r'^(#{1,6}\s.*?)\s*(\{[^{}]*\})[ \t]*$',                    # `## Heading {#id .class}` -> label + heading
                lambda m: (f'({i})=\n' if (i := parse_attrs(m.group(2))[0]) else '') + m.group(1), s, flags=re.M)
     def links(s, spans):
+        s = re.sub(r'\[\[(\x00\d+\x00)\]\([^()\s]+\)\]\(', r'[\1](', s)  # nbdev links `name` inside link text: keep the outer link
         s = _re_link.sub(lambda m: f'{m.group(1)}[{m.group(2)}]({site.link(m.group(3), nb, cur)}{m.group(4)})', s)
         def ref(m):                                                      # a lone `11_sparse.dst` -> link to its page
             nbf = site.by_stem.get(spans[int(m.group(1))].strip('`'))
