@@ -1,11 +1,14 @@
-// Scroll the sidebar so the current page's entry is in view (furo leaves the sidebar scrolled to the top).
-document.addEventListener("DOMContentLoaded", () => {
+// Scroll the sidebar so the current page's entry is in view (furo leaves the sidebar scrolled to the top);
+// again once the page has loaded, in case its layout changed.
+function sfShowCurrentPage() {
   const box = document.querySelector(".sidebar-scroll");
   const cur = box && box.querySelector(".sidebar-tree .current-page > a");
   if (!cur) return;
   const r = cur.getBoundingClientRect(), b = box.getBoundingClientRect();
   if (r.top < b.top || r.bottom > b.bottom) box.scrollTop += r.top - b.top - box.clientHeight / 3;
-});
+}
+document.addEventListener("DOMContentLoaded", sfShowCurrentPage);
+window.addEventListener("load", sfShowCurrentPage);
 
 // ipywidgets' HTML manager typesets labels with the MathJax 2 API (MathJax.Hub.Queue): map it to MathJax 3.
 document.addEventListener("DOMContentLoaded", () => {
