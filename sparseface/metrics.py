@@ -7,8 +7,9 @@ from __future__ import annotations
 from typing import NamedTuple
 import numpy as np
 import torch
-import torch.nn.functional as F
-from .core import check_type, check_choice, check_range, check_tensor
+from sklearn import metrics as skm
+from .core import check_type, check_choice, check_range, check_tensor, check_xy
+from .filters import correlate1d, gaussian_kernel
 
 # %% auto #0
 __all__ = ['accuracy', 'top_k_accuracy', 'confusion_matrix', 'per_class_accuracy', 'plot_confusion_matrix', 'mse', 'psnr',
@@ -20,6 +21,7 @@ def _as_torch(x):
     return torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x
 
 def _nonempty(x, name):
+    "`x` unless its first axis is empty"
     if x.shape[0] == 0: raise ValueError(f"{name} is empty")
     return x
 
@@ -36,13 +38,12 @@ def _labels(preds, # Logits/probabilities [N, C] or integer labels [N]
     return p.long()
 
 def _targets(targets, # Integer class labels [N]
-             n:int, # Expected length
-             device): # Device to put them on
-    "Integer targets [N] as a torch tensor on `device`, checked against `n`"
+             preds:torch.Tensor): # The checked predictions they pair with [N, ...]
+    "Integer targets [N] as a torch tensor on `preds`' device, paired with `preds` by `core.check_xy`"
     check_tensor(targets, 'targets', ndim=1, dtype_kind='i')
     t = _as_torch(targets)
-    if t.shape[0] != n: raise ValueError(f"preds and targets must have the same length, got {n} and {t.shape[0]}")
-    return t.to(device=device, dtype=torch.long)
+    check_xy(preds, t, names=('preds', 'targets'), finite=False)
+    return t.to(device=preds.device, dtype=torch.long)
 
 # %% ../nbs/03_metrics.ipynb #90e17fef
 def accuracy(preds, # Logits/probabilities [N, C] or predicted labels [N] (torch or NumPy)
@@ -50,7 +51,7 @@ def accuracy(preds, # Logits/probabilities [N, C] or predicted labels [N] (torch
             ) -> float:
     "Fraction of samples whose predicted label (arg-max of logits) equals the target"
     p = _labels(preds)
-    return (p == _targets(targets, len(p), p.device)).double().mean().item()
+    return (p == _targets(targets, p)).double().mean().item()
 
 def top_k_accuracy(logits, # Scores [N, C]; higher = more likely
                    targets, # True integer labels [N]
@@ -61,14 +62,14 @@ def top_k_accuracy(logits, # Scores [N, C]; higher = more likely
     z = _nonempty(_as_torch(logits), 'logits')
     check_type(k, (int, np.integer), 'k')
     check_range(int(k), 'k', 1, z.shape[1])
-    t = _targets(targets, len(z), z.device)
+    t = _targets(targets, z)
     return (z.topk(int(k), dim=1).indices == t[:, None]).any(1).double().mean().item()
 
 # %% ../nbs/03_metrics.ipynb #31bc0d55
 def _cm_inputs(preds, targets, n_classes):
     "Checked integer predictions, targets and number of classes"
     p = _labels(preds)
-    t = _targets(targets, len(p), p.device)
+    t = _targets(targets, p)
     if n_classes is None:   # the logits' width, or the largest label + 1
         n_classes = max(int(max(p.max().item(), t.max().item())) + 1, preds.shape[1] if preds.ndim == 2 else 1)
     check_type(n_classes, (int, np.integer), 'n_classes'); check_range(int(n_classes), 'n_classes', 1)
@@ -184,22 +185,9 @@ def ssim_window(win_size:int|None=None, # Window side (odd); default 11 for Gaus
     check_type(win_size, (int, np.integer), 'win_size')
     if win_size < 1 or win_size % 2 == 0: raise ValueError(f"win_size must be a positive odd integer, got {win_size}")
     if not gaussian: return torch.full((win_size,), 1 / win_size, dtype=dtype, device=device)
-    r = torch.arange(win_size, dtype=torch.float64, device=device) - (win_size - 1) / 2
-    w = torch.exp(-0.5 * (r / sigma) ** 2)
-    return (w / w.sum()).to(dtype)
+    return gaussian_kernel(sigma, radius=(win_size - 1) // 2, dtype=dtype, device=device)
 
 # %% ../nbs/03_metrics.ipynb #ab3ea3af
-def _filter_valid(z, # Maps [N, M, H, W]
-                  w): # 1-D window [k]
-    "Separable 2-D filtering of each map with `w`, keeping the valid region [N, M, H-k+1, W-k+1]"
-    N, M, H, W = z.shape; k = w.numel()
-    if z.device.type == 'cpu' and z.dtype == torch.float64:   # no fast float64 depthwise kernel on CPU
-        z = F.conv2d(F.conv2d(z.reshape(N * M, 1, H, W), w.view(1, 1, 1, k)), w.view(1, 1, k, 1))
-        return z.reshape(N, M, H - k + 1, W - k + 1)
-    z = z.contiguous(memory_format=torch.channels_last)       # depthwise conv is fastest channels-last
-    z = F.conv2d(z, w.view(1, 1, 1, k).repeat(M, 1, 1, 1), groups=M)
-    return F.conv2d(z, w.view(1, 1, k, 1).repeat(M, 1, 1, 1), groups=M)
-
 def ssim(x, # Images [B, C, H, W], [C, H, W] or [H, W] (torch or NumPy), values in a range of width `data_range`
          y, # Images of the same shape
          data_range:float=1.0, # Dynamic range R of the images (1.0 for [0, 1], 255 for uint8)
@@ -220,7 +208,8 @@ def ssim(x, # Images [B, C, H, W], [C, H, W] or [H, W] (torch or NumPy), values 
     k = w.numel()
     if min(H, W) < k: raise ValueError(f"images of size {H}x{W} are smaller than the {k}x{k} SSIM window; pass a smaller win_size")
     maps = torch.cat([xt, yt, xt * xt, yt * yt, xt * yt], 1)           # [B, 5C, H, W]
-    mx, my, mxx, myy, mxy = _filter_valid(maps, w).unflatten(1, (5, C)).unbind(1)
+    means = correlate1d(correlate1d(maps, w, -1, 'valid', method='direct'), w, -2, 'valid', method='direct')   # the valid region
+    mx, my, mxx, myy, mxy = means.unflatten(1, (5, C)).unbind(1)
     cov = k * k / (k * k - 1) if use_sample_covariance else 1.0
     vx, vy, vxy = cov * (mxx - mx * mx), cov * (myy - my * my), cov * (mxy - mx * my)
     C1, C2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
@@ -234,52 +223,46 @@ def _scores(s, name):
     s = s.detach().cpu().numpy() if isinstance(s, torch.Tensor) else s
     return _nonempty(np.asarray(s, dtype=np.float64), name)
 
-def _scores_labels(scores, labels):
-    "Checked float64 scores and 0/1 labels (both classes present) as NumPy arrays"
+def _oriented(scores, labels, higher_is_genuine):
+    "Checked float64 scores (negated for distances: higher is always genuine) and 0/1 labels with both classes"
+    check_type(higher_is_genuine, bool, 'higher_is_genuine')
     s = _scores(scores, 'scores')
     check_tensor(labels, 'labels', ndim=1, dtype_kind='bif')
     l = labels.detach().cpu().numpy() if isinstance(labels, torch.Tensor) else labels
-    if len(l) != len(s): raise ValueError(f"scores and labels must have the same length, got {len(s)} and {len(l)}")
+    check_xy(s, l, names=('scores', 'labels'))
     if not np.isin(l, (0, 1)).all(): raise ValueError(f"labels must be 0 (impostor) or 1 (genuine), got values {np.unique(l)[:10].tolist()}")
     l = l.astype(np.float64)
     if l.min() == l.max(): raise ValueError(f"labels must contain both genuine (1) and impostor (0) pairs, got only {int(l[0])}")
-    return s, l
+    return (s if higher_is_genuine else -s), l
 
+# %% ../nbs/03_metrics.ipynb #5df9cf49
 def roc_curve(scores, # Similarity scores [N] (torch or NumPy)
               labels, # 1 = genuine/positive, 0 = impostor/negative [N]
               higher_is_genuine:bool=True # False for distances (accept when score <= threshold)
              ):
     "False- and true-positive rates at every distinct threshold: `(fpr, tpr, thresholds)`, starting at (0, 0) with threshold ±inf"
-    check_type(higher_is_genuine, bool, 'higher_is_genuine')
-    s, l = _scores_labels(scores, labels)
-    if not higher_is_genuine: s = -s
-    order = np.argsort(-s, kind='stable')
-    s, l = s[order], l[order]
-    last = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]    # last position of each distinct score
-    tps = np.cumsum(l)[last]; fps = last + 1 - tps
-    fpr, tpr = np.r_[0.0, fps / fps[-1]], np.r_[0.0, tps / tps[-1]]
-    thr = np.r_[np.inf, s[last]]
+    s, l = _oriented(scores, labels, higher_is_genuine)
+    fpr, tpr, thr = skm.roc_curve(l, s, drop_intermediate=False)
     return fpr, tpr, (thr if higher_is_genuine else -thr)
 
 # %% ../nbs/03_metrics.ipynb #7050c4ff
 def auc(x, # Monotonic x coordinates [K], e.g. FPR
         y # y coordinates [K], e.g. TPR
        ) -> float:
-    "Area under the piecewise-linear curve through (x, y), by the trapezoidal rule"
+    "Area under the piecewise-linear curve through (x, y) by the trapezoidal rule (`sklearn.metrics.auc`)"
     xs, ys = _scores(x, 'x'), _scores(y, 'y')
-    if len(xs) != len(ys): raise ValueError(f"x and y must have the same length, got {len(xs)} and {len(ys)}")
-    if len(xs) < 2: raise ValueError(f"x and y need at least 2 points, got {len(xs)}")
+    check_xy(xs, ys, names=('x', 'y'), min_samples=2)
     dx = np.diff(xs)
     if (dx < 0).any() and (dx > 0).any(): raise ValueError("x must be monotonic (non-decreasing or non-increasing)")
-    return abs(float(np.sum(dx * (ys[1:] + ys[:-1]) / 2)))
+    return float(skm.auc(xs, ys))
 
 def roc_auc(scores, # Similarity scores [N]
             labels, # 1 = genuine, 0 = impostor [N]
             higher_is_genuine:bool=True # False for distances
            ) -> float:
-    "Area under the ROC curve: P(genuine score beats impostor score), ties counting one half"
-    fpr, tpr, _ = roc_curve(scores, labels, higher_is_genuine)
-    return auc(fpr, tpr)
+    "Area under the ROC curve: P(genuine score beats impostor score), ties counting one half (`sklearn.metrics.roc_auc_score`)"
+    s, l = _oriented(scores, labels, higher_is_genuine)
+    return float(skm.roc_auc_score(l, s))
 
 # %% ../nbs/03_metrics.ipynb #b5084505
 class RateAtThreshold(NamedTuple):
