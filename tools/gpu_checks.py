@@ -49,7 +49,8 @@ def prepare():
     "Download the wheels the GPU machine lacks into .whl/ (git-ignored through .git/info/exclude)"
     WHEELS.mkdir(exist_ok=True)
     excl = REPO / '.git' / 'info' / 'exclude'
-    if excl.exists() and '/.whl/' not in excl.read_text(): excl.write_text(excl.read_text() + '\n/.whl/\n')
+    if (REPO / '.git').is_dir() and '/.whl/' not in (excl.read_text() if excl.exists() else ''):
+        excl.parent.mkdir(exist_ok=True); excl.write_text((excl.read_text() if excl.exists() else '') + '/.whl/\n')
     plat = [a for p in ('manylinux_2_28_x86_64', 'manylinux_2_17_x86_64', 'manylinux2014_x86_64') for a in ('--platform', p)]
     cmd = [sys.executable, '-m', 'pip', 'download', '-q', '--no-deps', '--only-binary=:all:', '--python-version', '3.12',
            '--implementation', 'cp', *plat, '-d', str(WHEELS), *PACKAGES]
