@@ -309,7 +309,8 @@ class FrequencyRemover:
         self.F = torch.cat([Fs, Fs.new_zeros(N, Fs.shape[1], 1)], 2)        # column H*W: the padding position (zero)
 
     def components(self, units:torch.Tensor, # Units [U, m]: flat shifted positions, -1 = padding (`frequency_units`)
-                   images=slice(None)) -> torch.Tensor: # Which images: a slice or an index tensor along the first dimension
+                   images=slice(None) # Which images: a slice or an index tensor along the first dimension
+                  ) -> torch.Tensor:
         "The removed part Re(ifft) of each unit for the selected images, [U, n, ..., H, W]"
         check_tensor(units, 'units', ndim=2, dtype_kind='i')
         H, W = self.size
@@ -321,7 +322,8 @@ class FrequencyRemover:
         return D.view(len(ii), n, *self.x.shape[1:]).to(self.x.dtype)
 
     def removed(self, units:torch.Tensor, # Units [U, m] (-1 = padding)
-                images=slice(None)) -> torch.Tensor: # Which images (slice or index tensor)
+                images=slice(None) # Which images (slice or index tensor)
+               ) -> torch.Tensor:
         "Images without each unit, [U, n, ..., H, W]"
         return self.x[images].unsqueeze(0) - self.components(units, images)
 

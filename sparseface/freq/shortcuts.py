@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from sklearn.utils import Bunch
 from tqdm.auto import tqdm
 from ..core import check_type, check_choice, check_range, check_tensor, check_xy, module_device, eval_mode
-from .core import (spectrum, amplitude, radial_bands, band_mask, conjugate_index, conjugate_pairs, filter_images,
-                                  frequency_units, units_mask, FrequencyRemover)
+from .core import (spectrum, amplitude, radial_bands, band_mask, conjugate_pairs, filter_images, frequency_units,
+                                  units_mask, FrequencyRemover)
 from ..metrics import confusion_matrix
 from ..data import data_path, load_array_pickle
 
@@ -46,6 +46,18 @@ def special_frequencies(size:int=32, # Image side (even)
     flat = torch.stack(out)
     return torch.stack([flat // size, flat % size], -1)
 
+# %% ../../nbs/21_freq.shortcuts.ipynb #40c40d01
+def _sum_of_sinusoids(pos, amp, phase, colour, size, bound, chunk):
+    "Images [N, 3, size, size] = 0.5 + 0.5 sum_m amp colour cos(2 pi (u m + v n) / size + phase) / bound over flat shifted positions pos [N, M]"
+    u, v = (pos // size - size // 2).double(), (pos % size - size // 2).double()
+    ar = torch.arange(size, dtype=torch.float64)
+    X = torch.empty(len(pos), 3, size, size)
+    for i in range(0, len(pos), int(chunk)):  # chunks of images: memory stays O(chunk * components * size^2)
+        s = slice(i, i + int(chunk))
+        arg = 2 * math.pi * (u[s, :, None, None] * ar[:, None] + v[s, :, None, None] * ar[None, :]) / size + phase[s, :, None, None].double()
+        X[s] = (0.5 + 0.5 * torch.einsum('nm,nmc,nmhw->nchw', amp[s].double(), colour[s].double(), torch.cos(arg)) / bound).float()
+    return X
+
 # %% ../../nbs/21_freq.shortcuts.ipynb #669e7850
 def make_synthetic(variant:int=1, # Syn_1..Syn_4: the band (1..4) whose class gets `bias` times the amplitude
                    n_per_class:int=500, # Images per class
@@ -57,7 +69,8 @@ def make_synthetic(variant:int=1, # Syn_1..Syn_4: the band (1..4) whose class ge
                    control:float=0.6, # Amplitude of a control sinusoid (before jitter)
                    bias:float=2.0, # Amplitude factor of the biased band's class
                    freq_seed:int=0, # Seed of the special frequencies (the dataset's definition)
-                   chunk:int=2048) -> Bunch: # Images generated at once (memory bound)
+                   chunk:int=2048 # Images generated at once (memory bound)
+                  ) -> Bunch:
     "A four-class frequency-biased synthetic set: Bunch(X [N, 3, size, size] in [0, 1], y, band_of_class, special_freqs, variant)"
     check_type(variant, (int, np.integer), 'variant'); check_range(int(variant), 'variant', 1, N_BANDS)
     for v, n in ((n_per_class, 'n_per_class'), (seed, 'seed'), (n_control, 'n_control'), (chunk, 'chunk')):
@@ -77,20 +90,15 @@ def make_synthetic(variant:int=1, # Syn_1..Syn_4: the band (1..4) whose class ge
     phase = 2 * math.pi * torch.rand(N, pos.shape[1], generator=g)
     colour = 0.5 + 0.5 * torch.rand(N, pos.shape[1], 3, generator=g)
     bound = n_special * amplitude * max(float(bias), 1.0) * 1.25 + n_control * control
-    u, v = (pos // size - size // 2).double(), (pos % size - size // 2).double()
-    ar = torch.arange(size, dtype=torch.float64)
-    X = torch.empty(N, 3, size, size)
-    for i in range(0, N, int(chunk)):  # chunks of images: memory stays O(chunk * components * size^2)
-        s = slice(i, i + int(chunk))
-        arg = 2 * math.pi * (u[s, :, None, None] * ar[:, None] + v[s, :, None, None] * ar[None, :]) / size + phase[s, :, None, None].double()
-        X[s] = (0.5 + 0.5 * torch.einsum('nm,nmc,nmhw->nchw', amp[s].double(), colour[s].double(), torch.cos(arg)) / bound).float()
+    X = _sum_of_sinusoids(pos, amp, phase, colour, size, bound, chunk)
     return Bunch(X=X, y=y, band_of_class=torch.arange(K), special_freqs=sf, variant=int(variant), n_bands=K)
 
 # %% ../../nbs/21_freq.shortcuts.ipynb #c9ee4d4c
 def band_stop(X, # Images [N, C, H, W] (any device)
               bands, # Band index or indices to remove (0 = lowest = B1)
               n_bands:int=N_BANDS, # Equal-width radial bands (see `radial_bands`)
-              keep_dc:bool=True) -> torch.Tensor: # Keep the DC term even when its band is removed?
+              keep_dc:bool=True # Keep the DC term even when its band is removed?
+             ) -> torch.Tensor:
     "Images with the listed radial bands removed from their spectrum (real part, no clipping)"
     check_tensor(X, 'X', ndim=4, dtype_kind='f')
     X = torch.as_tensor(X)
@@ -145,7 +153,8 @@ def adcs(images, # Images [N, C, H, W] (C = 1 or 3), in the space the model read
          labels, # Integer labels [N]
          n_classes:int|None=None, # Number of classes; default: largest label + 1
          include_self:bool=False, # Also count j = c (the code's quirk: -1 everywhere)
-         chunk:int=1024) -> torch.Tensor: # Images transformed at once
+         chunk:int=1024 # Images transformed at once
+        ) -> torch.Tensor:
     "Per-class ADCS maps [n_classes, H, W] (float32, integer values): sum over other classes j of sign(E_c - E_j) on grey amplitude spectra"
     check_tensor(images, 'images', ndim=4, dtype_kind='f'); check_tensor(labels, 'labels', ndim=1, dtype_kind='i')
     check_xy(images, labels, ('images', 'labels'), finite=False)
@@ -210,6 +219,7 @@ def _check_inputs(model, images, labels):
         raise ValueError(f"images have {C} channel(s) but the model's first convolution expects {conv.in_channels}")
     return _check_outputs(model, images, labels, dev)
 
+# %% ../../nbs/21_freq.shortcuts.ipynb #d5efb304
 def _check_outputs(model, images, labels, dev):
     "Images and labels on `dev` (images in the model's dtype) and the number of classes, checked against one forward pass"
     p = next(iter(model.parameters()), None)
@@ -298,7 +308,8 @@ def unit_scores(model:nn.Module, # Classifier returning logits (its device is us
                 amp:bool=False, # bfloat16 autocast on CUDA
                 channels_last:bool=False, # Feed channels-last batches (pair with a channels-last model)
                 progress:bool=True, # Progress bar
-                cache:str|os.PathLike|None=None) -> Bunch: # File for resumable partial results
+                cache:str|os.PathLike|None=None # File for resumable partial results
+               ) -> Bunch:
     "Class-mean cross-entropy and correct counts when each frequency unit is removed: Bunch(loss [K, U], correct [K, U], clean_loss [K], clean_correct [K], n [K], units, size)"
     x, y, K = _check_inputs(model, images, labels)
     N, C, H, W = x.shape
@@ -326,7 +337,8 @@ def select_dfm(scores:torch.Tensor, # Scores [K, U] (higher = more important), e
                units:torch.Tensor, # Unit positions [U, m] (`frequency_units`)
                h:int, # Image height
                w:int, # Image width
-               keep:float=0.05) -> torch.Tensor: # Fraction of the h*w positions to keep, in (0, 1]
+               keep:float=0.05 # Fraction of the h*w positions to keep, in (0, 1]
+              ) -> torch.Tensor:
     "Boolean DFMs [K, h, w]: the top-scored whole units covering at least ceil(keep*h*w) positions"
     check_range(keep, 'keep', 0, 1, lo_open=True)
     s = torch.as_tensor(scores).double()
@@ -348,7 +360,8 @@ def select_dfm(scores:torch.Tensor, # Scores [K, U] (higher = more important), e
 def loss_map(scores:torch.Tensor, # Scores [K, U]
              units:torch.Tensor, # Unit positions [U, m] (-1 = padding)
              h:int, # Image height
-             w:int) -> torch.Tensor: # Image width
+             w:int # Image width
+            ) -> torch.Tensor:
     "Scores spread onto the frequency grid [K, h, w] (a position covered by several units gets the largest; -inf where none)"
     s = torch.as_tensor(scores).double()
     idx = torch.where(units < 0, h * w, units)
@@ -359,7 +372,8 @@ def loss_map(scores:torch.Tensor, # Scores [K, U]
 # %% ../../nbs/21_freq.shortcuts.ipynb #fb3a9aaf
 def removal_order(h:int, # Image height (even)
                   w:int, # Image width (even)
-                  device=None) -> torch.Tensor: # Device of the result
+                  device=None # Device of the result
+                 ) -> torch.Tensor:
     "Ring removal order [h, w] (long, larger = removed first): conjugate pairs by distance from DC, then angle; both positions of a pair share a value"
     units = frequency_units(h, w, device=device)
     rep = units[:, 0]
@@ -388,7 +402,8 @@ def _groups(order):
 # %% ../../nbs/21_freq.shortcuts.ipynb #eebc5ca0
 DFMX_ORDER = 'robustness/dfmx_augmentation/DFMs/removal_order.pkl' # The DFM-X authors' removal order, under the data root
 
-def load_removal_order(root=None) -> torch.Tensor: # Data root; None: $SPARSEFACE_DATA
+def load_removal_order(root=None # Data root; None: $SPARSEFACE_DATA
+                      ) -> torch.Tensor:
     "The DFM-X authors' removal order for 32x32 images (float64 [32, 32], larger = removed first, 0 = always removed)"
     p = data_path(DFMX_ORDER, root, "Copy DFMs/removal_order.pkl of nis-research/dfmX-augmentation (commit e5bff90) there.")
     a = np.asarray(load_array_pickle(p), dtype=np.float64)   # the data module's restricted unpickler: NumPy arrays only
@@ -424,7 +439,8 @@ def greedy_dfm(model:nn.Module, # Classifier returning logits (its device is use
                amp:bool=False, # bfloat16 autocast on CUDA
                channels_last:bool=False, # Channels-last batches
                progress:bool=True, # Progress bar
-               cache:str|os.PathLike|None=None) -> torch.Tensor: # File for resumable state
+               cache:str|os.PathLike|None=None # File for resumable state
+              ) -> torch.Tensor:
     "DFM-X greedy DFMs [K, H, W] (bool): positions whose removal would cost more than `t` correct images of the class"
     x, y, K = _check_inputs(model, images, labels)
     check_type(t, (int, np.integer), 't'); check_range(int(t), 't', 0)
@@ -459,7 +475,8 @@ def dfm(model:nn.Module, # Classifier returning logits (its device is used)
         amp:bool=False, # bfloat16 autocast on CUDA (faster; scores differ in the last digits)
         channels_last:bool=False, # Channels-last batches
         progress:bool=True, # Progress bar
-        cache:str|os.PathLike|None=None) -> torch.Tensor: # File for resumable partial results
+        cache:str|os.PathLike|None=None # File for resumable partial results
+       ) -> torch.Tensor:
     "Dominant frequency maps [n_classes, H, W] (bool, fftshift coordinates, DC at (H//2, W//2)) of `model` on a test set"
     check_choice(method, ('rank', 'greedy'), 'method')
     check_range(keep, 'keep', 0, 1, lo_open=True)
@@ -467,6 +484,43 @@ def dfm(model:nn.Module, # Classifier returning logits (its device is used)
         return greedy_dfm(model, images, labels, t, order, batch_size, amp, channels_last, progress, cache)
     s = unit_scores(model, images, labels, patch_size, batch_size, amp, channels_last, progress, cache)
     return select_dfm(s.loss, s.units, *s.size, keep).to(module_device(model))
+
+# %% ../../nbs/21_freq.shortcuts.ipynb #5bfce225
+def _naive_rank(model, x, y, K, batches, keep, patch_size, progress):
+    "The authors' rank loop (`Evaluation/test_rank.py`): one class and one unit at a time, an FFT per loader batch holding the class"
+    H, W = x.shape[-2:]
+    units = frequency_units(H, W, patch_size, device=x.device)
+    scores, n_fwd = torch.full((K, len(units)), float('nan'), dtype=torch.float64), 0
+    for c in tqdm(range(K), disable=not progress, desc='naive DFM', leave=False):
+        nc = int((y == c).sum())
+        if nc == 0: continue
+        for u in range(len(units)):                    # the authors' loop: one unit at a time
+            mask, loss = ~units_mask(units[u:u + 1], H, W)[0], 0.
+            for xb, yb in batches:
+                if not (yb == c).any(): continue
+                z = model(filter_images(xb, mask)); n_fwd += len(xb)
+                loss += F.cross_entropy(z[yb == c].float(), yb[yb == c], reduction='sum').item()
+            scores[c, u] = loss / nc
+    return Bunch(dfm=select_dfm(scores, units.cpu(), H, W, keep), scores=scores, n_forward=n_fwd)
+
+def _naive_greedy(model, x, y, K, batches, t, order, progress):
+    "The authors' greedy loop (`Compute_DFM_CIFAR.py`): one class and one group at a time"
+    H, W = x.shape[-2:]
+    t = int(check_range(t, 't', 0))
+    groups, always = _groups(torch.as_tensor(removal_order(H, W) if order is None else order).cpu())
+    out, n_fwd = torch.zeros(K, H * W, dtype=torch.bool), 0
+    for c in tqdm(range(K), disable=not progress, desc='naive DFM', leave=False):
+        cur = sum(int(((model(xb).argmax(1) == yb) & (yb == c)).sum()) for xb, yb in batches); n_fwd += len(x)
+        removed = always.clone()
+        for g in groups:
+            trial = removed.clone(); trial[g[g >= 0]] = True
+            mask, ok = (~trial).view(H, W).to(x.device), 0
+            for xb, yb in batches:
+                if not (yb == c).any(): continue
+                ok += int(((model(filter_images(xb, mask)).argmax(1) == yb) & (yb == c)).sum()); n_fwd += len(xb)
+            if ok >= cur - t: cur, removed = ok, trial
+        out[c] = ~removed
+    return Bunch(dfm=out.view(K, H, W), scores=None, n_forward=n_fwd)
 
 # %% ../../nbs/21_freq.shortcuts.ipynb #e4e20d17
 @torch.no_grad()
@@ -479,45 +533,15 @@ def dfm_naive(model:nn.Module, # Classifier returning logits
               order=None, # 'greedy': removal order
               patch_size:int=1, # 'rank': block side
               batch_size:int=100, # Test-loader batch size
-              progress:bool=False) -> Bunch: # Progress bar
+              progress:bool=False # Progress bar
+             ) -> Bunch:
     "Reference DFMs by the authors' loop (one unit and one class at a time): Bunch(dfm [K, H, W], scores [K, U] or None, n_forward images)"
     check_choice(method, ('rank', 'greedy'), 'method'); check_range(keep, 'keep', 0, 1, lo_open=True)
     x, y, K = _check_inputs(model, images, labels)
-    N, C, H, W = x.shape
-    batches = [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, N, batch_size)]
-    n_fwd = 0
+    batches = [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(x), batch_size)]
     with eval_mode(model):
-        if method == 'rank':
-            units = frequency_units(H, W, patch_size, device=x.device)
-            scores = torch.full((K, len(units)), float('nan'), dtype=torch.float64)
-            for c in tqdm(range(K), disable=not progress, desc='naive DFM', leave=False):
-                nc = int((y == c).sum())
-                if nc == 0: continue
-                for u in range(len(units)):                    # the authors' loop: one unit at a time
-                    mask = ~units_mask(units[u:u + 1], H, W)[0]
-                    loss = 0.
-                    for xb, yb in batches:
-                        if not (yb == c).any(): continue
-                        z = model(filter_images(xb, mask)); n_fwd += len(xb)
-                        loss += F.cross_entropy(z[yb == c].float(), yb[yb == c], reduction='sum').item()
-                    scores[c, u] = loss / nc
-            return Bunch(dfm=select_dfm(scores, units.cpu(), H, W, keep), scores=scores, n_forward=n_fwd)
-        t = int(check_range(t, 't', 0))
-        groups, always = _groups(torch.as_tensor(removal_order(H, W) if order is None else order).cpu())
-        out = torch.zeros(K, H * W, dtype=torch.bool)
-        for c in tqdm(range(K), disable=not progress, desc='naive DFM', leave=False):
-            cur = sum(int(((model(xb).argmax(1) == yb) & (yb == c)).sum()) for xb, yb in batches); n_fwd += N
-            removed = always.clone()
-            for g in groups:                                    # one group at a time, as Compute_DFM_CIFAR.py
-                trial = removed.clone(); trial[g[g >= 0]] = True
-                mask = (~trial).view(H, W).to(x.device)
-                ok = 0
-                for xb, yb in batches:
-                    if not (yb == c).any(): continue
-                    ok += int(((model(filter_images(xb, mask)).argmax(1) == yb) & (yb == c)).sum()); n_fwd += len(xb)
-                if ok >= cur - t: cur, removed = ok, trial
-            out[c] = ~removed
-        return Bunch(dfm=out.view(K, H, W), scores=None, n_forward=n_fwd)
+        if method == 'rank': return _naive_rank(model, x, y, K, batches, keep, patch_size, progress)
+        return _naive_greedy(model, x, y, K, batches, t, order, progress)
 
 # %% ../../nbs/21_freq.shortcuts.ipynb #e37f0038
 def _dfm_tensor(dfms, K, H, W, device):
@@ -527,12 +551,14 @@ def _dfm_tensor(dfms, K, H, W, device):
     check_tensor(dfms, 'dfms', shape=(K, H, W), dtype_kind='bfi')
     return torch.as_tensor(dfms).to(device).bool()
 
+# %% ../../nbs/21_freq.shortcuts.ipynb #5b40b9a4
 def shortcut_rates(model:nn.Module, # Classifier returning logits
                    images, # Test images [N, C, H, W] in the model's input space
                    labels, # Integer labels [N]
                    dfms, # DFMs [K, H, W] (bool/0-1; tensor, array, or the authors' dict {class: map})
                    complement:bool=False, # Filter with 1 - DFM (DC kept) instead: the code's "without contributing frequencies"
-                   batch_size:int|None=None) -> 'pd.DataFrame': # Images per forward pass
+                   batch_size:int|None=None # Images per forward pass
+                  ) -> 'pd.DataFrame':
     "Per-class shortcut test: TPR, FPR and F1 on the DFM-filtered test set, with the clean rates and the DFM size"
     import pandas as pd
     x, y, K = _check_inputs(model, images, labels)
@@ -557,7 +583,8 @@ def band_stop_confusion(model:nn.Module, # Classifier returning logits
                         bands, # Band indices removed (0 = B1)
                         n_bands:int=N_BANDS, # Equal-width radial bands
                         keep_dc:bool=True, # Keep DC when its band is removed
-                        batch_size:int|None=None) -> torch.Tensor: # Images per forward pass
+                        batch_size:int|None=None # Images per forward pass
+                       ) -> torch.Tensor:
     "Relative confusion Delta [K, K] (percent of each true class): band-stop minus clean prediction counts, row-normalised"
     x, y, K = _check_inputs(model, images, labels)
     bs = _batch_size(batch_size, x.device)
@@ -567,7 +594,8 @@ def band_stop_confusion(model:nn.Module, # Classifier returning logits
 
 # %% ../../nbs/21_freq.shortcuts.ipynb #c405af8e
 def dfm_band_fraction(dfms, # DFMs [K, H, W]
-                      n_bands:int=N_BANDS) -> torch.Tensor: # Equal-width radial bands
+                      n_bands:int=N_BANDS # Equal-width radial bands
+                     ) -> torch.Tensor:
     "Fraction of each DFM's positions in each radial band, [K, n_bands] (rows sum to 1)"
     D = torch.as_tensor(dfms).bool().cpu()
     b = radial_bands(D.shape[-2], D.shape[-1], n_bands)

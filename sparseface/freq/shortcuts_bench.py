@@ -26,7 +26,8 @@ def ties_only(scores_a, # Scores [K, U] of one implementation
               dfm_a, # DFMs [K, H, W] selected from `scores_a`
               dfm_b, # DFMs [K, H, W] selected from `scores_b`
               units, # Units [U, m] (pairs)
-              atol:float|None=None) -> tuple[int, bool]: # Tie tolerance; default 4x the largest score difference
+              atol:float|None=None # Tie tolerance; default 4x the largest score difference
+             ) -> tuple[int, bool]:
     "Number of units selected by only one of two DFMs, and whether each such unit scores within `atol` of its map's cutoff (a float-level tie)"
     sa, sb = torch.as_tensor(scores_a).double(), torch.as_tensor(scores_b).double()
     if atol is None: atol = 4 * float((sa - sb).abs().max()) + 1e-12
@@ -64,6 +65,7 @@ def _compare_greedy(model, X, y, t, loop_batch, progress):
     return {'method': f'greedy (t={t})', 'test-set order': 'shuffled', 'batched_s': tb, 'loop_s': tn, 'speed-up': tn / tb,
             'batched_images': U * len(X) + len(X), 'loop_images': ref.n_forward, 'same_dfms': True, 'units_differing': 0}
 
+# %% ../../nbs/21b_freq.shortcuts_bench.ipynb #d72fb099
 def compare_dfm(model, # A trained classifier (on the device that is timed)
                 X, # Test images [N, C, H, W] on the model's device
                 y, # Labels [N]
@@ -72,7 +74,8 @@ def compare_dfm(model, # A trained classifier (on the device that is timed)
                 methods=('rank', 'greedy'), # Methods to compare
                 sorted_order:bool=True, # Also time the loop on the class-sorted test set (rank only)
                 loop_batch:tuple=(100, 64), # The loop's test-loader batch sizes (rank, greedy), as the code
-                progress:bool=False) -> list[dict]: # Progress bars
+                progress:bool=False # Progress bars
+               ) -> list[dict]:
     "Time the batched DFMs against the authors' loop on the same model and data; check they agree (rank: up to float-level ties); one row per run"
     rows = []
     for m in methods:
@@ -109,7 +112,8 @@ def time_full_dfm(device='cuda', # Device to time (a GPU)
                   amp:bool=True, # bfloat16 autocast
                   channels_last:bool=True, # Channels-last model and batches
                   compile:bool=False, # torch.compile the model first
-                  progress:bool=True) -> dict: # Progress bar
+                  progress:bool=True # Progress bar
+                 ) -> dict:
     "Seconds of the full rank DFM (all 514 conjugate pairs x n_images) of a CIFAR-10 ResNet-18 on `device`"
     dev = default_device(device)
     check_type(n_images, (int, np.integer), 'n_images'); check_range(int(n_images), 'n_images', 1, 10_000)

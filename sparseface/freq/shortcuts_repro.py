@@ -44,11 +44,14 @@ class ClassCurve(Callback):
         self.iters.append(tr.iter); self.acc.append((cm.diagonal() / cm.sum(1)).tolist())
         self.f1.append((2 * cm.diagonal() / (cm.sum(0) + cm.sum(1)).clamp(min=1)).tolist())
     def before_fit(self):
+        "Start empty curves"
         self.iters, self.acc, self.f1 = [], [], []
     def after_batch(self):
+        "Record the probe set's per-class accuracy and F1 every `every` iterations"
         it = self.trainer.iter
         if it % self.every == 0 and (self.max_iter is None or it <= self.max_iter): self._record()
-    def first_learned(self, threshold:float=0.9) -> list: # F1 a class must reach
+    def first_learned(self, threshold:float=0.9 # F1 a class must reach
+                     ) -> list:
         "Iteration at which each class's F1 first reaches `threshold` (None if never)"
         f1 = np.array(self.f1)
         return [int(np.array(self.iters)[f1[:, c] >= threshold][0]) if (f1[:, c] >= threshold).any() else None for c in range(f1.shape[1])]
@@ -72,7 +75,8 @@ def train_synthetic(variant:int=1, # Syn_1..Syn_4
                     n_probe:int=50, # Probe images per class (seed + 1000)
                     seed:int=0, # Data, initialisation and shuffling seed
                     device=None, # Device
-                    progress:bool=False) -> Bunch: # Progress bar
+                    progress:bool=False # Progress bar
+                   ) -> Bunch:
     "Train `small-cnn` on Syn_variant with the paper's SGD recipe (no augmentation), recording per-class learning curves"
     tr = make_synthetic(variant, n_per_class, seed=seed)
     pr = make_synthetic(variant, n_probe, seed=seed + 1000)
@@ -129,7 +133,8 @@ def reproduce_synthetic(ctx, # `ReproContext`
                         keep:float=0.05, # Rank DFM size
                         greedy_t:int|None=2, # Tolerance of the greedy DFMs on the first variant (None: skip)
                         lr:float=0.01, # SGD learning rate (the paper's)
-                        batch_size:int=64) -> dict: # Training batch size (the paper's)
+                        batch_size:int=64 # Training batch size (the paper's)
+                       ) -> dict:
     "The synthetic experiments: early learning, band-stop confusion, DFM band concentration and TPR/FPR per variant"
     numbers, learn, conc, rates, deltas = {}, [], [], [], []
     share = torch.bincount(radial_bands(32, 32, N_BANDS).flatten(), minlength=N_BANDS).double() / 1024
@@ -189,6 +194,7 @@ def _cifar_model(ctx, Xtr, ytr, epochs, checkpoint, model_name, model_kwargs):
         ctx.deviation(f'{model_name}, {epochs} training epochs instead of 200; validation split without augmentation.')
     return model.to(ctx.device).eval()
 
+# %% ../../nbs/21a_freq.shortcuts_repro.ipynb #d623a5f5
 def _cifar_rank(ctx, model, X, y, names, title, amp) -> dict:
     "Rank DFMs at 1/5/10/20 % from one scoring pass: the shortcut-test table, the 5 % figure and its numbers"
     t0 = time.perf_counter()
@@ -216,6 +222,7 @@ def _cifar_greedy(ctx, model, X, y, names, title, t, amp):
                     **{k: float(rg.loc[c, k]) for k in ('tpr', 'fpr', 'f1')}} for c in range(10)])
     ctx.save_figure(plot_maps(G.float(), names, cmap='gray', colorbar=False), 'dfm_greedy', f'{title}: greedy DFMs (t = {t})')
 
+# %% ../../nbs/21a_freq.shortcuts_repro.ipynb #0452eb27
 def reproduce_cifar(ctx, # `ReproContext` (data root in `ctx.data` or $SPARSEFACE_DATA)
                     epochs:int=30, # Training epochs (the paper: 200)
                     checkpoint:str|None=None, # A state dict of the model to use instead of training
@@ -223,7 +230,8 @@ def reproduce_cifar(ctx, # `ReproContext` (data root in `ctx.data` or $SPARSEFAC
                     model_name:str='resnet18-cifar', # A `create_model` name
                     model_kwargs:dict|None=None, # Options of that model
                     train_per_class:int|None=None, # Use the first k training images of each class (None: all)
-                    test_per_class:int|None=None) -> dict: # Use the first k test images of each class (None: all 1000)
+                    test_per_class:int|None=None # Use the first k test images of each class (None: all 1000)
+                   ) -> dict:
     "ResNet-18 on CIFAR-10: rank DFMs at 1/5/10/20 %, greedy DFMs, TPR/FPR/F1 and ADCS maps"
     if not any(data_available(p, root=ctx.data) for p in ('cifar10/cifar10-jpeg.zip', 'cifar10/cifar-10-batches-py', 'cifar-10-batches-py')):
         raise DataNotFoundError('cifar10/cifar10-jpeg.zip', ctx.data, 'Point --data (or SPARSEFACE_DATA) at the folder holding cifar10/.')
@@ -289,7 +297,12 @@ class FrequencyShortcutDemo(Demo):
                 'image': W.IntSlider(value=0, min=0, max=24, description='image'),
                 'stop': W.Dropdown(options=[f'B{a + 1}+B{b + 1}' for a, b in BAND_PAIRS], value='B1+B2', description='band-stop')}
     @functools.lru_cache(maxsize=64)
-    def compute(self, variant, cls, keep, image, stop):
+    def compute(self, variant:int, # Synthetic variant Syn_1..Syn_4 (a model is trained once per variant)
+                cls:int, # The class whose DFM is shown
+                keep:float, # DFM size: fraction of the 32x32 positions
+                image:int, # Which test image of the class
+                stop:str): # The two bands removed, e.g. 'B1+B2'
+        "DFMs, the image and its DFM-filtered version with the predictions, the band-stop Delta, the DFM's share in the class band, the class accuracy"
         model, te, s = _demo_setup(variant)
         D = select_dfm(s.loss, s.units, 32, 32, keep)
         idx = torch.nonzero(te.y == cls).flatten()[image]
@@ -299,11 +312,21 @@ class FrequencyShortcutDemo(Demo):
         delta = band_stop_confusion(model, te.X, te.y, tuple(int(b[1:]) - 1 for b in stop.split('+')))
         acc = float((predict_labels(model, te.X[te.y == cls], 256) == cls).double().mean())
         return D, x, xf, pred, pred_f, delta, float(dfm_band_fraction(D)[cls, cls]), acc
-    def summary(self, variant, cls, keep, image, stop):
+    def summary(self, variant:int, # Synthetic variant (as in `compute`)
+                cls:int, # Class shown
+                keep:float, # DFM size
+                image:int, # Test image of the class
+                stop:str): # Bands removed, e.g. 'B1+B2'
+        "One line: the DFM's size and band, the predictions, the class accuracy before and after the band-stop"
         D, x, xf, pred, pred_f, delta, own, acc = self.compute(variant, cls, keep, image, stop)
         return (f"Syn_{variant}, class {cls}: the DFM keeps {int(D[cls].sum())} frequencies, {own:.0%} of them in the class band B{cls + 1}; "
                 f"prediction {pred} on the image, {pred_f} on the DFM-filtered image. Removing {stop}: class {cls} accuracy "
                 f"{acc:.0%} → {acc + float(delta[cls, cls]) / 100:.0%}")
-    def render(self, variant, cls, keep, image, stop):
+    def render(self, variant:int, # Synthetic variant (as in `compute`)
+               cls:int, # Class shown
+               keep:float, # DFM size
+               image:int, # Test image of the class
+               stop:str): # Bands removed, e.g. 'B1+B2'
+        "The DFM, the image, the filtered image and the band-stop confusion"
         D, x, xf, pred, pred_f, delta, own, acc = self.compute(variant, cls, keep, image, stop)
         return _demo_figure(D, x, xf, pred, pred_f, delta, cls, stop)
