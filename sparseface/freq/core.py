@@ -325,7 +325,7 @@ class FrequencyRemover:
                 images=slice(None) # Which images (slice or index tensor)
                ) -> torch.Tensor:
         "Images without each unit, [U, n, ..., H, W]"
-        return self.x[images].unsqueeze(0) - self.components(units, images)
+        return self.components(units, images).neg_().add_(self.x[images].unsqueeze(0))   # x - D in place: the same values, one [U, n, ...] tensor
 
 # %% ../../nbs/20_freq.core.ipynb #3f882ce7
 def remove_frequencies(x, # Real images [B, C, H, W], [C, H, W] or [H, W]
