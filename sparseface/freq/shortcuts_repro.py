@@ -312,21 +312,13 @@ class FrequencyShortcutDemo(Demo):
         delta = band_stop_confusion(model, te.X, te.y, tuple(int(b[1:]) - 1 for b in stop.split('+')))
         acc = float((predict_labels(model, te.X[te.y == cls], 256) == cls).double().mean())
         return D, x, xf, pred, pred_f, delta, float(dfm_band_fraction(D)[cls, cls]), acc
-    def summary(self, variant:int, # Synthetic variant (as in `compute`)
-                cls:int, # Class shown
-                keep:float, # DFM size
-                image:int, # Test image of the class
-                stop:str): # Bands removed, e.g. 'B1+B2'
+    def summary(self, **params): # The controls' values: variant, cls, keep, image, stop (see `compute`)
         "One line: the DFM's size and band, the predictions, the class accuracy before and after the band-stop"
-        D, x, xf, pred, pred_f, delta, own, acc = self.compute(variant, cls, keep, image, stop)
+        D, x, xf, pred, pred_f, delta, own, acc = self.compute(**params)
+        variant, cls, stop = params['variant'], params['cls'], params['stop']
         return (f"Syn_{variant}, class {cls}: the DFM keeps {int(D[cls].sum())} frequencies, {own:.0%} of them in the class band B{cls + 1}; "
                 f"prediction {pred} on the image, {pred_f} on the DFM-filtered image. Removing {stop}: class {cls} accuracy "
                 f"{acc:.0%} → {acc + float(delta[cls, cls]) / 100:.0%}")
-    def render(self, variant:int, # Synthetic variant (as in `compute`)
-               cls:int, # Class shown
-               keep:float, # DFM size
-               image:int, # Test image of the class
-               stop:str): # Bands removed, e.g. 'B1+B2'
+    def render(self, **params): # The controls' values (see `compute`)
         "The DFM, the image, the filtered image and the band-stop confusion"
-        D, x, xf, pred, pred_f, delta, own, acc = self.compute(variant, cls, keep, image, stop)
-        return _demo_figure(D, x, xf, pred, pred_f, delta, cls, stop)
+        return _demo_figure(*self.compute(**params)[:6], params['cls'], params['stop'])
