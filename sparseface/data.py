@@ -20,8 +20,9 @@ from .core import Registry, UnknownNameError, DataNotFoundError, check_type, che
 # %% auto #0
 __all__ = ['KINDS', 'DATASETS', 'FEATSEL_SETS', 'ETT_HOUR_LENGTHS', 'ETT_MINUTE_LENGTHS', 'TIMESERIES_SETS', 'CIFAR10_CLASSES',
            'data_root', 'data_path', 'data_available', 'register_dataset', 'load_dataset', 'list_datasets',
-           'make_madelon', 'load_mat', 'load_forecast_csv', 'load_cifar10_zip', 'load_cifar10_batches', 'load_cifar10',
-           'load_orl_folder', 'load_yale_folder', 'train_val_test_split', 'standardize', 'chronological_split']
+           'make_madelon', 'load_mat', 'load_forecast_csv', 'load_cifar10_zip', 'load_array_pickle',
+           'load_cifar10_batches', 'load_cifar10', 'load_orl_folder', 'load_yale_folder', 'train_val_test_split',
+           'standardize', 'chronological_split']
 
 # %% ../nbs/01_data.ipynb #091c19ce
 def data_root(root:str|os.PathLike|None=None # Folder holding the data; None: `$SPARSEFACE_DATA`
@@ -281,7 +282,7 @@ def load_cifar10_zip(path:str|os.PathLike, # Zip of `train/<class>/*.jpg` and `t
             images[i] = a
     return Bunch(images=images, y=y, target_names=list(CIFAR10_CLASSES), split=split, layout='zip', kind='images', name='cifar10')
 
-# %% ../nbs/01_data.ipynb #eff11d49
+# %% ../nbs/01_data.ipynb #25b23b1f
 _NP_CORE = 'numpy._core' if importlib.util.find_spec('numpy._core') is not None else 'numpy.core'
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -292,9 +293,16 @@ class _ArrayUnpickler(pickle.Unpickler):
         if (module, name) not in self._ok: raise pickle.UnpicklingError(f"global '{module}.{name}' is not allowed")
         return super().find_class(re.sub(r'^numpy\._?core', _NP_CORE, module), name)
 
+def load_array_pickle(path:str|os.PathLike, # A pickle of NumPy arrays (alone or inside dicts, lists, tuples)
+                      encoding:str='latin1' # How to decode Python 2 strings: 'latin1' (NumPy arrays of Python 2 pickles) or 'bytes'
+                     ):
+    "The object in a pickle of NumPy arrays, read with an allow-list that refuses every other global (pickles can run code when loaded)"
+    with open(check_type(path, (str, os.PathLike), 'path'), 'rb') as f: return _ArrayUnpickler(f, encoding=encoding).load()
+
+# %% ../nbs/01_data.ipynb #eff11d49
 def _load_batch(path):
     try:
-        with open(path, 'rb') as f: d = _ArrayUnpickler(f, encoding='bytes').load()
+        d = load_array_pickle(path, encoding='bytes')
     except Exception as e: raise ValueError(f"{Path(path).name} is not a CIFAR-10 batch ({e})") from None
     if not isinstance(d, dict): raise ValueError(f"{Path(path).name} is not a CIFAR-10 batch (a {type(d).__name__}, not a dict)")
     return {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}

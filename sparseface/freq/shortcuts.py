@@ -4,7 +4,7 @@
 
 # %% ../../nbs/21_freq.shortcuts.ipynb #4a411be9
 from __future__ import annotations
-import functools, hashlib, math, os, time
+import hashlib, math, os
 from pathlib import Path
 import numpy as np
 import torch
@@ -12,20 +12,17 @@ from torch import nn
 import torch.nn.functional as F
 from sklearn.utils import Bunch
 from tqdm.auto import tqdm
-import matplotlib.pyplot as plt
-from ..core import REPRODUCTIONS, DataNotFoundError, check_type, check_choice, check_range, check_tensor, module_device, set_seed, eval_mode
-from .core import spectrum, amplitude, radial_bands, band_mask, conjugate_index, conjugate_pairs, filter_images
-from ..models import create_model, train_classifier
-from ..train import Callback
+from ..core import check_type, check_choice, check_range, check_tensor, check_xy, module_device, eval_mode
+from .core import (spectrum, amplitude, radial_bands, band_mask, conjugate_pairs, filter_images, frequency_units,
+                                  units_mask, FrequencyRemover)
 from ..metrics import confusion_matrix
-from ..data import load_dataset, data_available, data_root
-from ..widgets import Demo, DEMOS
+from ..data import data_path, load_array_pickle
 
 # %% auto #0
-__all__ = ['N_BANDS', 'GREY', 'DFMX_ORDER', 'special_frequencies', 'make_synthetic', 'band_stop', 'plot_synthetic', 'adcs',
-           'plot_maps', 'plot_adcs', 'frequency_units', 'units_mask', 'FrequencyRemover', 'unit_scores', 'select_dfm',
-           'loss_map', 'removal_order', 'load_removal_order', 'greedy_dfm', 'dfm', 'dfm_naive', 'shortcut_rates',
-           'band_stop_confusion', 'dfm_band_fraction']
+__all__ = ['N_BANDS', 'GREY', 'DFMX_ORDER', 'special_frequencies', 'make_synthetic', 'band_stop', 'plot_synthetic',
+           'class_spectra', 'adcs', 'plot_maps', 'plot_adcs', 'forward_logits', 'predict_labels', 'unit_scores',
+           'select_dfm', 'loss_map', 'removal_order', 'load_removal_order', 'greedy_dfm', 'dfm', 'dfm_naive',
+           'shortcut_rates', 'band_stop_confusion', 'dfm_band_fraction']
 
 # %% ../../nbs/21_freq.shortcuts.ipynb #3be06d30
 N_BANDS = 4 # Radial bands of the synthetic sets (B1..B4 = 0..3)
@@ -49,6 +46,18 @@ def special_frequencies(size:int=32, # Image side (even)
     flat = torch.stack(out)
     return torch.stack([flat // size, flat % size], -1)
 
+# %% ../../nbs/21_freq.shortcuts.ipynb #40c40d01
+def _sum_of_sinusoids(pos, amp, phase, colour, size, bound, chunk):
+    "Images [N, 3, size, size] = 0.5 + 0.5 sum_m amp colour cos(2 pi (u m + v n) / size + phase) / bound over flat shifted positions pos [N, M]"
+    u, v = (pos // size - size // 2).double(), (pos % size - size // 2).double()
+    ar = torch.arange(size, dtype=torch.float64)
+    X = torch.empty(len(pos), 3, size, size)
+    for i in range(0, len(pos), int(chunk)):  # chunks of images: memory stays O(chunk * components * size^2)
+        s = slice(i, i + int(chunk))
+        arg = 2 * math.pi * (u[s, :, None, None] * ar[:, None] + v[s, :, None, None] * ar[None, :]) / size + phase[s, :, None, None].double()
+        X[s] = (0.5 + 0.5 * torch.einsum('nm,nmc,nmhw->nchw', amp[s].double(), colour[s].double(), torch.cos(arg)) / bound).float()
+    return X
+
 # %% ../../nbs/21_freq.shortcuts.ipynb #669e7850
 def make_synthetic(variant:int=1, # Syn_1..Syn_4: the band (1..4) whose class gets `bias` times the amplitude
                    n_per_class:int=500, # Images per class
@@ -60,7 +69,8 @@ def make_synthetic(variant:int=1, # Syn_1..Syn_4: the band (1..4) whose class ge
                    control:float=0.6, # Amplitude of a control sinusoid (before jitter)
                    bias:float=2.0, # Amplitude factor of the biased band's class
                    freq_seed:int=0, # Seed of the special frequencies (the dataset's definition)
-                   chunk:int=2048) -> Bunch: # Images generated at once (memory bound)
+                   chunk:int=2048 # Images generated at once (memory bound)
+                  ) -> Bunch:
     "A four-class frequency-biased synthetic set: Bunch(X [N, 3, size, size] in [0, 1], y, band_of_class, special_freqs, variant)"
     check_type(variant, (int, np.integer), 'variant'); check_range(int(variant), 'variant', 1, N_BANDS)
     for v, n in ((n_per_class, 'n_per_class'), (seed, 'seed'), (n_control, 'n_control'), (chunk, 'chunk')):
@@ -80,20 +90,15 @@ def make_synthetic(variant:int=1, # Syn_1..Syn_4: the band (1..4) whose class ge
     phase = 2 * math.pi * torch.rand(N, pos.shape[1], generator=g)
     colour = 0.5 + 0.5 * torch.rand(N, pos.shape[1], 3, generator=g)
     bound = n_special * amplitude * max(float(bias), 1.0) * 1.25 + n_control * control
-    u, v = (pos // size - size // 2).double(), (pos % size - size // 2).double()
-    ar = torch.arange(size, dtype=torch.float64)
-    X = torch.empty(N, 3, size, size)
-    for i in range(0, N, int(chunk)):  # chunks of images: memory stays O(chunk * components * size^2)
-        s = slice(i, i + int(chunk))
-        arg = 2 * math.pi * (u[s, :, None, None] * ar[:, None] + v[s, :, None, None] * ar[None, :]) / size + phase[s, :, None, None].double()
-        X[s] = (0.5 + 0.5 * torch.einsum('nm,nmc,nmhw->nchw', amp[s].double(), colour[s].double(), torch.cos(arg)) / bound).float()
+    X = _sum_of_sinusoids(pos, amp, phase, colour, size, bound, chunk)
     return Bunch(X=X, y=y, band_of_class=torch.arange(K), special_freqs=sf, variant=int(variant), n_bands=K)
 
 # %% ../../nbs/21_freq.shortcuts.ipynb #c9ee4d4c
 def band_stop(X, # Images [N, C, H, W] (any device)
               bands, # Band index or indices to remove (0 = lowest = B1)
               n_bands:int=N_BANDS, # Equal-width radial bands (see `radial_bands`)
-              keep_dc:bool=True) -> torch.Tensor: # Keep the DC term even when its band is removed?
+              keep_dc:bool=True # Keep the DC term even when its band is removed?
+             ) -> torch.Tensor:
     "Images with the listed radial bands removed from their spectrum (real part, no clipping)"
     check_tensor(X, 'X', ndim=4, dtype_kind='f')
     X = torch.as_tensor(X)
@@ -104,11 +109,12 @@ def band_stop(X, # Images [N, C, H, W] (any device)
 
 # %% ../../nbs/21_freq.shortcuts.ipynb #3460c06e
 def plot_synthetic(ds:Bunch, # A `make_synthetic` set
-                   n:int=4): # Examples per class
+                   n:int=4, # Examples per class
+                   dpi:int=50): # Resolution of the figure (dots per inch)
     "Example images per class and each class's mean log-amplitude spectrum with its band; returns the figure"
-    K = len(ds.band_of_class)
-    fig, axs = plt.subplots(K, n + 1, figsize=(1.3 * (n + 1), 1.35 * K), dpi=80)
-    H = ds.X.shape[-1]
+    import matplotlib.pyplot as plt
+    K, H = len(ds.band_of_class), ds.X.shape[-1]
+    fig, axs = plt.subplots(K, n + 1, figsize=(1.3 * (n + 1), 1.35 * K), dpi=dpi)
     edges = radial_bands(H, H, ds.n_bands)
     for c in range(K):
         idx = torch.nonzero(ds.y == c).flatten()
@@ -122,31 +128,41 @@ def plot_synthetic(ds:Bunch, # A `make_synthetic` set
     fig.suptitle(f'Syn_{ds.variant}', fontsize=9); fig.tight_layout()
     return fig
 
-# %% ../../nbs/21_freq.shortcuts.ipynb #04d058e9
+# %% ../../nbs/21_freq.shortcuts.ipynb #216d0277
 GREY = (0.2989, 0.5870, 0.1140) # RGB -> grey weights of the authors' ADCS
 
+@torch.no_grad()
+def class_spectra(images, # Images [N, C, H, W]
+                  labels, # Integer labels [N] in [0, n_classes)
+                  n_classes:int, # Number of classes
+                  chunk:int=1024 # Images transformed at once
+                 ) -> torch.Tensor:
+    "Mean amplitude spectrum of each class, float64 [n_classes, C, H, W] (exact zeros of F replaced by 1.2e-11, as the authors)"
+    X, y = torch.as_tensor(images), torch.as_tensor(labels).to(torch.as_tensor(images).device).long()
+    E = torch.zeros(n_classes, X.shape[1], *X.shape[-2:], dtype=torch.float64, device=X.device)
+    for i in range(0, len(X), chunk):
+        a = spectrum(X[i:i + chunk]).abs().double()
+        E.index_add_(0, y[i:i + chunk], a.masked_fill(a == 0, 1.2e-11))
+    n = torch.bincount(y, minlength=n_classes).double()
+    if (n == 0).any(): raise ValueError(f"classes {torch.nonzero(n == 0).flatten().tolist()} have no images")
+    return E / n[:, None, None, None]
+
+# %% ../../nbs/21_freq.shortcuts.ipynb #04d058e9
 @torch.no_grad()
 def adcs(images, # Images [N, C, H, W] (C = 1 or 3), in the space the model reads
          labels, # Integer labels [N]
          n_classes:int|None=None, # Number of classes; default: largest label + 1
          include_self:bool=False, # Also count j = c (the code's quirk: -1 everywhere)
-         chunk:int=1024) -> torch.Tensor: # Images transformed at once
+         chunk:int=1024 # Images transformed at once
+        ) -> torch.Tensor:
     "Per-class ADCS maps [n_classes, H, W] (float32, integer values): sum over other classes j of sign(E_c - E_j) on grey amplitude spectra"
     check_tensor(images, 'images', ndim=4, dtype_kind='f'); check_tensor(labels, 'labels', ndim=1, dtype_kind='i')
-    X, y = torch.as_tensor(images), torch.as_tensor(labels).to(torch.as_tensor(images).device).long()
-    if len(X) != len(y): raise ValueError(f"images and labels must have the same length, got {len(X)} and {len(y)}")
-    if len(X) == 0: raise ValueError("images is empty")
-    C = X.shape[1]
+    check_xy(images, labels, ('images', 'labels'), finite=False)
+    y, C = torch.as_tensor(labels), images.shape[1]
     if C not in (1, 3): raise ValueError(f"images must have 1 (grey) or 3 (RGB) channels, got {C}")
     K = int(y.max()) + 1 if n_classes is None else int(check_range(n_classes, 'n_classes', 1))
     if y.min() < 0 or y.max() >= K: raise ValueError(f"labels must be in [0, {K - 1}], got values in [{int(y.min())}, {int(y.max())}]")
-    E = torch.zeros(K, C, *X.shape[-2:], dtype=torch.float64, device=X.device)
-    for i in range(0, len(X), chunk):
-        a = spectrum(X[i:i + chunk]).abs().double()
-        E.index_add_(0, y[i:i + chunk], a.masked_fill(a == 0, 1.2e-11))
-    n = torch.bincount(y, minlength=K).double()
-    if (n == 0).any(): raise ValueError(f"classes {torch.nonzero(n == 0).flatten().tolist()} have no images")
-    E = E / n[:, None, None, None]
+    E = class_spectra(images, labels, K, chunk)
     g = E[:, 0] if C == 1 else torch.einsum('kchw,c->khw', E, torch.tensor(GREY, dtype=E.dtype, device=E.device))
     s = torch.where(g[:, None] - g[None, :] > 0, 1., -1.)   # [c, j, H, W]: sign of the grey difference (grey is linear)
     if not include_self: s = s * (1 - torch.eye(K, dtype=s.dtype, device=s.device))[:, :, None, None]
@@ -155,14 +171,18 @@ def adcs(images, # Images [N, C, H, W] (C = 1 or 3), in the space the model read
 # %% ../../nbs/21_freq.shortcuts.ipynb #cbd05d73
 def plot_maps(maps, # Maps [K, H, W] (tensor or array) in fftshift coordinates
               titles=None, # One title per map
-              cmap:str='jet', vmin=None, vmax=None, # Colour scale
+              cmap:str='jet', # Colour map
+              vmin=None, # Lower end of the colour scale (default: the data's)
+              vmax=None, # Upper end of the colour scale
               ncols:int=5, # Maps per row
               colorbar:bool=True, # Add a colour bar
-              size:float=1.7): # Inches per map
+              size:float=1.7, # Inches per map
+              dpi:int=60): # Resolution of the figure (dots per inch)
     "Grid of frequency maps (DC at the centre); returns the figure"
+    import matplotlib.pyplot as plt
     m = torch.as_tensor(maps).detach().float().cpu()
     K = len(m); ncols = min(ncols, K); nrows = math.ceil(K / ncols)
-    fig, axs = plt.subplots(nrows, ncols, figsize=(size * ncols + (0.6 if colorbar else 0), size * nrows), dpi=80, squeeze=False)
+    fig, axs = plt.subplots(nrows, ncols, figsize=(size * ncols + (0.6 if colorbar else 0), size * nrows), dpi=dpi, squeeze=False)
     for k, ax in enumerate(axs.flat):
         ax.axis('off')
         if k >= K: continue
@@ -177,79 +197,11 @@ def plot_adcs(maps, # `adcs` output [K, H, W]
     K = len(maps)
     return plot_maps(maps, class_names, cmap='jet', vmin=-(K - 1), vmax=K - 1)
 
-# %% ../../nbs/21_freq.shortcuts.ipynb #8e38742d
-def frequency_units(h:int, # Height (even)
-                    w:int, # Width (even)
-                    patch_size:int=1, # Side of the blocks removed together (divides h and w)
-                    device=None) -> torch.Tensor: # Device of the result
-    "Flat positions [U, m] (fftshift coordinates, -1 = padding) of every removal unit: conjugate pairs, or s x s blocks joined with their conjugate positions"
-    check_type(patch_size, (int, np.integer), 'patch_size'); check_range(int(patch_size), 'patch_size', 1)
-    s = int(patch_size)
-    if h % s or w % s: raise ValueError(f"patch_size={s} must divide the image size {h}x{w}")
-    if s == 1:
-        p = conjugate_pairs(h, w, device=device)
-        return torch.stack([p[:, 0], torch.where(p[:, 1] == p[:, 0], -1, p[:, 1])], 1)
-    rows, cols = conjugate_index(h, w, device)
-    pos = torch.arange(h * w, device=device)
-    block = ((pos // w) // s) * (w // s) + (pos % w) // s
-    mem = torch.zeros((h // s) * (w // s), h * w, dtype=torch.bool, device=device)
-    mem[block, pos] = True
-    mem[block, (rows * w + cols).reshape(-1)] = True
-    uniq, inv = torch.unique(mem, dim=0, return_inverse=True)   # blocks whose unit equals an earlier block's are dropped
-    first = torch.full((len(uniq),), len(mem), device=device).scatter_reduce(0, inv, torch.arange(len(mem), device=device), 'amin')
-    mem = mem[torch.sort(first).values]
-    cnt = mem.sum(1); m = int(cnt.max())
-    idx = torch.sort(torch.where(mem, pos, h * w), 1).values[:, :m]
-    return torch.where(idx == h * w, -1, idx)
-
-def units_mask(units:torch.Tensor, # `frequency_units` rows [U, m]
-               h:int, w:int) -> torch.Tensor: # Image size
-    "Boolean masks [U, h, w], True at each unit's positions"
-    m = torch.zeros(len(units), h * w + 1, dtype=torch.bool, device=units.device)
-    m.scatter_(1, torch.where(units < 0, h * w, units), True)
-    return m[:, :-1].reshape(-1, h, w)
-
-# %% ../../nbs/21_freq.shortcuts.ipynb #d9a4cab9
-def _basis_rows(pos:torch.Tensor, h:int, w:int) -> torch.Tensor:
-    "Inverse-DFT rows exp(2 pi i (u m / h + v n / w)) / (h w), complex64 [*pos.shape, h*w], of flat shifted positions `pos` (h*w: padding, zero)"
-    valid = pos < h * w
-    p = pos.clamp(max=h * w - 1)
-    ku, kv = (p // w - h // 2) % h, (p % w - w // 2) % w
-    m, n = torch.arange(h, device=pos.device), torch.arange(w, device=pos.device)
-    # phases as exact integer fractions of a turn before the float64 trigonometry
-    ph = ((ku[..., None, None] * m[:, None]) % h).double() / h + ((kv[..., None, None] * n[None, :]) % w).double() / w
-    E = torch.polar(valid[..., None, None].double() / (h * w), 2 * math.pi * ph).to(torch.complex64)
-    return E.reshape(*pos.shape, h * w)
-
-class FrequencyRemover:
-    "Images with sets of frequency positions removed, generated on the images' device from one FFT"
-    def __init__(self, x:torch.Tensor): # Real images [N, C, H, W]
-        N, C, H, W = x.shape
-        self.x, self.shape = x, (N, C, H, W)
-        Fs = spectrum(x).to(torch.complex64).reshape(N, C, H * W)
-        self.F = torch.cat([Fs, Fs.new_zeros(N, C, 1)], 2)        # column H*W: the padding position (zero)
-
-    def components(self, units:torch.Tensor, # Positions [U, m] (-1 = padding)
-                   images=slice(None)) -> torch.Tensor: # Which images (slice or index)
-        "The removed part Re(ifft) of each unit for the selected images, [U, n, C, H, W]"
-        N, C, H, W = self.shape
-        ii = torch.where(units < 0, H * W, units).to(self.F.device)
-        Fr = self.F[images]; n = Fr.shape[0]
-        A = Fr.reshape(n * C, -1)[:, ii].permute(1, 0, 2)          # [U, n*C, m] coefficients
-        B = _basis_rows(ii, H, W)                                   # [U, m, H*W] basis rows (computed per chunk: O(U m H W) memory)
-        D = torch.bmm(torch.cat([A.real, -A.imag], 2), torch.cat([B.real, B.imag], 1))
-        return D.view(len(ii), n, C, H, W).to(self.x.dtype)
-
-    def removed(self, units:torch.Tensor, images=slice(None)) -> torch.Tensor:
-        "Images without each unit, [U, n, C, H, W]"
-        return self.x[images].unsqueeze(0) - self.components(units, images)
-
 # %% ../../nbs/21_freq.shortcuts.ipynb #83b6f8c9
 def _first_conv(model):
     for m in model.modules():
         if isinstance(m, nn.modules.conv._ConvNd): return m
     return None
-
 
 def _check_inputs(model, images, labels):
     "(images, labels, n_classes) checked and on the model's device"
@@ -261,11 +213,15 @@ def _check_inputs(model, images, labels):
     N, C, H, W = images.shape
     if H != W: raise ValueError(f"images must be square, got {H}x{W}")
     if H % 2: raise ValueError(f"images must have an even side (DC at H//2 with conjugate pairs as in the paper), got {H}x{W}")
-    if len(labels) != N: raise ValueError(f"images and labels must have the same length, got {N} and {len(labels)}")
-    if N == 0: raise ValueError("images is empty")
+    check_xy(images, labels, ('images', 'labels'), finite=False)
     conv = _first_conv(model)
     if conv is not None and conv.in_channels != C:
         raise ValueError(f"images have {C} channel(s) but the model's first convolution expects {conv.in_channels}")
+    return _check_outputs(model, images, labels, dev)
+
+# %% ../../nbs/21_freq.shortcuts.ipynb #d5efb304
+def _check_outputs(model, images, labels, dev):
+    "Images and labels on `dev` (images in the model's dtype) and the number of classes, checked against one forward pass"
     p = next(iter(model.parameters()), None)
     x = torch.as_tensor(images).to(dev, p.dtype if p is not None and p.is_floating_point() else torch.float32)
     y = torch.as_tensor(labels).to(dev).long()
@@ -275,19 +231,34 @@ def _check_inputs(model, images, labels):
     if y.min() < 0 or y.max() >= K: raise ValueError(f"labels must be in [0, {K - 1}] (the model has {K} outputs), got values in [{int(y.min())}, {int(y.max())}]")
     return x, y, K
 
+# %% ../../nbs/21_freq.shortcuts.ipynb #222cd853
 def _batch_size(batch_size, dev):
     "Images per forward pass: given, or 128 on a CPU (cache-friendly) and 8192 on an accelerator"
     if batch_size is None: return 128 if dev.type == 'cpu' else 8192
     check_type(batch_size, (int, np.integer), 'batch_size'); check_range(int(batch_size), 'batch_size', 1)
     return int(batch_size)
 
-def _forward(model, xb, amp=False, channels_last=False):
-    if channels_last: xb = xb.contiguous(memory_format=torch.channels_last)
-    if amp and xb.device.type == 'cuda':
-        with torch.autocast('cuda', dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16): return model(xb).float()
-    return model(xb).float()
+def forward_logits(model:nn.Module, # Classifier returning logits
+                   x:torch.Tensor, # One batch of images [n, C, H, W] on the model's device
+                   amp:bool=False, # bfloat16 autocast on CUDA (float16 where bfloat16 is unsupported)
+                   channels_last:bool=False # Feed the batch channels-last (pair with a channels-last model)
+                  ) -> torch.Tensor:
+    "Float32 logits [n, K] of one batch, with the DFM functions' AMP and memory-format options (no grad or mode handling)"
+    if channels_last: x = x.contiguous(memory_format=torch.channels_last)
+    if amp and x.device.type == 'cuda':
+        with torch.autocast('cuda', dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16): return model(x).float()
+    return model(x).float()
 
-# %% ../../nbs/21_freq.shortcuts.ipynb #c466730d
+@torch.no_grad()
+def predict_labels(model:nn.Module, # Classifier returning logits
+                   x:torch.Tensor, # Images [N, C, H, W] on the model's device
+                   batch_size:int=512, # Images per forward pass
+                   amp:bool=False # bfloat16 autocast on CUDA
+                  ) -> torch.Tensor:
+    "Predicted labels [N] in eval mode (the model's mode is restored afterwards)"
+    with eval_mode(model): return torch.cat([forward_logits(model, x[i:i + batch_size], amp).argmax(1) for i in range(0, len(x), batch_size)])
+
+# %% ../../nbs/21_freq.shortcuts.ipynb #8928069e
 def _fingerprint(model, x, y, extra):
     "Hash of the model's state, the images, the labels and the options: a cache is reused only for the same computation"
     h = hashlib.sha1()
@@ -309,6 +280,25 @@ def _save_cache(cache, state):
     tmp = p.with_name(p.name + '.tmp')
     torch.save(state, tmp); os.replace(tmp, p)
 
+# %% ../../nbs/21_freq.shortcuts.ipynb #a5dfe4bf
+def _score_chunk(model, rem, units, y, onehot, nb, amp, channels_last):
+    "Per-class sums [len(units), K] of the cross-entropy and of the correct predictions with each unit removed (images in batches of nb)"
+    C, H, W = rem.x.shape[1:]
+    ls = torch.zeros(len(units), onehot.shape[1], device=y.device); cs = torch.zeros_like(ls)
+    for i in range(0, len(y), nb):
+        xb = rem.removed(units, slice(i, i + nb))
+        n = xb.shape[1]; yy = y[i:i + n].repeat(len(units))
+        z = forward_logits(model, xb.reshape(-1, C, H, W), amp, channels_last)
+        ls += F.cross_entropy(z, yy, reduction='none').view(len(units), n) @ onehot[i:i + n]
+        cs += (z.argmax(1) == yy).float().view(len(units), n) @ onehot[i:i + n]
+    return ls, cs
+
+def _rank_state(cache, key, U, K):
+    "The resumable state of `unit_scores`: loaded from `cache`, or empty sums"
+    return _load_cache(cache, key, 'rank') or {'kind': 'rank', 'key': key, 'loss': torch.zeros(U, K, dtype=torch.float64),
+                                                'correct': torch.zeros(U, K, dtype=torch.float64), 'done': torch.zeros(U, dtype=torch.bool)}
+
+# %% ../../nbs/21_freq.shortcuts.ipynb #c8e5916f
 @torch.no_grad()
 def unit_scores(model:nn.Module, # Classifier returning logits (its device is used)
                 images, # Images [N, C, H, W] in the model's input space (square, even side)
@@ -318,37 +308,26 @@ def unit_scores(model:nn.Module, # Classifier returning logits (its device is us
                 amp:bool=False, # bfloat16 autocast on CUDA
                 channels_last:bool=False, # Feed channels-last batches (pair with a channels-last model)
                 progress:bool=True, # Progress bar
-                cache:str|os.PathLike|None=None) -> Bunch: # File for resumable partial results
+                cache:str|os.PathLike|None=None # File for resumable partial results
+               ) -> Bunch:
     "Class-mean cross-entropy and correct counts when each frequency unit is removed: Bunch(loss [K, U], correct [K, U], clean_loss [K], clean_correct [K], n [K], units, size)"
     x, y, K = _check_inputs(model, images, labels)
     N, C, H, W = x.shape
     units = frequency_units(H, W, patch_size, device=x.device)
     U, bs = len(units), _batch_size(batch_size, x.device)
-    key = _fingerprint(model, x, y, ('rank', H, W, patch_size, amp)) if cache is not None else None
-    st = _load_cache(cache, key, 'rank') or {'kind': 'rank', 'key': key, 'loss': torch.zeros(U, K, dtype=torch.float64),
-                                              'correct': torch.zeros(U, K, dtype=torch.float64), 'done': torch.zeros(U, dtype=torch.bool)}
+    st = _rank_state(cache, _fingerprint(model, x, y, ('rank', H, W, patch_size, amp)) if cache is not None else None, U, K)
     onehot = F.one_hot(y, K).float()
-    nb, uc = (N, max(1, bs // N)) if N <= bs else (bs, 1)
+    nb, uc = (N, max(1, bs // N)) if N <= bs else (bs, 1)     # images per pass and units per chunk
     todo = torch.nonzero(~st['done']).flatten()
     with eval_mode(model):
-        z = torch.cat([_forward(model, x[i:i + bs], amp, channels_last) for i in range(0, N, bs)])
-        clean_loss = F.cross_entropy(z, y, reduction='none') @ onehot
-        clean_correct = (z.argmax(1) == y).float() @ onehot
+        z = torch.cat([forward_logits(model, x[i:i + bs], amp, channels_last) for i in range(0, N, bs)])
+        clean_loss, clean_correct = F.cross_entropy(z, y, reduction='none') @ onehot, (z.argmax(1) == y).float() @ onehot
         rem = FrequencyRemover(x) if len(todo) else None
-        bar = tqdm(total=U, initial=U - len(todo), disable=not progress, desc='DFM (rank)', leave=False)
-        for j in range(0, len(todo), uc):
-            ch = todo[j:j + uc].to(x.device); ls = torch.zeros(len(ch), K, device=x.device); cs = torch.zeros_like(ls)
-            for i in range(0, N, nb):
-                xb = rem.removed(units[ch], slice(i, i + nb))
-                n = xb.shape[1]; yy = y[i:i + n].repeat(len(ch))
-                z = _forward(model, xb.reshape(-1, C, H, W), amp, channels_last)
-                ls += F.cross_entropy(z, yy, reduction='none').view(len(ch), n) @ onehot[i:i + n]
-                cs += (z.argmax(1) == yy).float().view(len(ch), n) @ onehot[i:i + n]
-            c = ch.cpu()
-            st['loss'][c], st['correct'][c], st['done'][c] = ls.double().cpu(), cs.double().cpu(), True
+        for j in tqdm(range(0, len(todo), uc), disable=not progress, desc='DFM (rank)', leave=False):
+            ch = todo[j:j + uc].to(x.device)
+            ls, cs = _score_chunk(model, rem, units[ch], y, onehot, nb, amp, channels_last)
+            st['loss'][ch.cpu()], st['correct'][ch.cpu()], st['done'][ch.cpu()] = ls.double().cpu(), cs.double().cpu(), True
             if cache is not None: _save_cache(cache, st)
-            bar.update(len(ch))
-        bar.close()
     n = onehot.sum(0).double().cpu()
     return Bunch(loss=(st['loss'] / n).T.contiguous(), correct=st['correct'].T.contiguous(), clean_loss=clean_loss.double().cpu() / n,
                  clean_correct=clean_correct.double().cpu(), n=n, units=units.cpu(), size=(H, W))
@@ -356,8 +335,10 @@ def unit_scores(model:nn.Module, # Classifier returning logits (its device is us
 # %% ../../nbs/21_freq.shortcuts.ipynb #7bf07e28
 def select_dfm(scores:torch.Tensor, # Scores [K, U] (higher = more important), e.g. `unit_scores(...).loss`
                units:torch.Tensor, # Unit positions [U, m] (`frequency_units`)
-               h:int, w:int, # Image size
-               keep:float=0.05) -> torch.Tensor: # Fraction of the h*w positions to keep, in (0, 1]
+               h:int, # Image height
+               w:int, # Image width
+               keep:float=0.05 # Fraction of the h*w positions to keep, in (0, 1]
+              ) -> torch.Tensor:
     "Boolean DFMs [K, h, w]: the top-scored whole units covering at least ceil(keep*h*w) positions"
     check_range(keep, 'keep', 0, 1, lo_open=True)
     s = torch.as_tensor(scores).double()
@@ -375,19 +356,24 @@ def select_dfm(scores:torch.Tensor, # Scores [K, U] (higher = more important), e
     out[torch.isnan(s).all(1)] = False
     return out.reshape(K, h, w)
 
+# %% ../../nbs/21_freq.shortcuts.ipynb #331f5bca
 def loss_map(scores:torch.Tensor, # Scores [K, U]
-             units:torch.Tensor, # Unit positions [U, m]
-             h:int, w:int) -> torch.Tensor: # Image size
-    "Scores spread onto the frequency grid [K, h, w] (a position covered by several units gets the largest)"
+             units:torch.Tensor, # Unit positions [U, m] (-1 = padding)
+             h:int, # Image height
+             w:int # Image width
+            ) -> torch.Tensor:
+    "Scores spread onto the frequency grid [K, h, w] (a position covered by several units gets the largest; -inf where none)"
     s = torch.as_tensor(scores).double()
     idx = torch.where(units < 0, h * w, units)
     out = torch.full((len(s), h * w + 1), -math.inf, dtype=torch.float64)
     out.scatter_reduce_(1, idx.reshape(1, -1).expand(len(s), -1), s[:, :, None].expand(-1, -1, idx.shape[1]).reshape(len(s), -1), 'amax')
     return out[:, :-1].reshape(-1, h, w)
 
-# %% ../../nbs/21_freq.shortcuts.ipynb #beac1fbc
-def removal_order(h:int, w:int, # Image size (even)
-                  device=None) -> torch.Tensor: # Device of the result
+# %% ../../nbs/21_freq.shortcuts.ipynb #fb3a9aaf
+def removal_order(h:int, # Image height (even)
+                  w:int, # Image width (even)
+                  device=None # Device of the result
+                 ) -> torch.Tensor:
     "Ring removal order [h, w] (long, larger = removed first): conjugate pairs by distance from DC, then angle; both positions of a pair share a value"
     units = frequency_units(h, w, device=device)
     rep = units[:, 0]
@@ -399,6 +385,7 @@ def removal_order(h:int, w:int, # Image size (even)
     out.scatter_(0, torch.where(units < 0, h * w, units).reshape(-1), val[:, None].expand_as(units).reshape(-1))
     return out[:-1].reshape(h, w)
 
+# %% ../../nbs/21_freq.shortcuts.ipynb #73a7ab46
 def _groups(order):
     "Positions [G, m] (-1 padded) of the groups of equal positive order values, largest first, and the always-removed positions"
     v = torch.as_tensor(order).reshape(-1)
@@ -415,13 +402,31 @@ def _groups(order):
 # %% ../../nbs/21_freq.shortcuts.ipynb #eebc5ca0
 DFMX_ORDER = 'robustness/dfmx_augmentation/DFMs/removal_order.pkl' # The DFM-X authors' removal order, under the data root
 
-def load_removal_order(root=None) -> torch.Tensor: # Data root; None: $SPARSEFACE_DATA
+def load_removal_order(root=None # Data root; None: $SPARSEFACE_DATA
+                      ) -> torch.Tensor:
     "The DFM-X authors' removal order for 32x32 images (float64 [32, 32], larger = removed first, 0 = always removed)"
-    from sparseface.data import data_path, _ArrayUnpickler  # the data module's restricted unpickler (NumPy arrays only)
     p = data_path(DFMX_ORDER, root, "Copy DFMs/removal_order.pkl of nis-research/dfmX-augmentation (commit e5bff90) there.")
-    with open(p, 'rb') as f: a = np.asarray(_ArrayUnpickler(f, encoding='latin1').load(), dtype=np.float64)
+    a = np.asarray(load_array_pickle(p), dtype=np.float64)   # the data module's restricted unpickler: NumPy arrays only
     if a.shape != (32, 32): raise ValueError(f"{p.name} must hold a 32x32 array, got shape {a.shape}")
     return torch.from_numpy(a)
+
+# %% ../../nbs/21_freq.shortcuts.ipynb #ea46f126
+def _greedy_start(x, y, K, always, correct, cache, key):
+    "The state of `greedy_dfm` (removed positions per class, clean correct counts, next step) from `cache` or fresh, and the images filtered so far"
+    st = _load_cache(cache, key, 'greedy')
+    if st is None: st = {'kind': 'greedy', 'key': key, 'removed': always.cpu()[None].repeat(K, 1), 'cur': correct(x).cpu(), 'step': 0}  # cur: clean counts, as the code
+    removed = st['removed'].to(x.device)
+    N, C, H, W = x.shape
+    X = filter_images(x, ~removed[y].view(N, 1, H, W)) if removed.any() else x.clone()
+    return st, removed, X
+
+def _greedy_accept(X, cand, ok, cur, t, y, removed, pos):
+    "Keep a removal for the classes whose correct count stays >= cur - t: their images and removed positions change in place; returns the new counts"
+    acc = ok >= cur - t
+    sel = acc[y]
+    X[sel] = cand[sel]
+    removed[torch.nonzero(acc).flatten()[:, None], pos[None, :]] = True
+    return torch.where(acc, ok, cur)
 
 # %% ../../nbs/21_freq.shortcuts.ipynb #f718d0ca
 @torch.no_grad()
@@ -434,43 +439,27 @@ def greedy_dfm(model:nn.Module, # Classifier returning logits (its device is use
                amp:bool=False, # bfloat16 autocast on CUDA
                channels_last:bool=False, # Channels-last batches
                progress:bool=True, # Progress bar
-               cache:str|os.PathLike|None=None) -> torch.Tensor: # File for resumable state
+               cache:str|os.PathLike|None=None # File for resumable state
+              ) -> torch.Tensor:
     "DFM-X greedy DFMs [K, H, W] (bool): positions whose removal would cost more than `t` correct images of the class"
     x, y, K = _check_inputs(model, images, labels)
     check_type(t, (int, np.integer), 't'); check_range(int(t), 't', 0)
     N, C, H, W = x.shape
     if order is None: order = removal_order(H, W)
     check_tensor(order, 'order', shape=(H, W), dtype_kind='fi')
-    groups, always = _groups(torch.as_tensor(order).cpu())
-    groups, always = groups.to(x.device), always.to(x.device)
-    bs = _batch_size(batch_size, x.device)
-    onehot = F.one_hot(y, K).float()
+    groups, always = (g.to(x.device) for g in _groups(torch.as_tensor(order).cpu()))
+    bs, onehot = _batch_size(batch_size, x.device), F.one_hot(y, K).float()
     def correct(X):
-        return torch.cat([(_forward(model, X[i:i + bs], amp, channels_last).argmax(1) == y[i:i + bs]).float() for i in range(0, N, bs)]) @ onehot
+        return torch.cat([(forward_logits(model, X[i:i + bs], amp, channels_last).argmax(1) == y[i:i + bs]).float() for i in range(0, N, bs)]) @ onehot
     key = _fingerprint(model, x, y, ('greedy', int(t), torch.as_tensor(order).cpu().tolist(), amp)) if cache is not None else None
     with eval_mode(model):
-        st = _load_cache(cache, key, 'greedy')
-        if st is None:
-            st = {'kind': 'greedy', 'key': key, 'removed': always.cpu()[None].repeat(K, 1), 'cur': correct(x).cpu(), 'step': 0}  # cur: clean counts, as the code
-        removed = st['removed'].to(x.device)
-        X = filter_images(x, ~removed[y].view(N, 1, H, W)) if removed.any() else x.clone()
-        rem = FrequencyRemover(x)
-        cur = st['cur'].to(x.device)
-        bar = tqdm(total=len(groups), initial=st['step'], disable=not progress, desc='DFM (greedy)', leave=False)
-        for gi in range(st['step'], len(groups)):
+        st, removed, X = _greedy_start(x, y, K, always, correct, cache, key)
+        rem, cur = FrequencyRemover(x), st['cur'].to(x.device)
+        for gi in tqdm(range(st['step'], len(groups)), disable=not progress, desc='DFM (greedy)', leave=False):
             g = groups[gi:gi + 1]
-            cand = X - rem.components(g)[0]
-            ok = correct(cand)
-            acc = ok >= cur - t
-            sel = acc[y]
-            X[sel] = cand[sel]
-            pos = g[0][g[0] >= 0]
-            removed[torch.nonzero(acc).flatten()[:, None], pos[None, :]] = True
-            cur = torch.where(acc, ok, cur)
-            if cache is not None:
-                st.update(removed=removed.cpu(), cur=cur.cpu(), step=gi + 1); _save_cache(cache, st)
-            bar.update(1)
-        bar.close()
+            cand = X - rem.components(g)[0]                     # the group removed on top of what each class removed so far
+            cur = _greedy_accept(X, cand, correct(cand), cur, t, y, removed, g[0][g[0] >= 0])
+            if cache is not None: st.update(removed=removed.cpu(), cur=cur.cpu(), step=gi + 1); _save_cache(cache, st)
     return ~removed.view(K, H, W)
 
 # %% ../../nbs/21_freq.shortcuts.ipynb #93818159
@@ -486,7 +475,8 @@ def dfm(model:nn.Module, # Classifier returning logits (its device is used)
         amp:bool=False, # bfloat16 autocast on CUDA (faster; scores differ in the last digits)
         channels_last:bool=False, # Channels-last batches
         progress:bool=True, # Progress bar
-        cache:str|os.PathLike|None=None) -> torch.Tensor: # File for resumable partial results
+        cache:str|os.PathLike|None=None # File for resumable partial results
+       ) -> torch.Tensor:
     "Dominant frequency maps [n_classes, H, W] (bool, fftshift coordinates, DC at (H//2, W//2)) of `model` on a test set"
     check_choice(method, ('rank', 'greedy'), 'method')
     check_range(keep, 'keep', 0, 1, lo_open=True)
@@ -494,6 +484,43 @@ def dfm(model:nn.Module, # Classifier returning logits (its device is used)
         return greedy_dfm(model, images, labels, t, order, batch_size, amp, channels_last, progress, cache)
     s = unit_scores(model, images, labels, patch_size, batch_size, amp, channels_last, progress, cache)
     return select_dfm(s.loss, s.units, *s.size, keep).to(module_device(model))
+
+# %% ../../nbs/21_freq.shortcuts.ipynb #5bfce225
+def _naive_rank(model, x, y, K, batches, keep, patch_size, progress):
+    "The authors' rank loop (`Evaluation/test_rank.py`): one class and one unit at a time, an FFT per loader batch holding the class"
+    H, W = x.shape[-2:]
+    units = frequency_units(H, W, patch_size, device=x.device)
+    scores, n_fwd = torch.full((K, len(units)), float('nan'), dtype=torch.float64), 0
+    for c in tqdm(range(K), disable=not progress, desc='naive DFM', leave=False):
+        nc = int((y == c).sum())
+        if nc == 0: continue
+        for u in range(len(units)):                    # the authors' loop: one unit at a time
+            mask, loss = ~units_mask(units[u:u + 1], H, W)[0], 0.
+            for xb, yb in batches:
+                if not (yb == c).any(): continue
+                z = model(filter_images(xb, mask)); n_fwd += len(xb)
+                loss += F.cross_entropy(z[yb == c].float(), yb[yb == c], reduction='sum').item()
+            scores[c, u] = loss / nc
+    return Bunch(dfm=select_dfm(scores, units.cpu(), H, W, keep), scores=scores, n_forward=n_fwd)
+
+def _naive_greedy(model, x, y, K, batches, t, order, progress):
+    "The authors' greedy loop (`Compute_DFM_CIFAR.py`): one class and one group at a time"
+    H, W = x.shape[-2:]
+    t = int(check_range(t, 't', 0))
+    groups, always = _groups(torch.as_tensor(removal_order(H, W) if order is None else order).cpu())
+    out, n_fwd = torch.zeros(K, H * W, dtype=torch.bool), 0
+    for c in tqdm(range(K), disable=not progress, desc='naive DFM', leave=False):
+        cur = sum(int(((model(xb).argmax(1) == yb) & (yb == c)).sum()) for xb, yb in batches); n_fwd += len(x)
+        removed = always.clone()
+        for g in groups:
+            trial = removed.clone(); trial[g[g >= 0]] = True
+            mask, ok = (~trial).view(H, W).to(x.device), 0
+            for xb, yb in batches:
+                if not (yb == c).any(): continue
+                ok += int(((model(filter_images(xb, mask)).argmax(1) == yb) & (yb == c)).sum()); n_fwd += len(xb)
+            if ok >= cur - t: cur, removed = ok, trial
+        out[c] = ~removed
+    return Bunch(dfm=out.view(K, H, W), scores=None, n_forward=n_fwd)
 
 # %% ../../nbs/21_freq.shortcuts.ipynb #e4e20d17
 @torch.no_grad()
@@ -506,51 +533,17 @@ def dfm_naive(model:nn.Module, # Classifier returning logits
               order=None, # 'greedy': removal order
               patch_size:int=1, # 'rank': block side
               batch_size:int=100, # Test-loader batch size
-              progress:bool=False) -> Bunch: # Progress bar
+              progress:bool=False # Progress bar
+             ) -> Bunch:
     "Reference DFMs by the authors' loop (one unit and one class at a time): Bunch(dfm [K, H, W], scores [K, U] or None, n_forward images)"
     check_choice(method, ('rank', 'greedy'), 'method'); check_range(keep, 'keep', 0, 1, lo_open=True)
     x, y, K = _check_inputs(model, images, labels)
-    N, C, H, W = x.shape
-    batches = [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, N, batch_size)]
-    n_fwd = 0
+    batches = [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(x), batch_size)]
     with eval_mode(model):
-        if method == 'rank':
-            units = frequency_units(H, W, patch_size, device=x.device)
-            scores = torch.full((K, len(units)), float('nan'), dtype=torch.float64)
-            for c in tqdm(range(K), disable=not progress, desc='naive DFM', leave=False):
-                nc = int((y == c).sum())
-                if nc == 0: continue
-                for u in range(len(units)):                    # the authors' loop: one unit at a time
-                    mask = ~units_mask(units[u:u + 1], H, W)[0]
-                    loss = 0.
-                    for xb, yb in batches:
-                        if not (yb == c).any(): continue
-                        z = model(filter_images(xb, mask)); n_fwd += len(xb)
-                        loss += F.cross_entropy(z[yb == c].float(), yb[yb == c], reduction='sum').item()
-                    scores[c, u] = loss / nc
-            return Bunch(dfm=select_dfm(scores, units.cpu(), H, W, keep), scores=scores, n_forward=n_fwd)
-        t = int(check_range(t, 't', 0))
-        groups, always = _groups(torch.as_tensor(removal_order(H, W) if order is None else order).cpu())
-        out = torch.zeros(K, H * W, dtype=torch.bool)
-        for c in tqdm(range(K), disable=not progress, desc='naive DFM', leave=False):
-            cur = sum(int(((model(xb).argmax(1) == yb) & (yb == c)).sum()) for xb, yb in batches); n_fwd += N
-            removed = always.clone()
-            for g in groups:                                    # one group at a time, as Compute_DFM_CIFAR.py
-                trial = removed.clone(); trial[g[g >= 0]] = True
-                mask = (~trial).view(H, W).to(x.device)
-                ok = 0
-                for xb, yb in batches:
-                    if not (yb == c).any(): continue
-                    ok += int(((model(filter_images(xb, mask)).argmax(1) == yb) & (yb == c)).sum()); n_fwd += len(xb)
-                if ok >= cur - t: cur, removed = ok, trial
-            out[c] = ~removed
-        return Bunch(dfm=out.view(K, H, W), scores=None, n_forward=n_fwd)
+        if method == 'rank': return _naive_rank(model, x, y, K, batches, keep, patch_size, progress)
+        return _naive_greedy(model, x, y, K, batches, t, order, progress)
 
 # %% ../../nbs/21_freq.shortcuts.ipynb #e37f0038
-@torch.no_grad()
-def _predict(model, x, bs, amp=False):
-    with eval_mode(model): return torch.cat([_forward(model, x[i:i + bs], amp).argmax(1) for i in range(0, len(x), bs)])
-
 def _dfm_tensor(dfms, K, H, W, device):
     if isinstance(dfms, dict):
         if sorted(dfms) != list(range(K)): raise ValueError(f"dfms must have one map per class 0..{K - 1}, got keys {sorted(dfms)}")
@@ -558,12 +551,14 @@ def _dfm_tensor(dfms, K, H, W, device):
     check_tensor(dfms, 'dfms', shape=(K, H, W), dtype_kind='bfi')
     return torch.as_tensor(dfms).to(device).bool()
 
+# %% ../../nbs/21_freq.shortcuts.ipynb #5b40b9a4
 def shortcut_rates(model:nn.Module, # Classifier returning logits
                    images, # Test images [N, C, H, W] in the model's input space
                    labels, # Integer labels [N]
                    dfms, # DFMs [K, H, W] (bool/0-1; tensor, array, or the authors' dict {class: map})
                    complement:bool=False, # Filter with 1 - DFM (DC kept) instead: the code's "without contributing frequencies"
-                   batch_size:int|None=None) -> 'pd.DataFrame': # Images per forward pass
+                   batch_size:int|None=None # Images per forward pass
+                  ) -> 'pd.DataFrame':
     "Per-class shortcut test: TPR, FPR and F1 on the DFM-filtered test set, with the clean rates and the DFM size"
     import pandas as pd
     x, y, K = _check_inputs(model, images, labels)
@@ -571,8 +566,8 @@ def shortcut_rates(model:nn.Module, # Classifier returning logits
     D = _dfm_tensor(dfms, K, H, W, x.device)
     if complement: D = ~D; D[:, H // 2, W // 2] = True
     bs = _batch_size(batch_size, x.device)
-    M = confusion_matrix(_predict(model, x, bs), y, K).double()
-    Mf = torch.stack([confusion_matrix(_predict(model, filter_images(x, D[c]), bs), y, K) for c in range(K)]).double()  # one filtered test set per class
+    M = confusion_matrix(predict_labels(model, x, bs), y, K).double()
+    Mf = torch.stack([confusion_matrix(predict_labels(model, filter_images(x, D[c]), bs), y, K) for c in range(K)]).double()  # one filtered test set per class
     k = torch.arange(K)
     P = M.sum(1); tp = Mf[k, k, k]; fp = Mf[k, :, k].sum(1) - tp
     tpr, fpr = tp / P, fp / (N - P)
@@ -581,22 +576,26 @@ def shortcut_rates(model:nn.Module, # Classifier returning logits
                          'tpr_clean': (M.diagonal() / P).cpu().numpy(), 'fpr_clean': ((M.sum(0) - M.diagonal()) / (N - P)).cpu().numpy(),
                          'dfm_fraction': D.float().mean((1, 2)).cpu().numpy()}).set_index('class')
 
+# %% ../../nbs/21_freq.shortcuts.ipynb #5e0b01ca
 def band_stop_confusion(model:nn.Module, # Classifier returning logits
                         images, # Test images [N, C, H, W]
                         labels, # Integer labels [N]
                         bands, # Band indices removed (0 = B1)
                         n_bands:int=N_BANDS, # Equal-width radial bands
                         keep_dc:bool=True, # Keep DC when its band is removed
-                        batch_size:int|None=None) -> torch.Tensor: # Images per forward pass
+                        batch_size:int|None=None # Images per forward pass
+                       ) -> torch.Tensor:
     "Relative confusion Delta [K, K] (percent of each true class): band-stop minus clean prediction counts, row-normalised"
     x, y, K = _check_inputs(model, images, labels)
     bs = _batch_size(batch_size, x.device)
-    M = confusion_matrix(_predict(model, x, bs), y, K).double()
-    Mb = confusion_matrix(_predict(model, band_stop(x, bands, n_bands, keep_dc), bs), y, K).double()
+    M = confusion_matrix(predict_labels(model, x, bs), y, K).double()
+    Mb = confusion_matrix(predict_labels(model, band_stop(x, bands, n_bands, keep_dc), bs), y, K).double()
     return ((Mb - M) / M.sum(1, keepdim=True).clamp(min=1) * 100).cpu()
 
+# %% ../../nbs/21_freq.shortcuts.ipynb #c405af8e
 def dfm_band_fraction(dfms, # DFMs [K, H, W]
-                      n_bands:int=N_BANDS) -> torch.Tensor: # Equal-width radial bands
+                      n_bands:int=N_BANDS # Equal-width radial bands
+                     ) -> torch.Tensor:
     "Fraction of each DFM's positions in each radial band, [K, n_bands] (rows sum to 1)"
     D = torch.as_tensor(dfms).bool().cpu()
     b = radial_bands(D.shape[-2], D.shape[-1], n_bands)

@@ -4,30 +4,28 @@
 
 # %% ../../nbs/21a_freq.shortcuts_repro.ipynb #8126463b
 from __future__ import annotations
-import functools, hashlib, math, os, time
-from pathlib import Path
+import functools, time
 import numpy as np
 import torch
-from torch import nn
-import torch.nn.functional as F
 from sklearn.utils import Bunch
 from tqdm.auto import tqdm
 import matplotlib.pyplot as plt
-from ..core import REPRODUCTIONS, DataNotFoundError, check_type, check_choice, check_range, check_tensor, module_device, set_seed, eval_mode
-from .core import spectrum, amplitude, radial_bands, band_mask, conjugate_index, conjugate_pairs, filter_images
+from ..core import REPRODUCTIONS, DataNotFoundError, check_type, check_range, set_seed, eval_mode
+from .core import radial_bands, filter_images
 from ..models import create_model, train_classifier
 from ..train import Callback
 from ..metrics import confusion_matrix
-from ..data import load_dataset, data_available, data_root
+from ..data import load_dataset, data_available
 from ..widgets import Demo, DEMOS
-from .shortcuts import *
-from .shortcuts import _forward, _predict
+from .shortcuts import (N_BANDS, DFMX_ORDER, make_synthetic, plot_synthetic, adcs, plot_maps, plot_adcs, unit_scores,
+                                       select_dfm, greedy_dfm, load_removal_order, shortcut_rates, band_stop_confusion,
+                                       dfm_band_fraction, forward_logits, predict_labels)
 
 # %% auto #0
-__all__ = ['DFMX_RESNET18_KEPT', 'CIFAR_MEAN', 'CIFAR_STD', 'BAND_PAIRS', 'ClassCurve', 'train_synthetic', 'reproduce_synthetic',
-           'reproduce_cifar', 'reproduce_frequency_shortcuts', 'FrequencyShortcutDemo']
+__all__ = ['BAND_PAIRS', 'DFMX_RESNET18_KEPT', 'CIFAR_MEAN', 'CIFAR_STD', 'ClassCurve', 'train_synthetic', 'reproduce_synthetic',
+           'cifar10_tensors', 'reproduce_cifar', 'reproduce_frequency_shortcuts', 'FrequencyShortcutDemo']
 
-# %% ../../nbs/21a_freq.shortcuts_repro.ipynb #9f41370a
+# %% ../../nbs/21a_freq.shortcuts_repro.ipynb #adcaec33
 class ClassCurve(Callback):
     "Per-class accuracy and F1 on a probe set every `every` training iterations"
     order = 50
@@ -40,28 +38,33 @@ class ClassCurve(Callback):
         self.iters, self.acc, self.f1 = [], [], []
     def _record(self):
         tr = self.trainer; m = tr.model
-        with eval_mode(m), torch.no_grad(): pred = _forward(m, self.X.to(tr.device)).argmax(1)
+        with eval_mode(m), torch.no_grad(): pred = forward_logits(m, self.X.to(tr.device)).argmax(1)
         K = int(self.y.max()) + 1
         cm = confusion_matrix(pred.cpu(), self.y, max(K, int(pred.max()) + 1))[:K, :K].double()
         self.iters.append(tr.iter); self.acc.append((cm.diagonal() / cm.sum(1)).tolist())
         self.f1.append((2 * cm.diagonal() / (cm.sum(0) + cm.sum(1)).clamp(min=1)).tolist())
     def before_fit(self):
+        "Start empty curves"
         self.iters, self.acc, self.f1 = [], [], []
     def after_batch(self):
+        "Record the probe set's per-class accuracy and F1 every `every` iterations"
         it = self.trainer.iter
         if it % self.every == 0 and (self.max_iter is None or it <= self.max_iter): self._record()
-    def first_learned(self, threshold:float=0.9) -> list: # F1 a class must reach
+    def first_learned(self, threshold:float=0.9 # F1 a class must reach
+                     ) -> list:
         "Iteration at which each class's F1 first reaches `threshold` (None if never)"
         f1 = np.array(self.f1)
         return [int(np.array(self.iters)[f1[:, c] >= threshold][0]) if (f1[:, c] >= threshold).any() else None for c in range(f1.shape[1])]
-    def plot(self, ax=None, key:str='acc'): # 'acc' or 'f1'
+    def plot(self, ax=None, # A matplotlib `Axes`; default: a new figure
+             key:str='acc'): # 'acc' or 'f1'
         "Per-class curves; returns the figure"
-        fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4, 2.6), dpi=80)
+        fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4, 2.6), dpi=60)
         v = np.array(getattr(self, key))
         for c in range(v.shape[1]): ax.plot(self.iters, v[:, c], label=f'class {c}')
         ax.set(xlabel='iteration', ylabel='accuracy' if key == 'acc' else 'F1'); ax.legend(fontsize=7); ax.grid(alpha=.3)
         return fig
 
+# %% ../../nbs/21a_freq.shortcuts_repro.ipynb #38a8333a
 def train_synthetic(variant:int=1, # Syn_1..Syn_4
                     n_per_class:int=500, # Training images per class
                     epochs:int=3, # Epochs
@@ -72,7 +75,8 @@ def train_synthetic(variant:int=1, # Syn_1..Syn_4
                     n_probe:int=50, # Probe images per class (seed + 1000)
                     seed:int=0, # Data, initialisation and shuffling seed
                     device=None, # Device
-                    progress:bool=False) -> Bunch: # Progress bar
+                    progress:bool=False # Progress bar
+                   ) -> Bunch:
     "Train `small-cnn` on Syn_variant with the paper's SGD recipe (no augmentation), recording per-class learning curves"
     tr = make_synthetic(variant, n_per_class, seed=seed)
     pr = make_synthetic(variant, n_probe, seed=seed + 1000)
@@ -83,17 +87,43 @@ def train_synthetic(variant:int=1, # Syn_1..Syn_4
                                callbacks=[curve], device=device, progress=progress, seed=seed)
     return Bunch(model=trainer.model.eval(), trainer=trainer, curve=curve, variant=variant)
 
-# %% ../../nbs/21a_freq.shortcuts_repro.ipynb #b2ef7bbd
-# Fraction (%) of frequencies kept per CIFAR-10 class in the DFM-X authors' shipped greedy DFMs (ResNet-18)
-DFMX_RESNET18_KEPT = dict(zip(('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'),
-                              (44.8, 54.8, 35.9, 38.6, 10.9, 40.0, 15.4, 45.7, 19.7, 40.3)))
-CIFAR_MEAN, CIFAR_STD = (0.4914, 0.482158, 0.446531), (0.247032, 0.243485, 0.261588)  # the authors' CIFAR normalisation
-BAND_PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3))
+# %% ../../nbs/21a_freq.shortcuts_repro.ipynb #1f690db4
+BAND_PAIRS = ((0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)) # The six pairs of bands removed by the band-stop test
 
 def _delta_rows(delta, variant, bands):
     return [{'variant': f'Syn_{variant}', 'removed': '+'.join(f'B{b + 1}' for b in bands), 'true': i,
              **{f'to_{j}': round(float(delta[i, j]), 1) for j in range(delta.shape[1])}} for i in range(delta.shape[0])]
 
+def _learning_row(v, curve, acc):
+    "The early-learning table's row of variant v: iteration at which each class is learned, the first one, the test accuracy"
+    first = curve.first_learned()
+    return {'variant': f'Syn_{v}', 'biased_band': f'B{v}', **{f'class_{c}_iter': first[c] for c in range(4)},
+            'first_learned': int(np.argmin([f if f is not None else 10**9 for f in first])) if any(f is not None for f in first) else None,
+            'test_accuracy': acc}
+
+def _save_curves(ctx, run, v):
+    fig, axs = plt.subplots(1, 2, figsize=(8, 2.6), dpi=80)
+    run.curve.plot(axs[0], 'acc'); run.curve.plot(axs[1], 'f1'); fig.suptitle(f'Syn_{v}', fontsize=9); fig.tight_layout()
+    ctx.save_figure(fig, f'curve_syn{v}', f'Syn_{v}: per-class accuracy and F1 on the probe set over the first iterations')
+
+# %% ../../nbs/21a_freq.shortcuts_repro.ipynb #4f356fd8
+def _first_variant_figures(ctx, v, D, te, keep):
+    "Examples and spectra, rank DFMs and ADCS maps of the first synthetic variant"
+    ctx.save_figure(plot_synthetic(make_synthetic(v, 8, seed=ctx.seed)), f'syn{v}_examples', f'Syn_{v}: examples and mean spectra per class (cyan: the class band)')
+    ctx.save_figure(plot_maps(D.float(), [f'class {c} (B{c + 1})' for c in range(4)], cmap='gray', colorbar=False), f'dfm_syn{v}', f'Syn_{v}: rank DFMs (top {keep:.0%})')
+    ctx.save_figure(plot_adcs(adcs(te.X, te.y), [f'class {c}' for c in range(4)]), f'adcs_syn{v}', f'Syn_{v}: ADCS maps of the test set')
+
+def _synthetic_greedy(ctx, v, model, X, y, greedy_t) -> float:
+    "Greedy DFMs of variant v: their table and figure; returns the mean kept fraction"
+    ctx.note('Greedy DFMs on the synthetic set use the ring removal order (removal_order).')
+    G = greedy_dfm(model, X, y, t=greedy_t, progress=ctx.progress)
+    gf = dfm_band_fraction(G)
+    ctx.add_table(f'Syn_{v}: greedy DFMs (t = {greedy_t}): kept fraction and fraction in the class band',
+                  [{'class': c, 'kept': float(G[c].float().mean()), 'in_own_band': float(gf[c, c])} for c in range(4)])
+    ctx.save_figure(plot_maps(G.float(), [f'class {c}' for c in range(4)], cmap='gray', colorbar=False), f'greedy_syn{v}', f'Syn_{v}: greedy DFMs (t = {greedy_t})')
+    return float(G.float().mean())
+
+# %% ../../nbs/21a_freq.shortcuts_repro.ipynb #47b3f886
 def reproduce_synthetic(ctx, # `ReproContext`
                         n_train:int=500, # Training images per class
                         n_test:int=50, # Test images per class (DFMs, TPR/FPR)
@@ -103,7 +133,8 @@ def reproduce_synthetic(ctx, # `ReproContext`
                         keep:float=0.05, # Rank DFM size
                         greedy_t:int|None=2, # Tolerance of the greedy DFMs on the first variant (None: skip)
                         lr:float=0.01, # SGD learning rate (the paper's)
-                        batch_size:int=64) -> dict: # Training batch size (the paper's)
+                        batch_size:int=64 # Training batch size (the paper's)
+                       ) -> dict:
     "The synthetic experiments: early learning, band-stop confusion, DFM band concentration and TPR/FPR per variant"
     numbers, learn, conc, rates, deltas = {}, [], [], [], []
     share = torch.bincount(radial_bands(32, 32, N_BANDS).flatten(), minlength=N_BANDS).double() / 1024
@@ -111,37 +142,21 @@ def reproduce_synthetic(ctx, # `ReproContext`
         run = train_synthetic(v, n_train, epochs, widths, lr=lr, batch_size=batch_size, seed=ctx.seed, device=ctx.device)
         model, te = run.model, make_synthetic(v, n_test, seed=ctx.seed + 1)
         X, y = te.X.to(ctx.device), te.y.to(ctx.device)
-        acc = float((_predict(model, X, 512) == y).double().mean())
-        first = run.curve.first_learned()
-        learn.append({'variant': f'Syn_{v}', 'biased_band': f'B{v}', **{f'class_{c}_iter': first[c] for c in range(4)},
-                      'first_learned': int(np.argmin([f if f is not None else 10**9 for f in first])) if any(f is not None for f in first) else None,
-                      'test_accuracy': acc})
-        fig, axs = plt.subplots(1, 2, figsize=(8, 2.6), dpi=80)
-        run.curve.plot(axs[0], 'acc'); run.curve.plot(axs[1], 'f1'); fig.suptitle(f'Syn_{v}', fontsize=9); fig.tight_layout()
-        ctx.save_figure(fig, f'curve_syn{v}', f'Syn_{v}: per-class accuracy and F1 on the probe set over the first iterations')
+        acc = float((predict_labels(model, X, 512) == y).double().mean())
+        learn.append(_learning_row(v, run.curve, acc)); _save_curves(ctx, run, v)
         for bands in BAND_PAIRS: deltas += _delta_rows(band_stop_confusion(model, X, y, bands), v, bands)
         s = unit_scores(model, X, y, progress=ctx.progress)
         D = select_dfm(s.loss, s.units, 32, 32, keep)
         frac = dfm_band_fraction(D)
-        for c in range(4):
-            b = int(te.band_of_class[c])
-            conc.append({'variant': f'Syn_{v}', 'class': c, 'band': f'B{b + 1}', 'dfm_in_own_band': float(frac[c, b]), 'band_share': float(share[b])})
+        conc += [{'variant': f'Syn_{v}', 'class': c, 'band': f'B{int(te.band_of_class[c]) + 1}', 'dfm_in_own_band': float(frac[c, int(te.band_of_class[c])]),
+                  'band_share': float(share[int(te.band_of_class[c])])} for c in range(4)]
         r = shortcut_rates(model, X, y, D)
         rates += [{'variant': f'Syn_{v}', 'class': c, **{k: float(r.loc[c, k]) for k in ('tpr', 'fpr', 'f1', 'tpr_clean')}} for c in range(4)]
         numbers[f'Syn_{v} accuracy'] = acc
         numbers[f'Syn_{v} mean DFM fraction in own band'] = float(np.mean([frac[c, int(te.band_of_class[c])] for c in range(4)]))
         if v == variants[0]:
-            ctx.save_figure(plot_synthetic(make_synthetic(v, 8, seed=ctx.seed)), f'syn{v}_examples', f'Syn_{v}: examples and mean spectra per class (cyan: the class band)')
-            ctx.save_figure(plot_maps(D.float(), [f'class {c} (B{c + 1})' for c in range(4)], cmap='gray', colorbar=False), f'dfm_syn{v}', f'Syn_{v}: rank DFMs (top {keep:.0%})')
-            ctx.save_figure(plot_adcs(adcs(te.X, te.y), [f'class {c}' for c in range(4)]), f'adcs_syn{v}', f'Syn_{v}: ADCS maps of the test set')
-            if greedy_t is not None:
-                ctx.note('Greedy DFMs on the synthetic set use the ring removal order (removal_order).')
-                G = greedy_dfm(model, X, y, t=greedy_t, progress=ctx.progress)
-                gf = dfm_band_fraction(G)
-                numbers[f'Syn_{v} greedy DFM kept fraction'] = float(G.float().mean())
-                ctx.add_table(f'Syn_{v}: greedy DFMs (t = {greedy_t}): kept fraction and fraction in the class band',
-                              [{'class': c, 'kept': float(G[c].float().mean()), 'in_own_band': float(gf[c, c])} for c in range(4)])
-                ctx.save_figure(plot_maps(G.float(), [f'class {c}' for c in range(4)], cmap='gray', colorbar=False), f'greedy_syn{v}', f'Syn_{v}: greedy DFMs (t = {greedy_t})')
+            _first_variant_figures(ctx, v, D, te, keep)
+            if greedy_t is not None: numbers[f'Syn_{v} greedy DFM kept fraction'] = _synthetic_greedy(ctx, v, model, X, y, greedy_t)
     ctx.add_table('Early learning: iteration at which each class reaches F1 >= 0.9 on the probe set', learn)
     ctx.add_table('Band-stop relative confusion Delta (% of the true class), two bands removed', deltas)
     ctx.add_table(f'Rank DFMs (top {keep:.0%}): fraction of each class DFM inside its own band vs the band share of the spectrum', conc)
@@ -149,30 +164,25 @@ def reproduce_synthetic(ctx, # `ReproContext`
     numbers['classes learned first (per variant)'] = [r['first_learned'] for r in learn]
     return numbers
 
-# %% ../../nbs/21a_freq.shortcuts_repro.ipynb #d1629f1c
-def _cifar_tensors(root, split, limit_per_class=None):
+# %% ../../nbs/21a_freq.shortcuts_repro.ipynb #c85643df
+# Fraction (%) of frequencies kept per CIFAR-10 class in the DFM-X authors' shipped greedy DFMs (ResNet-18)
+DFMX_RESNET18_KEPT = dict(zip(('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'),
+                              (44.8, 54.8, 35.9, 38.6, 10.9, 40.0, 15.4, 45.7, 19.7, 40.3)))
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.482158, 0.446531), (0.247032, 0.243485, 0.261588)  # the authors' CIFAR normalisation
+
+def cifar10_tensors(root=None, # Data root with cifar10/ (None: $SPARSEFACE_DATA)
+                    split:str='train', # 'train' or 'test'
+                    limit_per_class:int|None=None # Keep the first k images of each class (None: all)
+                   ) -> tuple:
+    "CIFAR-10 as float tensors normalised with the authors' mean and std: (X [N, 3, 32, 32], y [N], the `load_dataset` Bunch)"
     ds = load_dataset('cifar10', root=root, split=split, limit_per_class=limit_per_class)
     X = torch.from_numpy(ds.images).permute(0, 3, 1, 2).float() / 255
     X = (X - torch.tensor(CIFAR_MEAN)[:, None, None]) / torch.tensor(CIFAR_STD)[:, None, None]
     return X, torch.from_numpy(ds.y), ds
 
-def reproduce_cifar(ctx, # `ReproContext` (data root in `ctx.data` or $SPARSEFACE_DATA)
-                    epochs:int=30, # Training epochs (the paper: 200)
-                    checkpoint:str|None=None, # A state dict of the model to use instead of training
-                    t:int=6, # Greedy tolerance
-                    model_name:str='resnet18-cifar', # A `create_model` name
-                    model_kwargs:dict|None=None, # Options of that model
-                    train_per_class:int|None=None, # Use the first k training images of each class (None: all)
-                    test_per_class:int|None=None) -> dict: # Use the first k test images of each class (None: all 1000)
-    "ResNet-18 on CIFAR-10: rank DFMs at 1/5/10/20 %, greedy DFMs, TPR/FPR/F1 and ADCS maps"
-    if not data_available('cifar10/cifar10-jpeg.zip', root=ctx.data) and not data_available('cifar10/cifar-10-batches-py', root=ctx.data) \
-            and not data_available('cifar-10-batches-py', root=ctx.data):
-        raise DataNotFoundError('cifar10/cifar10-jpeg.zip', ctx.data, 'Point --data (or SPARSEFACE_DATA) at the folder holding cifar10/.')
-    Xtr, ytr, meta = _cifar_tensors(ctx.data, 'train', train_per_class)
-    Xte, yte, _ = _cifar_tensors(ctx.data, 'test', test_per_class)
-    label = 'CIFAR-10 (JPEG)' if meta.layout == 'zip' else 'CIFAR-10'
-    mname = {'resnet18-cifar': 'ResNet-18'}.get(model_name, model_name)
-    names = list(meta.target_names)
+# %% ../../nbs/21a_freq.shortcuts_repro.ipynb #fcf2ec25
+def _cifar_model(ctx, Xtr, ytr, epochs, checkpoint, model_name, model_kwargs):
+    "The CIFAR-10 model in eval mode on the device: a checkpoint, or trained by the paper's recipe on a random 90/10 split"
     set_seed(ctx.seed)
     model = create_model(model_name, 10, **(model_kwargs or {}))
     if checkpoint is not None: model.load_state_dict(torch.load(checkpoint, weights_only=True, map_location='cpu'))
@@ -182,36 +192,65 @@ def reproduce_cifar(ctx, # `ReproContext` (data root in `ctx.data` or $SPARSEFAC
         train_classifier(model, (Xtr[trn], ytr[trn]), (Xtr[va], ytr[va]), epochs=epochs, lr=0.01, batch_size=64, scheduler='plateau',
                          device=ctx.device, progress=ctx.progress, seed=ctx.seed)
         ctx.deviation(f'{model_name}, {epochs} training epochs instead of 200; validation split without augmentation.')
-    model = model.to(ctx.device).eval()
-    X, y = Xte.to(ctx.device), yte.to(ctx.device)
-    acc = float((_predict(model, X, 1024) == y).double().mean())
-    amp = ctx.device.type == 'cuda'
+    return model.to(ctx.device).eval()
+
+# %% ../../nbs/21a_freq.shortcuts_repro.ipynb #d623a5f5
+def _cifar_rank(ctx, model, X, y, names, title, amp) -> dict:
+    "Rank DFMs at 1/5/10/20 % from one scoring pass: the shortcut-test table, the 5 % figure and its numbers"
     t0 = time.perf_counter()
     s = unit_scores(model, X, y, amp=amp, progress=ctx.progress)
-    secs = time.perf_counter() - t0
-    rows, numbers = [], {f'{label} test accuracy': acc, 'rank DFM scoring seconds': secs}
+    rows, numbers = [], {'rank DFM scoring seconds': time.perf_counter() - t0}
     for kp in (0.01, 0.05, 0.1, 0.2):
         D = select_dfm(s.loss, s.units, 32, 32, kp)
         r = shortcut_rates(model, X, y, D)
         rows += [{'keep': kp, 'class': names[c], **{k: float(r.loc[c, k]) for k in ('tpr', 'fpr', 'f1', 'tpr_clean', 'fpr_clean')}} for c in range(10)]
         if kp == 0.05:
-            ctx.save_figure(plot_maps(D.float(), names, cmap='gray', colorbar=False), 'dfm_rank_5', f'{label}, {mname}: rank DFMs (top 5 %)')
+            ctx.save_figure(plot_maps(D.float(), names, cmap='gray', colorbar=False), 'dfm_rank_5', f'{title}: rank DFMs (top 5 %)')
             numbers['mean TPR (top 5 %)'] = float(r.tpr.mean()); numbers['mean FPR (top 5 %)'] = float(r.fpr.mean())
-    ctx.add_table(f'{label}, {mname}: shortcut test with rank DFMs (top 1/5/10/20 %)', rows)
+    ctx.add_table(f'{title}: shortcut test with rank DFMs (top 1/5/10/20 %)', rows)
+    return numbers
+
+# %% ../../nbs/21a_freq.shortcuts_repro.ipynb #6a4df1fd
+def _cifar_greedy(ctx, model, X, y, names, title, t, amp):
+    "Greedy DFMs with the authors' removal order when it is under the data root (else the ring order): table and figure"
     order, oname = (load_removal_order(ctx.data), "the authors' removal order") if data_available(DFMX_ORDER, root=ctx.data) else (None, 'the ring order')
     if order is None: ctx.deviation("Greedy DFMs with the rebuilt ring order (removal_order.pkl not found under the data root).")
     G = greedy_dfm(model, X, y, t=t, order=order, amp=amp, progress=ctx.progress)
     rg = shortcut_rates(model, X, y, G)
-    ctx.add_table(f'{label}, {mname}: greedy DFMs (t = {t}, {oname}) — kept % next to the DFM-X authors\' ResNet-18 maps',
+    ctx.add_table(f'{title}: greedy DFMs (t = {t}, {oname}) — kept % next to the DFM-X authors\' ResNet-18 maps',
                   [{'class': names[c], 'kept_%': 100 * float(G[c].float().mean()), 'dfmx_authors_kept_%': DFMX_RESNET18_KEPT.get(names[c]),
                     **{k: float(rg.loc[c, k]) for k in ('tpr', 'fpr', 'f1')}} for c in range(10)])
-    ctx.save_figure(plot_maps(G.float(), names, cmap='gray', colorbar=False), 'dfm_greedy', f'{label}, {mname}: greedy DFMs (t = {t})')
+    ctx.save_figure(plot_maps(G.float(), names, cmap='gray', colorbar=False), 'dfm_greedy', f'{title}: greedy DFMs (t = {t})')
+
+# %% ../../nbs/21a_freq.shortcuts_repro.ipynb #0452eb27
+def reproduce_cifar(ctx, # `ReproContext` (data root in `ctx.data` or $SPARSEFACE_DATA)
+                    epochs:int=30, # Training epochs (the paper: 200)
+                    checkpoint:str|None=None, # A state dict of the model to use instead of training
+                    t:int=6, # Greedy tolerance
+                    model_name:str='resnet18-cifar', # A `create_model` name
+                    model_kwargs:dict|None=None, # Options of that model
+                    train_per_class:int|None=None, # Use the first k training images of each class (None: all)
+                    test_per_class:int|None=None # Use the first k test images of each class (None: all 1000)
+                   ) -> dict:
+    "ResNet-18 on CIFAR-10: rank DFMs at 1/5/10/20 %, greedy DFMs, TPR/FPR/F1 and ADCS maps"
+    if not any(data_available(p, root=ctx.data) for p in ('cifar10/cifar10-jpeg.zip', 'cifar10/cifar-10-batches-py', 'cifar-10-batches-py')):
+        raise DataNotFoundError('cifar10/cifar10-jpeg.zip', ctx.data, 'Point --data (or SPARSEFACE_DATA) at the folder holding cifar10/.')
+    Xtr, ytr, meta = cifar10_tensors(ctx.data, 'train', train_per_class)
+    Xte, yte, _ = cifar10_tensors(ctx.data, 'test', test_per_class)
+    label = 'CIFAR-10 (JPEG)' if meta.layout == 'zip' else 'CIFAR-10'
+    title, names = f"{label}, {({'resnet18-cifar': 'ResNet-18'}).get(model_name, model_name)}", list(meta.target_names)
+    model = _cifar_model(ctx, Xtr, ytr, epochs, checkpoint, model_name, model_kwargs)
+    X, y, amp = Xte.to(ctx.device), yte.to(ctx.device), ctx.device.type == 'cuda'
+    numbers = {f'{label} test accuracy': float((predict_labels(model, X, 1024) == y).double().mean())}
+    numbers.update(_cifar_rank(ctx, model, X, y, names, title, amp))
+    _cifar_greedy(ctx, model, X, y, names, title, t, amp)
     ctx.save_figure(plot_adcs(adcs(Xte, yte), names), 'adcs', f'{label}: ADCS maps of the test set (normalised images)')
     ctx.note(f'All numbers are on {label}; the paper used ImageNet-10 (not available offline), so they are not comparable to its table.')
     return numbers
 
+# %% ../../nbs/21a_freq.shortcuts_repro.ipynb #c37066c0
 @REPRODUCTIONS.register('frequency-shortcuts', title='Paper 4: frequency shortcuts (synthetic band-biased data, ADCS, DFMs, TPR/FPR)', paper=4)
-def reproduce_frequency_shortcuts(ctx):
+def reproduce_frequency_shortcuts(ctx): # `ReproContext` of `sparseface reproduce frequency-shortcuts`
     "Frequency shortcuts: synthetic experiments (quick) and CIFAR-10 ResNet-18 DFMs (full)"
     ctx.deviation('Synthetic data: own generator (the authors\' is not published); see make_synthetic.')
     ctx.deviation('ADCS excludes j = c; DFM ranking uses the class-mean cross-entropy; conjugate pairs scored once (symmetric DFMs); whole pairs until ceil(keep*H*W) positions.')
@@ -222,13 +261,29 @@ def reproduce_frequency_shortcuts(ctx):
     numbers.update(reproduce_cifar(ctx))
     return numbers
 
-# %% ../../nbs/21a_freq.shortcuts_repro.ipynb #62030987
+# %% ../../nbs/21a_freq.shortcuts_repro.ipynb #8edeafc6
 @functools.lru_cache(maxsize=4)
 def _demo_setup(variant:int=1):
     run = train_synthetic(variant, n_per_class=200, epochs=4, widths=(8, 16), lr=0.05, batch_size=32, device='cpu')
     te = make_synthetic(variant, 25, seed=1)
     return run.model, te, unit_scores(run.model, te.X, te.y, progress=False)
 
+def _demo_figure(D, x, xf, pred, pred_f, delta, cls, stop):
+    "The demo's four panels: the DFM, the image, the DFM-filtered image (contrast-stretched) and the band-stop confusion"
+    fig, axs = plt.subplots(1, 4, figsize=(10, 2.7), dpi=50)
+    axs[0].imshow(D[cls].numpy(), cmap='gray', interpolation='nearest'); axs[0].set_title(f'DFM of class {cls}', fontsize=9)
+    axs[1].imshow(x[0].permute(1, 2, 0).numpy()); axs[1].set_title(f'image: predicted {pred}', fontsize=9)
+    v = xf[0].permute(1, 2, 0); v = (v - v.min()) / (v.max() - v.min()).clamp(min=1e-12)   # contrast-stretched for display
+    axs[2].imshow(v.numpy()); axs[2].set_title(f'DFM-filtered (stretched): predicted {pred_f}', fontsize=9)
+    axs[3].imshow(delta.numpy(), cmap='RdBu_r', vmin=-100, vmax=100); axs[3].set_title(f'Δ after removing {stop}', fontsize=9)
+    for k in range(4):
+        for j in range(4): axs[3].text(j, k, f'{delta[k, j]:.0f}', ha='center', va='center', fontsize=7)
+    axs[3].set(xlabel='predicted', ylabel='true', xticks=range(4), yticks=range(4))
+    for a in axs[:3]: a.axis('off')
+    fig.tight_layout()
+    return fig
+
+# %% ../../nbs/21a_freq.shortcuts_repro.ipynb #25689aac
 @DEMOS.register('frequency-shortcuts')
 class FrequencyShortcutDemo(Demo):
     "Rank DFMs of a small CNN on the synthetic band-biased sets, filtered images and band-stop confusion"
@@ -242,33 +297,28 @@ class FrequencyShortcutDemo(Demo):
                 'image': W.IntSlider(value=0, min=0, max=24, description='image'),
                 'stop': W.Dropdown(options=[f'B{a + 1}+B{b + 1}' for a, b in BAND_PAIRS], value='B1+B2', description='band-stop')}
     @functools.lru_cache(maxsize=64)
-    def compute(self, variant, cls, keep, image, stop):
+    def compute(self, variant:int, # Synthetic variant Syn_1..Syn_4 (a model is trained once per variant)
+                cls:int, # The class whose DFM is shown
+                keep:float, # DFM size: fraction of the 32x32 positions
+                image:int, # Which test image of the class
+                stop:str): # The two bands removed, e.g. 'B1+B2'
+        "DFMs, the image and its DFM-filtered version with the predictions, the band-stop Delta, the DFM's share in the class band, the class accuracy"
         model, te, s = _demo_setup(variant)
         D = select_dfm(s.loss, s.units, 32, 32, keep)
         idx = torch.nonzero(te.y == cls).flatten()[image]
         x = te.X[idx:idx + 1]
         xf = filter_images(x, D[cls])
-        pred, pred_f = int(_predict(model, x, 1)[0]), int(_predict(model, xf, 1)[0])
-        bands = tuple(int(b[1:]) - 1 for b in stop.split('+'))
-        delta = band_stop_confusion(model, te.X, te.y, bands)
-        acc = float((_predict(model, te.X[te.y == cls], 256) == cls).double().mean())
+        pred, pred_f = int(predict_labels(model, x, 1)[0]), int(predict_labels(model, xf, 1)[0])
+        delta = band_stop_confusion(model, te.X, te.y, tuple(int(b[1:]) - 1 for b in stop.split('+')))
+        acc = float((predict_labels(model, te.X[te.y == cls], 256) == cls).double().mean())
         return D, x, xf, pred, pred_f, delta, float(dfm_band_fraction(D)[cls, cls]), acc
-    def summary(self, variant, cls, keep, image, stop):
-        D, x, xf, pred, pred_f, delta, own, acc = self.compute(variant, cls, keep, image, stop)
+    def summary(self, **params): # The controls' values: variant, cls, keep, image, stop (see `compute`)
+        "One line: the DFM's size and band, the predictions, the class accuracy before and after the band-stop"
+        D, x, xf, pred, pred_f, delta, own, acc = self.compute(**params)
+        variant, cls, stop = params['variant'], params['cls'], params['stop']
         return (f"Syn_{variant}, class {cls}: the DFM keeps {int(D[cls].sum())} frequencies, {own:.0%} of them in the class band B{cls + 1}; "
                 f"prediction {pred} on the image, {pred_f} on the DFM-filtered image. Removing {stop}: class {cls} accuracy "
                 f"{acc:.0%} → {acc + float(delta[cls, cls]) / 100:.0%}")
-    def render(self, variant, cls, keep, image, stop):
-        D, x, xf, pred, pred_f, delta, own, acc = self.compute(variant, cls, keep, image, stop)
-        fig, axs = plt.subplots(1, 4, figsize=(10, 2.7), dpi=72)
-        axs[0].imshow(D[cls].numpy(), cmap='gray', interpolation='nearest'); axs[0].set_title(f'DFM of class {cls}', fontsize=9)
-        axs[1].imshow(x[0].permute(1, 2, 0).numpy()); axs[1].set_title(f'image: predicted {pred}', fontsize=9)
-        v = xf[0].permute(1, 2, 0); v = (v - v.min()) / (v.max() - v.min()).clamp(min=1e-12)   # contrast-stretched for display
-        axs[2].imshow(v.numpy()); axs[2].set_title(f'DFM-filtered (stretched): predicted {pred_f}', fontsize=9)
-        im = axs[3].imshow(delta.numpy(), cmap='RdBu_r', vmin=-100, vmax=100); axs[3].set_title(f'Δ after removing {stop}', fontsize=9)
-        for k in range(4):
-            for j in range(4): axs[3].text(j, k, f'{delta[k, j]:.0f}', ha='center', va='center', fontsize=7)
-        axs[3].set(xlabel='predicted', ylabel='true', xticks=range(4), yticks=range(4))
-        for a in axs[:3]: a.axis('off')
-        fig.tight_layout()
-        return fig
+    def render(self, **params): # The controls' values (see `compute`)
+        "The DFM, the image, the filtered image and the band-stop confusion"
+        return _demo_figure(*self.compute(**params)[:6], params['cls'], params['stop'])
