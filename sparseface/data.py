@@ -15,7 +15,7 @@ import sklearn.datasets
 from sklearn.model_selection import train_test_split as _sk_split
 from sklearn.utils import Bunch
 import skimage.data
-from .core import Registry, UnknownNameError, DataNotFoundError, check_type, check_choice, check_range, check_tensor
+from .core import Registry, UnknownNameError, DataNotFoundError, check_type, check_choice, check_range, check_tensor, check_xy
 
 # %% auto #0
 __all__ = ['KINDS', 'DATASETS', 'FEATSEL_SETS', 'ETT_HOUR_LENGTHS', 'ETT_MINUTE_LENGTHS', 'TIMESERIES_SETS', 'CIFAR10_CLASSES',
@@ -408,8 +408,6 @@ def _yale(root=None, drop_duplicates:bool=False):
     return load_yale_folder(data_path('faces/yale', root, "The 'yalefaces' files named subjectNN.<condition>."), drop_duplicates)
 
 # %% ../nbs/01_data.ipynb #04dba677
-from .core import check_xy
-
 def _take(a, idx): return a.iloc[idx] if isinstance(a, (pd.DataFrame, pd.Series)) else a[idx]
 
 def train_val_test_split(X, # Samples: array (n, ...) or DataFrame
