@@ -274,6 +274,7 @@ def test_search(page, serve):
     assert hit, (name, hrefs[:5])
     page.locator(f'#search-results li a[href="{hit}"]').first.click()
     page.wait_for_url(f'**/{pg_name}*#*')
+    page.wait_for_load_state('load')      # let the page finish loading: leaving it earlier aborts its requests
     anchor = page.url.partition('#')[2]
     assert page.locator(f'[id="{anchor}"]').count() == 1 and page.locator(f'[id="{name}"]').count() == 1
     page.goto(base + 'search.html?q=zzzqqqxxnotfound', wait_until='load')
