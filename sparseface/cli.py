@@ -84,6 +84,15 @@ def _list(out):
     out.write('Demos:\n' + ''.join(f"  {n:28s} {DEMOS.meta(n)['description']}\n" for n in DEMOS))
     for k, v in errs.items(): out.write(f"(could not import {k}: {v})\n")
 
+def _started(i, n, name):
+    "Progress: a reproduction starts"
+    sys.stderr.write(f"[{i}/{n}] {name} ...\n"); sys.stderr.flush()
+
+def _done(i, n, r):
+    "Progress: a reproduction ended (one line on stdout, with its wall and CPU time)"
+    t = f"in {r['seconds']} s (CPU {r['cpu_seconds']} s)" if r['status'] == 'ok' else f"after {r.get('seconds', '?')} s ({r['error']})"
+    sys.stdout.write(f"[{i}/{n}] {r['name']}: {r['status']} {t}\n"); sys.stdout.flush()
+
 def main(argv:list[str]|None=None) -> int: # Arguments (default: `sys.argv[1:]`)
     "Entry point of the `sparseface` command; returns the exit code"
     p = _parser()
@@ -100,10 +109,8 @@ def main(argv:list[str]|None=None) -> int: # Arguments (default: `sys.argv[1:]`)
         data = a.data or (os.environ.get('SPARSEFACE_DATA') if not a.quick else None)
         names = 'all' if a.names == ['all'] else a.names
         reg = REPRODUCTIONS if a.cmd == 'reproduce' else BENCHMARKS
-        recs = run_reproductions(names, a.out, registry=reg, quick=a.quick, data=data, device=a.device, seed=a.seed, progress=not a.no_progress)
-        for r in recs:
-            line = f"{r['name']}: {r['status']}" + (f" in {r['seconds']} s" if r['status'] == 'ok' else f" ({r['error']})")
-            sys.stdout.write(line + '\n')
+        recs = run_reproductions(names, a.out, registry=reg, quick=a.quick, data=data, device=a.device, seed=a.seed,
+                                 progress=not a.no_progress, on_start=_started, on_done=_done)
         sys.stdout.write(f"Report: {Path(a.out) / 'index.html'}\n")
         return 0 if all(r['status'] == 'ok' for r in recs) else 1
     except (UnknownNameError, DataNotFoundError, ValueError, TypeError, ImportError) as e:

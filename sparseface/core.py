@@ -12,19 +12,30 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['REPRODUCTIONS', 'BENCHMARKS', 'UnknownNameError', 'DataNotFoundError', 'check_type', 'check_choice', 'check_range',
-           'check_tensor', 'n_samples', 'check_xy', 'default_device', 'module_device', 'eval_mode', 'memory_mb',
-           'reset_peak_memory', 'set_seed', 'make_generator', 'Registry', 'ensure_dir']
+__all__ = ['REPRODUCTIONS', 'BENCHMARKS', 'closest_names', 'UnknownNameError', 'DataNotFoundError', 'check_type', 'check_choice',
+           'check_range', 'check_tensor', 'n_samples', 'check_xy', 'default_device', 'module_device', 'eval_mode',
+           'memory_mb', 'reset_peak_memory', 'set_seed', 'make_generator', 'Registry', 'ensure_dir']
 
 # %% ../nbs/00_core.ipynb #eb75b8bd
+def closest_names(name, # The name asked for
+                  choices:Iterable[str]) -> list[str]: # The valid names
+    "The valid names `name` most likely meant: a close spelling, else those whose last `/` part matches (exact case first)"
+    choices = sorted(choices)
+    close = difflib.get_close_matches(str(name), choices, n=1)
+    if close: return close
+    tail = lambda c: c.rsplit('/', 1)[-1]
+    want = tail(str(name))
+    hits = difflib.get_close_matches(want.lower(), sorted({tail(c).lower() for c in choices}), n=1)
+    return sorted((c for c in choices if hits and tail(c).lower() == hits[0]), key=lambda c: (tail(c) != want, c))
+
 class UnknownNameError(ValueError):
     "A name that is not one of the registered choices"
     def __init__(self, kind:str, # What was looked up, e.g. 'dataset'
                  name:str, # The name asked for
                  choices:Iterable[str]): # The valid names
         choices = sorted(choices)
-        close = difflib.get_close_matches(str(name), choices, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        close = closest_names(name, choices)
+        hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
         super().__init__(f"Unknown {kind} {name!r}.{hint} Choose one of: {', '.join(choices) or '(none registered)'}")
         self.kind, self.name, self.choices = kind, name, choices
 
