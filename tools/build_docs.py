@@ -21,7 +21,7 @@ The output is deterministic: rebuilding unchanged notebooks gives byte-identical
 """
 from __future__ import annotations
 
-import argparse, json, os, shutil, sys, tempfile, time, warnings
+import argparse, json, os, re, shutil, sys, tempfile, time, warnings
 from pathlib import Path
 
 from docs_links import check_links
@@ -217,6 +217,13 @@ def readme_markdown(nb_path: Path) -> str:
                 txt = _src(data.get('text/plain', o.get('text', ''))).rstrip()
                 if txt: out.append(f"```\n{txt}\n```")
     body = myst_to_gfm('\n\n'.join(x for x in out if x))
+    # links relative to the notebook (`12_featsel.attribution.ipynb`) become links relative to the README at the root
+    nbs = nb_path.parent
+    def rebase(m):
+        target = m.group(2); path = re.split(r'[#?]', target)[0]
+        if not path or re.match(r'^[a-z][a-z0-9+.-]*:|^[#/]', target) or not (nbs/path).exists(): return m.group(0)
+        return f"{m.group(1)}({(nbs/path).resolve().relative_to(REPO).as_posix()}{target[len(path):]})"
+    body = re.sub(r'(\]|\]\s*)\(([^)\s]+)\)', rebase, body)
     return '<!-- generated from nbs/index.ipynb by tools/build_docs.py: edit the notebook, not this file -->\n\n' + body + '\n'
 
 
