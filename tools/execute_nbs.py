@@ -79,7 +79,7 @@ def execute_notebooks(paths, timeout: int = 600, run_flags=(), allow_errors=Fals
     from nbdev.config import get_config
     from cell_needs import forced_flags
     skip = set(get_config(path=REPO).get('tst_flags', '').split()) - set(forced_flags(run_flags))
-    kenv = dict(os.environ, PYTHONHASHSEED='0',
+    kenv = dict(os.environ, PYTHONHASHSEED='0', OMP_WAIT_POLICY=os.environ.get('OMP_WAIT_POLICY', 'PASSIVE'),  # no spinning threads (06_cli)
                 # as `nbdev_test` does: IN_TEST makes `nbdev_export()` cells no-ops (no writes to the library)
                 IN_TEST='1', PYTHONPATH=os.pathsep.join([str(REPO)] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
     failed = 0
