@@ -357,7 +357,7 @@ def _elastic_cifar(x, c, g):
     "`make_cifar_c.py`'s elastic transform: random affine (corner jitter c[2]), then displacement c[0] x smoothed U(-1, 1), sigma c[1]"
     B, C, H, W = x.shape; S = float(min(H, W)); a, s, j = c[0] * S, c[1] * S, c[2] * S
     cy, cx, q = H // 2, W // 2, min(H, W) // 3
-    p1 = torch.tensor([[cx + q, cy + q], [cx - q, cy + q], [cx - q, cy - q]], dtype=torch.float64)  # (x, y), as cv2 points
+    p1 = torch.tensor([[cx + q, cy + q], [cx + q, cy - q], [cx - q, cy - q]], dtype=torch.float64)  # make_cifar_c.py's pts1, (x, y) as cv2 points
     p2 = p1 + _uniform((B, 3, 2), g, p1, -j, j)
     A = torch.cat([p1, torch.ones(3, 1, dtype=torch.float64)], 1)               # forward affine p2 = M [p1; 1]
     M = torch.linalg.solve(A, p2).transpose(1, 2)                                 # [B, 2, 3]
@@ -574,7 +574,13 @@ def _check_batch(x):
     "Raise unless `x` is a float tensor [B, 3, H, W] with H, W >= 32 and values in [0, 1]"
     check_tensor(x, 'x', ndim=4, dtype_kind='f')
     if not isinstance(x, torch.Tensor): raise TypeError("x must be a torch.Tensor (use `corrupt` for NumPy images)")
-    if x.shape[1] != 3: raise ValueError(f"x must have 3 (RGB) channels [B, 3, H, W], got shape {tuple(x.shape)}; repeat grayscale images: x.expand(-1, 3, -1, -1)")
+    if x.shape[1] != 3:
+        shape = tuple(x.shape)
+        if x.shape[-1] in (1, 3):   # [B, H, W, C]: H >= 32, so a last axis of 1 or 3 is the channels
+            fix = 'x.permute(0, 3, 1, 2)' + ('.expand(-1, 3, -1, -1)' if x.shape[-1] == 1 else '')
+            raise ValueError(f"x looks channels-last [B, H, W, C] (shape {shape}); corrupt_batch wants channels first, [B, 3, H, W]: pass {fix}")
+        if x.shape[1] == 1: raise ValueError(f"x must have 3 (RGB) channels [B, 3, H, W], got grayscale shape {shape}; repeat the channel: x.expand(-1, 3, -1, -1)")
+        raise ValueError(f"x must have 3 (RGB) channels [B, 3, H, W], got shape {shape}")
     if min(x.shape[-2:]) < 32: raise ValueError(f"x must be at least 32x32 pixels, got {tuple(x.shape[-2:])}")
     if x.numel() and (x.min() < 0 or x.max() > 1): raise ValueError(f"x must be in [0, 1], got values in [{x.min().item():.3g}, {x.max().item():.3g}]")
 

@@ -20,7 +20,7 @@ from .corruptions import corrupt_batch, get_corruption_names
 __all__ = ['ALEXNET_IMAGENET_C_ERRORS', 'ALEXNET_IMAGENET_CLEAN_ERROR', 'RESULT_COLUMNS', 'errors_from_csv', 'corruption_error',
            'mce', 'relative_corruption_error', 'relative_mce', 'corruption_accuracy', 'counter_bug', 'ece_bins',
            'ece_from_bins', 'ece', 'flip_probability', 'mfp', 'toy_corrupt', 'default_corrupt_fn',
-           'evaluate_corruptions', 'run_distributed', 'error_table', 'summarize']
+           'evaluate_corruptions', 'run_distributed', 'error_table', 'summarize', 'relative_ce_table']
 
 # %% ../../nbs/31_robust.evaluation.ipynb #272de341
 ALEXNET_IMAGENET_C_ERRORS = {  # AlexNet top-1 ImageNet-C error (%) per severity 1..5 (afa-augment `summaryImageNet_C_baseline.csv`)
@@ -383,10 +383,14 @@ def error_table(df:pd.DataFrame, # The runner's table
     return t, (float(clean.iloc[0]) if len(clean) else None)
 
 # %% ../../nbs/31_robust.evaluation.ipynb #c12b2731
+def _degrades(errors, clean_error) -> bool:
+    "Whether the summed rise of `errors` (5 severities) over `clean_error` is positive (beyond float noise: errors are 100 - accuracy)"
+    return float((np.asarray(errors, dtype=np.float64) - clean_error).sum()) > 1e-9
+
 def summarize(df:pd.DataFrame, # The runner's table (all 5 severities per corruption)
               baseline:str # The model of `df` used as baseline (CE = 100)
              ) -> pd.DataFrame:
-    "Per model: clean error, corruption accuracy, mean ECE, mCE and relative mCE (over the corruptions where the baseline's error rises above its clean error) against `baseline`"
+    "Per model: clean error, corruption accuracy, mean ECE, mCE, and relative mCE over the `rCE corruptions` on which the baseline's error rises above its clean error, against `baseline`"
     be, bc = error_table(df, baseline)
     rows = []
     for m in dict.fromkeys(df['model']):
@@ -395,8 +399,26 @@ def summarize(df:pd.DataFrame, # The runner's table (all 5 severities per corrup
         r = {'model': m + (' (baseline)' if m == baseline else ''), 'clean error': c, 'corruption accuracy': corruption_accuracy(e),
              'mean ECE': float(d['ece'].mean()), 'mCE': mce(e, be)}
         r['relative mCE'], r['rCE corruptions'] = None, 0
-        if c is not None and bc is not None:  # only where the baseline degrades at all (else rCE is undefined)
-            ok = [k for k in e if (np.asarray(be[k]) - bc).sum() != 0]
+        if c is not None and bc is not None:  # only where the baseline degrades (rise 0: rCE undefined; below 0: its sign flips)
+            ok = [k for k in e if _degrades(be[k], bc)]
             if ok: r['relative mCE'], r['rCE corruptions'] = relative_mce({k: e[k] for k in ok}, c, be, bc), len(ok)
         rows.append(r)
     return pd.DataFrame(rows)
+
+# %% ../../nbs/31_robust.evaluation.ipynb #c986c46c
+def relative_ce_table(df:pd.DataFrame, # The runner's table, with clean rows (all 5 severities per corruption)
+                      baseline:str # The model of `df` used as baseline
+                     ) -> pd.DataFrame:
+    "Per corruption: whether it counts in relative mCE (the baseline degrades), the baseline's and every model's mean rise in error over its clean error (pp, mean of severities 1..5), and each model's rCE (None where it does not count)"
+    be, bc = error_table(df, baseline)
+    if bc is None: raise ValueError(f"df has no clean rows for the baseline {baseline!r} (corruption 'clean', severity 0): relative CE needs the clean error")
+    others = {m: error_table(df, m) for m in dict.fromkeys(df['model']) if m != baseline}
+    rows = []
+    for k, b in be.items():
+        rb, ok = float(np.mean(b) - bc), _degrades(b, bc); r = {'corruption': k, 'counted': ok, f'{baseline} rise (pp)': rb}
+        for m, (e, c) in others.items():
+            if k not in e or c is None: continue
+            rm = float(np.mean(e[k]) - c); r[f'{m} rise (pp)'] = rm; r[f'{m} rCE'] = rm / rb if ok else None
+        rows.append(r)
+    return pd.DataFrame(rows)
+
