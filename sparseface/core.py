@@ -152,7 +152,7 @@ def _first_text(values):
     for i, v in enumerate(values):
         if isinstance(v, (str, bytes)):
             try: float(v)
-            except ValueError: return i, v
+            except ValueError: return i, (str(v) if isinstance(v, str) else bytes(v))  # plain str/bytes: numpy 2 reprs np.str_('a')
     return None
 
 def check_numeric(X, # Samples `[N, d]`: array, list, DataFrame, tensor or scipy sparse matrix
