@@ -13,8 +13,9 @@ import torch
 
 # %% auto #0
 __all__ = ['REPRODUCTIONS', 'BENCHMARKS', 'closest_names', 'UnknownNameError', 'DataNotFoundError', 'check_type', 'check_choice',
-           'check_range', 'check_tensor', 'n_samples', 'check_xy', 'default_device', 'module_device', 'eval_mode',
-           'memory_mb', 'reset_peak_memory', 'set_seed', 'make_generator', 'Registry', 'ensure_dir']
+           'check_range', 'check_tensor', 'n_samples', 'check_xy', 'check_numeric', 'default_device', 'module_device',
+           'eval_mode', 'torch_threads', 'memory_mb', 'reset_peak_memory', 'set_seed', 'make_generator', 'Registry',
+           'ensure_dir']
 
 # %% ../nbs/00_core.ipynb #eb75b8bd
 def closest_names(name, # The name asked for
@@ -129,11 +130,13 @@ def check_xy(X, # Samples `[N, ...]`: array, tensor, list, DataFrame or scipy sp
              y, # Targets `[N, ...]`
              names:tuple=('X', 'y'), # The arguments' names, for the messages
              min_samples:int=1, # Fewest samples allowed
-             finite:bool=True): # Reject NaN and infinity in floating `X`?
-    "Raise a clear `ValueError` unless `X` and `y` hold the same number (>= `min_samples`) of samples and `X` is finite; return them"
+             finite:bool=True, # Reject NaN and infinity in floating `X`?
+             numeric:bool=False): # Reject `X` holding strings that are not numbers (see `check_numeric`)?
+    "Raise a clear `ValueError` unless `X` and `y` hold the same number (>= `min_samples`) of samples and `X` is finite (and numeric); return them"
     nx, ny = n_samples(X, names[0]), n_samples(y, names[1])
     if nx != ny: raise ValueError(f"{names[0]} and {names[1]} must have the same length, got {nx} and {ny}")
     if nx < min_samples: raise ValueError(f"{names[0]} is empty" if nx == 0 else f"{names[0]} has {nx} samples, at least {min_samples} are needed")
+    if numeric: check_numeric(X, names[0])
     if finite:
         v = X.data if hasattr(X, 'tocsr') else X        # scipy sparse: the stored values
         if isinstance(v, torch.Tensor):
@@ -142,6 +145,33 @@ def check_xy(X, # Samples `[N, ...]`: array, tensor, list, DataFrame or scipy sp
             a = np.asarray(v) if not hasattr(v, 'to_numpy') else v.to_numpy()
             if a.dtype.kind in 'fc' and not np.isfinite(a).all(): raise ValueError(f"{names[0]} contains NaN or infinite values")
     return X, y
+
+# %% ../nbs/00_core.ipynb #c7e1a0b2
+def _first_text(values):
+    "(position, value) of the first string or bytes in `values` that does not parse as a number, else None"
+    for i, v in enumerate(values):
+        if isinstance(v, (str, bytes)):
+            try: float(v)
+            except ValueError: return i, (str(v) if isinstance(v, str) else bytes(v))  # plain str/bytes: numpy 2 reprs np.str_('a')
+    return None
+
+def check_numeric(X, # Samples `[N, d]`: array, list, DataFrame, tensor or scipy sparse matrix
+                  name:str='X'): # The argument's name, for the message
+    "Raise a `ValueError` naming the first column of `X` (index, and name for a DataFrame) that holds text; return `X`"
+    if isinstance(X, torch.Tensor) or hasattr(X, 'tocsr'): return X       # tensors and scipy sparse matrices hold numbers
+    if hasattr(X, 'columns') and hasattr(X, 'dtypes'):                     # a DataFrame: its object/string/category columns
+        cols = [(j, c, X.iloc[:, j].to_numpy()) for j, (c, t) in enumerate(zip(X.columns, X.dtypes)) if getattr(t, 'kind', 'O') not in 'biufcmM']
+    else:
+        try: a = np.asarray(X)
+        except (ValueError, TypeError): return X                           # ragged input: the caller's conversion says why
+        if a.dtype.kind not in 'OUS': return X
+        cols = [(j, None, a[:, j]) for j in range(a.shape[1])] if a.ndim == 2 else [(None, None, a.ravel())]
+    for j, c, v in cols:
+        bad = _first_text(np.ravel(v))
+        if bad is None: continue
+        where = name if j is None else f"{name} column {j}" + (f" ({c!r})" if c is not None else '')
+        raise ValueError(f"{where} holds non-numeric values such as {bad[1]!r}; encode it (e.g. one-hot) first")
+    return X
 
 # %% ../nbs/00_core.ipynb #4f3dc7fa
 def default_device(device:str|torch.device|None=None # 'cpu', 'cuda', 'cuda:1', 'mps', a torch.device, or None for automatic
@@ -182,6 +212,17 @@ def eval_mode(model:torch.nn.Module): # The model (all its submodules) to evalua
     try: yield model
     finally:
         for m, t in modes: m.training = t
+
+# %% ../nbs/00_core.ipynb #c7e1a0b6
+@contextmanager
+def torch_threads(n:int|None # Intra-op threads inside the block; None: leave the setting as it is
+                 ):
+    "Context manager: `torch.set_num_threads(n)` inside the block, the previous number restored after"
+    if n is not None: check_type(n, int, 'n'); check_range(n, 'n', 1)
+    old = torch.get_num_threads()
+    if n is not None: torch.set_num_threads(n)
+    try: yield
+    finally: torch.set_num_threads(old)
 
 # %% ../nbs/00_core.ipynb #297ab679
 def memory_mb(key:str='VmHWM' # 'VmHWM' (peak) or 'VmRSS' (now); without /proc both give the peak from `resource`

@@ -18,7 +18,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.validation import check_is_fitted, validate_data
 from sklearn.utils.multiclass import check_classification_targets
 from tqdm.auto import tqdm
-from ..core import check_type, check_choice, check_range
+from ..core import check_type, check_choice, check_range, check_numeric
 from ..data import data_available
 
 # %% auto #0
@@ -40,6 +40,7 @@ class RankingSelector(SelectorMixin, BaseEstimator):
         y_arr = np.asarray(y)
         if y_arr.dtype.kind in 'OUS' and any(isinstance(v, (str, bytes)) for v in y_arr.ravel()[:1000]):
             raise TypeError("Unknown label type for y: it must hold numeric class labels, got strings; encode them with sklearn.preprocessing.LabelEncoder")
+        check_numeric(X, 'X')  # text in X: name the column (numpy's "could not convert string to float" does not); the rest: scikit-learn's checks
         X, y = validate_data(self, X, y, accept_sparse='csr', dtype=(np.float32, np.float64), ensure_min_samples=2)
         check_classification_targets(y)
         check_type(self.n_features, (int, np.integer), 'n_features'); check_range(self.n_features, 'n_features', 1)
