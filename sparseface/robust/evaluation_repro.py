@@ -12,7 +12,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 import ipywidgets as W
-from ..core import REPRODUCTIONS, module_device, set_seed
+from ..core import REPRODUCTIONS, module_device, set_seed, torch_threads
 from ..data import load_dataset
 from ..repro import format_value
 from ..models import create_model, train_classifier
@@ -56,12 +56,6 @@ def _quick_cnn(X, y, device, seed):
     set_seed(seed)
     return _train(create_model('small-cnn', 10, 3, widths=QUICK_WIDTHS), X, y, QUICK_EPOCHS, device, seed, lr=0.1, scheduler='cosine')
 
-@contextlib.contextmanager
-def _torch_threads(n):
-    "The block runs with `n` torch CPU threads; the previous number is restored after"
-    old = torch.get_num_threads(); torch.set_num_threads(n)
-    try: yield
-    finally: torch.set_num_threads(old)
 
 
 # %% ../../nbs/31a_robust.evaluation_repro.ipynb #8218fcd7
@@ -176,7 +170,7 @@ def reproduce_corruptions(ctx):
     ctx.deviation("Relative mCE averages rCE only over the corruptions on which the baseline's error rises above its clean error (elsewhere rCE is undefined or changes sign).")
     set_seed(ctx.seed)
     if not ctx.quick: return reproduce_cifar_c(ctx, names)
-    with _torch_threads(1):   # 32 px batches: a second thread costs more CPU time in synchronisation than it saves
+    with torch_threads(1):   # 32 px batches: a second thread costs more CPU time in synchronisation than it saves
         (Xtr, ytr), test = digits_32(ctx.seed)
         cnn = _quick_cnn(Xtr, ytr, ctx.device, ctx.seed)
         lin = _train(nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10)), Xtr, ytr, QUICK_EPOCHS, ctx.device, ctx.seed, lr=0.01)
