@@ -244,6 +244,7 @@ def summary_rows(records:list[dict]) -> list[dict]: # Records returned by `run_r
         if r['status'] != 'ok': rows.append({**base, 'claim tested': r.get('title', ''), 'ours': '', "paper's number": '', 'verdict': 'failed'}); continue
         for c in r.get('claims') or [{'claim': r.get('title', ''), 'ours': '', 'paper': None, 'expect': '', 'unit': '', 'verdict': 'no claim recorded'}]:
             u = c.get('unit') or ''
+            u = u if u in ('', '%') or u.startswith(' ') else ' ' + u     # '62 points', '96.2%'
             ours = f"{format_value(c['ours'])}{u}" if c['ours'] != '' else ''
             ref = f"{format_value(c['paper'])}{u}" if c.get('paper') is not None else (f"expected: {c['expect']}" if c.get('expect') else '—')
             rows.append({**base, 'claim tested': c['claim'], 'ours': ours, "paper's number": ref, 'verdict': c['verdict']})
