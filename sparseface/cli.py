@@ -4,13 +4,14 @@
 
 # %% ../nbs/06_cli.ipynb #91c77fb8
 from __future__ import annotations
-import argparse, os, sys, json, shutil, tempfile, subprocess, signal
+import argparse, os, sys, json, shutil, tempfile, subprocess, signal, time
 from pathlib import Path
-from .core import REPRODUCTIONS, BENCHMARKS, UnknownNameError, DataNotFoundError, ensure_dir
+from .core import REPRODUCTIONS, BENCHMARKS, UnknownNameError, DataNotFoundError, ensure_dir, check_type
 from .repro import discover, run_reproductions
 
 # %% auto #0
-__all__ = ['demo_notebooks', 'voila_command', 'serve_demos', 'main']
+__all__ = ['demo_notebooks', 'demo_cards', 'thumbnail_cache', 'write_thumbnails', 'gallery_html', 'demo_template',
+           'voila_command', 'serve_demos', 'main']
 
 # %% ../nbs/06_cli.ipynb #9e7609ef
 def demo_notebooks(folder:str|Path, # Where to write the notebooks
@@ -29,30 +30,198 @@ def demo_notebooks(folder:str|Path, # Where to write the notebooks
         p = folder / f"{n}.ipynb"; nbformat.write(nb, p); paths.append(p)
     return paths
 
-# %% ../nbs/06_cli.ipynb #1185e20c
+# %% ../nbs/06_cli.ipynb #86e3ad7c
+def demo_cards(names=None): # Demo names; default all registered
+    "One dict per demo for the gallery: `name`, `title`, one-line `description`, `paper` (when registered) and its Voilà `url`"
+    from sparseface.widgets import DEMOS
+    discover()
+    names = DEMOS.names() if not names else list(names)
+    cards = []
+    for n in names:
+        cls, meta = DEMOS[n], DEMOS.meta(n)
+        cards.append({'name': n, 'title': getattr(cls, 'title', '') or n, 'description': meta.get('description') or getattr(cls, 'description', ''),
+                      'paper': meta.get('paper'), 'url': f'voila/render/{n}.ipynb'})
+    return cards
+
+# %% ../nbs/06_cli.ipynb #b74b8ab7
+def thumbnail_cache() -> Path:
+    "Where rendered thumbnails are kept between runs: `$SPARSEFACE_CACHE`, else `$XDG_CACHE_HOME/sparseface`, else `~/.cache/sparseface`"
+    root = os.environ.get('SPARSEFACE_CACHE') or Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'sparseface'
+    return Path(root) / 'thumbnails'
+
+def _thumbnail_file(name:str) -> str:
+    "`<name>-<key>.png`: the key changes with the package version and the source file of the demo's class"
+    import hashlib, inspect, sparseface
+    from sparseface.widgets import DEMOS
+    h = hashlib.sha1(f"{sparseface.__version__}:{name}".encode())
+    try: h.update(Path(inspect.getsourcefile(DEMOS[name])).read_bytes())
+    except (TypeError, OSError): pass
+    return f"{name.replace('/', '_')}-{h.hexdigest()[:12]}.png"
+
+def _save_thumbnail(fig, path:Path, dpi:int=60):
+    "Save a matplotlib figure (or a PIL image) as a small PNG at `path` (written to a temporary name, then renamed)"
+    import matplotlib.figure
+    tmp = path.with_name(path.name + '.part')
+    if isinstance(fig, matplotlib.figure.Figure): fig.savefig(tmp, format='png', dpi=dpi, bbox_inches='tight')
+    elif hasattr(fig, 'thumbnail') and hasattr(fig, 'save'): im = fig.copy(); im.thumbnail((360, 240)); im.save(tmp, format='PNG')
+    else: raise TypeError(f"the demo renders a {type(fig).__name__}, not a matplotlib figure")
+    os.replace(tmp, path)
+
+def write_thumbnails(folder:str|Path, # Where `<name>.png` go (the gallery's thumbnails)
+                     names=None, # Demo names; default all registered
+                     render:bool=True, # Render the ones not in the cache? (False: only copy cached ones)
+                     cache:str|Path|None=None # Cache folder; None: `thumbnail_cache()`
+                    ) -> list[str]:
+    "Thumbnails of the demos' default figures (what the docs show statically): cached ones copied, others rendered; returns the names still without one"
+    from sparseface.widgets import DEMOS
+    discover()
+    names = DEMOS.names() if not names else list(names)
+    folder, cache = ensure_dir(folder), Path(cache) if cache is not None else thumbnail_cache()
+    missing = []
+    for n in names:
+        src, dst = cache / _thumbnail_file(n), folder / f"{n.replace('/', '_')}.png"
+        if not src.exists() and render:
+            t = time.time()
+            try:
+                import matplotlib; matplotlib.use('Agg')
+                d = DEMOS.create(n)
+                fig = d.last if d.last is not None else d.static()
+                ensure_dir(cache); _save_thumbnail(fig, src)
+                sys.stderr.write(f"[sparseface] thumbnail {n}: rendered in {time.time() - t:.1f} s\n")
+            except Exception as e: sys.stderr.write(f"[sparseface] thumbnail {n}: none ({type(e).__name__}: {e})\n")
+            sys.stderr.flush()
+        if src.exists(): shutil.copyfile(src, dst)
+        else: missing.append(n)
+    return missing
+
+# %% ../nbs/06_cli.ipynb #ac090559
+_GALLERY_CSS = """
+body { font-family: system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif; margin: 0; background: #f6f7f9; color: #1d2330; }
+header { padding: 28px 5vw 8px; } header h1 { margin: 0 0 4px; font-size: 1.6rem; } header p { margin: 0; color: #555; }
+.sparseface-gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(270px, 1fr)); gap: 18px; padding: 18px 5vw 40px; }
+.sparseface-card { display: flex; flex-direction: column; background: #fff; border: 1px solid #dde1e7; border-radius: 8px;
+  overflow: hidden; text-decoration: none; color: inherit; box-shadow: 0 1px 2px rgba(0,0,0,.05); }
+.sparseface-card:hover, .sparseface-card:focus { border-color: #3b6fd8; box-shadow: 0 2px 8px rgba(59,111,216,.25); }
+.thumb { height: 150px; background: #eef1f5; display: flex; align-items: center; justify-content: center; }
+.thumb img { max-width: 100%; max-height: 150px; object-fit: contain; }
+.thumb .placeholder { font-size: 1.05rem; font-weight: 600; color: #6a7485; padding: 0 16px; text-align: center; }
+.body { padding: 10px 14px 14px; } .body h2 { font-size: 1.02rem; margin: 0 0 6px; } .body p { margin: 0 0 8px; font-size: .9rem; color: #444; }
+.body code { font-size: .8rem; color: #6a7485; }
+"""
+
+# The thumbnails of a first run are rendered while the page is open: retry a missing one every 4 s for 5 minutes
+_GALLERY_JS = """
+function sfThumbLoaded(img) { img.hidden = false; img.nextElementSibling.hidden = true; }
+function sfThumbMissing(img) {
+  img.hidden = true; img.nextElementSibling.hidden = false;
+  const n = (+img.dataset.tries || 0) + 1;
+  if (img.dataset.pending === '1' && n <= 75) { img.dataset.tries = n; setTimeout(() => { img.src = img.dataset.src + '?try=' + n; }, 4000); }
+}
+"""
+
+def gallery_html(cards:list[dict], # `demo_cards()` output
+                 base_url:str='/', # The server's base URL (links and thumbnails are below it)
+                 thumbs:str='voila/files/thumbnails', # URL folder of the `<name>.png` thumbnails, below `base_url`
+                 pending=()) -> str: # Names whose thumbnail is still being rendered (the page retries them)
+    "The gallery landing page: one card per demo (thumbnail, title, one-line description) linking to its Voilà page"
+    import html
+    esc = lambda s: html.escape(str(s)).replace('{', '&#123;').replace('}', '&#125;')  # nothing of a title can read as Jinja
+    items = []
+    for c in cards:
+        n, img = c['name'], base_url + esc(f"{thumbs}/{c['name'].replace('/', '_')}.png")
+        paper = f"paper {c['paper']} · " if c.get('paper') else ''
+        items.append(f"""<a class="sparseface-card" href="{base_url}{esc(c['url'])}" data-demo="{esc(n)}">
+  <div class="thumb"><img src="{img}" data-src="{img}" data-pending="{int(n in pending)}" alt="{esc(c['title'])}" loading="lazy"
+    onload="sfThumbLoaded(this)" onerror="sfThumbMissing(this)"><div class="placeholder" hidden>{esc(c['title'])}</div></div>
+  <div class="body"><h2>{esc(c['title'])}</h2><p>{esc(c['description'])}</p><code>{esc(paper)}sparseface demo {esc(n)}</code></div>
+</a>""")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>sparseface demos</title><link rel="icon" href="data:,">
+<style>{_GALLERY_CSS}</style><script>{_GALLERY_JS}</script></head>
+<body><header><h1>sparseface demos</h1><p>{len(cards)} interactive demos: pick one (each opens in its own Python kernel, served by Voilà on this machine).</p></header>
+<main class="sparseface-gallery">
+{chr(10).join(items)}
+</main></body></html>
+"""
+
+def demo_template(root:str|Path, # A folder for `JUPYTER_PATH`: the template goes to `<root>/voila/templates/sparseface`
+                  cards:list[dict], # `demo_cards()` output
+                  pending=()) -> Path: # Names whose thumbnail is still being rendered
+    "Write the `sparseface` Voilà template: Voilà's `lab` template without the Font Awesome CDN links, and the gallery as its tree page"
+    d = ensure_dir(Path(root) / 'voila' / 'templates' / 'sparseface')
+    (d / 'conf.json').write_text(json.dumps({'base_template': 'lab'}))
+    # the lab template's `notebook_css` block with every <link> to an https:// address cut out: Font Awesome from a CDN
+    # (Voila's own bundle already has it); a no-op where a Voila version links nothing
+    (d / 'index.html.j2').write_text(
+        "{%- extends 'voila/templates/lab/index.html.j2' -%}\n"
+        "{%- block notebook_css -%}\n{%- set parts = super().split('<link ') -%}\n{{ parts[0] }}\n"
+        "{%- for p in parts[1:] -%}{%- if 'https://' in p.split('>', 1)[0] -%}{{ p.split('>', 1)[1] }}{%- else -%}<link {{ p }}{%- endif -%}{%- endfor -%}\n"
+        "{%- endblock notebook_css -%}\n")
+    (d / 'tree.html').write_text(gallery_html(cards, '{{ base_url }}', pending=pending))
+    return d
+
+# %% ../nbs/06_cli.ipynb #b42e7c75
+def _connection_root() -> str:
+    "A short folder for Voilà's private connection folder: Unix socket paths must stay under ~100 characters"
+    return '/tmp' if os.path.isdir('/tmp') and os.access('/tmp', os.W_OK) else tempfile.gettempdir()
+
 def voila_command(folder:str|Path, # Folder of demo notebooks
                   port:int=8866, # Port on 127.0.0.1
-                  open_browser:bool=False) -> list[str]: # Open a browser tab?
-    "The Voilà command line that serves `folder` on 127.0.0.1 only"
-    return [sys.executable, '-m', 'voila', str(folder), f'--port={port}', '--Voila.ip=127.0.0.1', '--Voila.port_retries=0',
-            '--show_tracebacks=True', f'--Voila.open_browser={open_browser}']
+                  open_browser:bool=False, # Open a browser tab?
+                  cull_after:int=120, # Seconds before a kernel that is idle and has no page connected is shut down (0: never)
+                  template:str|None=None # A Voilà template name (`demo_template` writes 'sparseface'); None: Voilà's default
+                 ) -> list[str]:
+    "The Voilà command line that serves `folder` on 127.0.0.1 only, kernels over private Unix sockets, idle kernels culled"
+    cmd = [sys.executable, '-m', 'voila', str(folder), f'--port={port}', '--Voila.ip=127.0.0.1', '--Voila.port_retries=0',
+           '--show_tracebacks=True', f'--Voila.open_browser={open_browser}']
+    if template: cmd += [f'--template={template}', '--VoilaConfiguration.classic_tree=True', '--VoilaConfiguration.allow_template_override=NO']
+    if os.name == 'posix':  # no TCP port race between kernels starting at once (see "Why a first load hung" below)
+        cmd += ['--KernelManager.transport=ipc', f'--Voila.connection_dir_root={_connection_root()}']
+    if cull_after:
+        check_type(cull_after, int, 'cull_after')
+        if cull_after < 0: raise ValueError(f"cull_after must be >= 0 seconds (0: never cull), got {cull_after}")
+        cmd += [f'--MappingKernelManager.cull_idle_timeout={cull_after}', f'--MappingKernelManager.cull_interval={max(1, min(30, cull_after // 4))}',
+                '--MappingKernelManager.cull_connected=False', '--MappingKernelManager.cull_busy=False']
+    return cmd
+
+# %% ../nbs/06_cli.ipynb #bf6b5cea
+def _low_priority():
+    "In the thumbnail renderer: yield the CPU to the server and the demos' kernels"
+    try: os.nice(19)
+    except (AttributeError, OSError): pass
 
 def serve_demos(names=None, # Demo names; default all
                 port:int=8866, # Port on 127.0.0.1
-                open_browser:bool=False): # Open a browser tab?
-    "Serve the demos with Voilà until interrupted (blocking)"
+                open_browser:bool=False, # Open a browser tab on the gallery?
+                cull_after:int=120, # Seconds before an idle kernel without a page is shut down (0: never)
+                thumbnails:bool=True): # Show thumbnails (rendered once in the background, then cached)?
+    "Serve the demo gallery and the demos with Voilà until interrupted (blocking)"
     try: import voila  # noqa
     except ImportError: raise ImportError("sparseface demo needs Voilà: pip install 'sparseface[dev]' (or pip install voila)") from None
+    voila_command('.', port, cull_after=cull_after)  # argument errors before anything starts
     with tempfile.TemporaryDirectory(prefix='sparseface-demos-') as d:
-        demo_notebooks(d, names)
-        proc = subprocess.Popen(voila_command(d, port, open_browser))
+        nbs, cards = Path(d) / 'demos', demo_cards(names)
+        demo_notebooks(nbs, [c['name'] for c in cards])
+        missing = write_thumbnails(nbs / 'thumbnails', [c['name'] for c in cards], render=False) if thumbnails else []
+        demo_template(Path(d) / 'jupyter', cards, pending=missing)
+        env = dict(os.environ, JUPYTER_PATH=os.pathsep.join(p for p in (str(Path(d) / 'jupyter'), os.environ.get('JUPYTER_PATH')) if p))
+        proc = subprocess.Popen(voila_command(nbs, port, open_browser, cull_after, template='sparseface'), env=env)
+        thumbs = None
+        if missing:  # first run: render the missing thumbnails at low priority while the gallery is already served
+            src = "import sys; from sparseface.cli import write_thumbnails; write_thumbnails(sys.argv[1], sys.argv[2:])"
+            thumbs = subprocess.Popen([sys.executable, '-c', src, str(nbs / 'thumbnails'), *missing], env=dict(env, MPLBACKEND='Agg'),
+                                      preexec_fn=_low_priority if os.name == 'posix' else None)
         old = signal.signal(signal.SIGTERM, lambda *_: proc.terminate())  # stopping us stops Voila (no orphan server)
         try: return proc.wait()
         except KeyboardInterrupt: proc.terminate(); return 0
         finally:
             signal.signal(signal.SIGTERM, old)
-            try: proc.wait(10)
-            except subprocess.TimeoutExpired: proc.kill()
+            for p in (thumbs, proc):
+                if p is None: continue
+                if p.poll() is None: p.terminate()
+                try: p.wait(10)
+                except subprocess.TimeoutExpired: p.kill()
 
 # %% ../nbs/06_cli.ipynb #dae661ad
 def _parser():
@@ -68,11 +237,13 @@ def _parser():
         r.add_argument('--seed', type=int, default=0, help='base seed (default 0)')
         r.add_argument('--out', default='sparseface-results', help='output folder (default ./sparseface-results)')
         r.add_argument('--no-progress', action='store_true', help='no progress bars')
-    d = sub.add_parser('demo', help='serve the interactive demos with Voila on 127.0.0.1')
+    d = sub.add_parser('demo', help='serve the demo gallery and the interactive demos with Voila on 127.0.0.1')
     d.add_argument('names', nargs='*', help='demo names (default: all)')
     d.add_argument('--port', type=int, default=8866, help='port (default 8866)')
     d.add_argument('--list', action='store_true', help='list the demos and exit')
-    d.add_argument('--open', action='store_true', help='open a browser tab')
+    d.add_argument('--open', action='store_true', help='open a browser tab on the gallery')
+    d.add_argument('--cull-after', type=int, default=120, metavar='SECONDS', help='shut down a demo kernel idle this long with no page open (default 120; 0: never)')
+    d.add_argument('--no-thumbnails', action='store_true', help='gallery cards without thumbnails (nothing rendered in the background)')
     sub.add_parser('list', help='list reproductions and demos')
     return p
 
@@ -104,8 +275,8 @@ def main(argv:list[str]|None=None) -> int: # Arguments (default: `sys.argv[1:]`)
             if a.list:
                 from sparseface.widgets import DEMOS
                 discover(); sys.stdout.write(''.join(f"{n}\n" for n in DEMOS)); return 0
-            sys.stderr.write(f"Serving demos on http://127.0.0.1:{a.port}/ (Ctrl-C stops)\n")
-            return serve_demos(a.names, a.port, a.open)
+            sys.stderr.write(f"Serving the demo gallery on http://127.0.0.1:{a.port}/ (Ctrl-C stops)\n")
+            return serve_demos(a.names, a.port, a.open, a.cull_after, thumbnails=not a.no_thumbnails)
         data = a.data or (os.environ.get('SPARSEFACE_DATA') if not a.quick else None)
         names = 'all' if a.names == ['all'] else a.names
         reg = REPRODUCTIONS if a.cmd == 'reproduce' else BENCHMARKS
