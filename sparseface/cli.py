@@ -169,7 +169,7 @@ def _connection_root() -> str:
 def voila_command(folder:str|Path, # Folder of demo notebooks
                   port:int=8866, # Port on 127.0.0.1
                   open_browser:bool=False, # Open a browser tab?
-                  cull_after:int=120, # Seconds before a kernel that is idle and has no page connected is shut down (0: never)
+                  cull_after:int=600, # Seconds before a kernel that is idle and has no page connected is shut down (0: never)
                   template:str|None=None # A Voilà template name (`demo_template` writes 'sparseface'); None: Voilà's default
                  ) -> list[str]:
     "The Voilà command line that serves `folder` on 127.0.0.1 only, kernels over private Unix sockets, idle kernels culled"
@@ -194,7 +194,7 @@ def _low_priority():
 def serve_demos(names=None, # Demo names; default all
                 port:int=8866, # Port on 127.0.0.1
                 open_browser:bool=False, # Open a browser tab on the gallery?
-                cull_after:int=120, # Seconds before an idle kernel without a page is shut down (0: never)
+                cull_after:int=600, # Seconds before an idle kernel without a page is shut down (0: never)
                 thumbnails:bool=True): # Show thumbnails (rendered once in the background, then cached)?
     "Serve the demo gallery and the demos with Voilà until interrupted (blocking)"
     try: import voila  # noqa
@@ -206,6 +206,7 @@ def serve_demos(names=None, # Demo names; default all
         missing = write_thumbnails(nbs / 'thumbnails', [c['name'] for c in cards], render=False) if thumbnails else []
         demo_template(Path(d) / 'jupyter', cards, pending=missing)
         env = dict(os.environ, JUPYTER_PATH=os.pathsep.join(p for p in (str(Path(d) / 'jupyter'), os.environ.get('JUPYTER_PATH')) if p))
+        env.setdefault('OMP_WAIT_POLICY', 'PASSIVE')  # OpenMP threads sleep instead of spinning: see "Why a first load hung"
         proc = subprocess.Popen(voila_command(nbs, port, open_browser, cull_after, template='sparseface'), env=env)
         thumbs = None
         if missing:  # first run: render the missing thumbnails at low priority while the gallery is already served
@@ -242,7 +243,7 @@ def _parser():
     d.add_argument('--port', type=int, default=8866, help='port (default 8866)')
     d.add_argument('--list', action='store_true', help='list the demos and exit')
     d.add_argument('--open', action='store_true', help='open a browser tab on the gallery')
-    d.add_argument('--cull-after', type=int, default=120, metavar='SECONDS', help='shut down a demo kernel idle this long with no page open (default 120; 0: never)')
+    d.add_argument('--cull-after', type=int, default=600, metavar='SECONDS', help='shut down a demo kernel idle this long with no page open (default 600; 0: never)')
     d.add_argument('--no-thumbnails', action='store_true', help='gallery cards without thumbnails (nothing rendered in the background)')
     sub.add_parser('list', help='list reproductions and demos')
     return p
