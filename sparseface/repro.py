@@ -12,11 +12,12 @@ import numpy as np
 import torch
 import sparseface
 from fastcore.basics import patch
-from .core import REPRODUCTIONS, BENCHMARKS, Registry, default_device, ensure_dir, check_type, set_seed
+from .core import REPRODUCTIONS, BENCHMARKS, Registry, default_device, ensure_dir, check_type, set_seed, torch_threads
 
 # %% auto #0
-__all__ = ['PACKAGE_DIR', 'VERDICTS', 'LONG_TABLE', 'SUMMARY_COLUMNS', 'package_shadowed', 'discover', 'ReproContext',
-           'cpu_seconds', 'run_reproduction', 'run_reproductions', 'format_value', 'summary_rows', 'write_report']
+__all__ = ['PACKAGE_DIR', 'VERDICTS', 'QUICK_THREADS', 'LONG_TABLE', 'SUMMARY_COLUMNS', 'package_shadowed', 'discover',
+           'ReproContext', 'cpu_seconds', 'run_reproduction', 'run_reproductions', 'format_value', 'summary_rows',
+           'write_report']
 
 # %% ../nbs/05_repro.ipynb #637a7928
 _SKIP_DISCOVERY = {'sparseface.cli', 'sparseface._modidx'}
@@ -146,6 +147,8 @@ def cpu_seconds() -> float:
     except ImportError: return time.process_time()   # no `resource` (Windows): this process only
 
 # %% ../nbs/05_repro.ipynb #788ca07f
+QUICK_THREADS = 1 # PyTorch intra-op threads of a quick run on the CPU (a registration's `quick_threads=` overrides it; None: leave as set)
+
 def run_reproduction(name:str, # A registered reproduction (see `REPRODUCTIONS.names()`)
                      out:str|Path, # Output folder
                      quick:bool=True, # Embedded data, about a minute of CPU
@@ -162,12 +165,13 @@ def run_reproduction(name:str, # A registered reproduction (see `REPRODUCTIONS.n
     ctx = ReproContext(name=name, out=out, quick=quick, data=Path(data) if data is not None else None,
                        device=default_device(device), seed=seed, progress=progress)
     set_seed(seed)
+    threads = meta.get('quick_threads', QUICK_THREADS) if quick and ctx.device.type == 'cpu' else None
     t0, c0, started = time.perf_counter(), cpu_seconds(), datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
-    numbers = fn(ctx)
+    with torch_threads(threads): numbers, used = fn(ctx), torch.get_num_threads()
     if not isinstance(numbers, dict): raise TypeError(f"{registry.kind} {name!r} must return a dict of numbers, got {type(numbers).__name__}")
     rec = {'name': name, 'title': meta.get('title') or meta.get('description', ''), 'paper': meta.get('paper'),
            'reference': meta.get('reference'), 'status': 'ok', 'quick': quick, 'data': str(ctx.data) if ctx.data else None,
-           'device': str(ctx.device), 'seed': seed, 'started': started, 'seconds': round(time.perf_counter() - t0, 2),
+           'device': str(ctx.device), 'torch_threads': used, 'seed': seed, 'started': started, 'seconds': round(time.perf_counter() - t0, 2),
            'cpu_seconds': round(cpu_seconds() - c0, 2), 'versions': _versions(), 'numbers': _jsonable(numbers),
            'claims': ctx.claims, 'compared_against': ctx.comparisons, 'substitutions': ctx.substitutions,
            'tables': ctx.tables, 'figures': ctx.figures, 'deviations': ctx.deviations, 'notes': ctx.notes}

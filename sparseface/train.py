@@ -560,14 +560,12 @@ def train_digits(seed:int=0, # Split and initialisation seed
 def reproduce_digits(ctx): # The reproduction context (options, output folder; see `sparseface.repro`)
     "MLP on scikit-learn digits through the shared fit loop with early stopping, next to an SVC on the same split"
     from sklearn.svm import SVC
-    from sparseface.core import torch_threads
     from sparseface.data import load_dataset, train_val_test_split, standardize
     from sparseface.metrics import confusion_matrix, plot_confusion_matrix
     seeds = [ctx.seed] if ctx.quick else [ctx.seed + i for i in range(5)]
     rows, d = [], load_dataset('digits')
     for s in tqdm(seeds, disable=not ctx.progress, desc='seeds', leave=False):
-        with torch_threads(1 if ctx.device.type == 'cpu' else None):  # a 64-256-128-10 MLP gains nothing from a 2nd thread; spinning OpenMP workers cost CPU
-            r = train_digits(seed=s, device=ctx.device)
+        r = train_digits(seed=s, device=ctx.device)
         sp = train_val_test_split(d.X, d.y, test_size=0.2, val_size=0.2, seed=s)  # the same split as train_digits
         Xtr, Xte = standardize(sp.X_train, sp.X_test)
         rows.append({'seed': s, 'test_accuracy': r.test['accuracy'], 'svc_test_accuracy': float(SVC().fit(Xtr, sp.y_train).score(Xte, sp.y_test)),

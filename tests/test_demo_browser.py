@@ -134,8 +134,6 @@ def noise_demo(tmp_path):
     finally: srv.stop()
 
 
-@pytest.mark.xfail(strict=False, reason="open defect (issue 13 note): in CI on 2026-12-02 the noise-psnr page opened from the gallery "
-                   "never rendered (kernel started, then no output for 180 s) while thumbnails rendered beside it; cause not found yet")
 def test_gallery_opens_every_demo(gallery, browser):
     "The gallery has a card per registered demo; each card's link opens the demo, which renders; thumbnails appear; all offline"
     from sparseface.repro import discover
@@ -181,7 +179,9 @@ def test_gallery_opens_every_demo(gallery, browser):
     assert not off, f'requests off the machine: {off}'
     assert not errors, errors
     page.close()
-    print(f"\ngallery test: {time.time() - t_all:.0f} s; first load of each demo (s): {times}; RSS of the open kernels (MB): {rss}")
+    repolled = sum('found only by the re-poll' in l for l in gallery.lines)  # lost ZeroMQ wake-ups (sparseface.demo_server)
+    print(f"\ngallery test: {time.time() - t_all:.0f} s; first load of each demo (s): {times}; RSS of the open kernels (MB): {rss}; "
+          f"replies recovered by the re-poll: {repolled}")
 
 
 def test_demo_control_changes_output(noise_demo, browser):

@@ -9,7 +9,7 @@ from typing import Iterable
 import numpy as np
 from tqdm.auto import tqdm
 from fastcore.basics import patch
-from ..core import REPRODUCTIONS, torch_threads
+from ..core import REPRODUCTIONS
 from ..data import load_dataset, make_madelon
 from ..widgets import Demo, DEMOS
 from .core import evaluate_selector, svc_accuracy, coverage, fixed_split, featsel_datasets
@@ -159,8 +159,7 @@ def reproduce_attribution(ctx # The reproduction context (quick, data, device, s
         return reproduce_attribution_full(ctx, [ctx.seed + i for i in range(5)], dict(hidden=(1000, 100), epochs=200, patience=50, device=ctx.device))
     full = dict(epochs=200, patience=50)
     budgets = {k: {**b, **full} for k, b in ATTRIBUTION_QUICK.items()} if not ctx.quick else ATTRIBUTION_QUICK
-    with torch_threads(1 if ctx.device.type == 'cpu' else None):  # a 64/200-input MLP gains nothing from a 2nd thread; spinning OpenMP workers cost CPU
-        rows = attribution_quick_rows(ctx, budgets, [ctx.seed])
+    rows = attribution_quick_rows(ctx, budgets, [ctx.seed])
     ctx.add_table('Six variants: coverage of the top-100 (Madelon-style, n=1000, 100 of 200 informative) and SVC accuracy on digits', rows,
                   note="paper_coverage_n1000: the paper's Fig. 8 values. Accuracy columns: SVC test accuracy with the top-K of 64 pixels.")
     ctx.compared_against("the paper's Fig. 8 (coverage of the top-100 on its synthetic problem, n = 1000) and the orderings of Table 6 (MNIST row)")

@@ -9,7 +9,7 @@ from typing import Iterable
 import numpy as np
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
-from ..core import REPRODUCTIONS, check_choice, torch_threads
+from ..core import REPRODUCTIONS, check_choice
 from ..data import make_madelon, load_dataset
 from ..widgets import Demo, DEMOS
 from .core import evaluate_selector, default_classifiers, featsel_datasets
@@ -158,8 +158,7 @@ def reproduce_neurofs(ctx # The reproduction context (quick, data, device, seed,
     ctx.deviation('Masks applied at initialisation (the code masks only after the first step).')
     if not ctx.quick: return reproduce_neurofs_full(ctx, [ctx.seed + i for i in range(3)])
     ctx.deviation('Quick run: columns standardised on the training split (the code scales train and test together).')
-    with torch_threads(1 if ctx.device.type == 'cpu' else None):  # small MLPs gain nothing from a 2nd thread; spinning OpenMP workers cost CPU
-        rows = neurofs_quick_rows(ctx)
+    rows = neurofs_quick_rows(ctx)
     ctx.add_table('NeuroFS: test accuracy (%) with the selected features (and with all features)', rows)
     p = NEUROFS_QUICK
     ctx.compared_against("the same classifiers on all features, a random top-K on the synthetic problem, and Table 7's MNIST row (its gap to all features)")

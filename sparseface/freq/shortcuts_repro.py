@@ -10,7 +10,7 @@ import torch
 from sklearn.utils import Bunch
 from tqdm.auto import tqdm
 import matplotlib.pyplot as plt
-from ..core import REPRODUCTIONS, DataNotFoundError, check_type, check_range, set_seed, eval_mode, torch_threads
+from ..core import REPRODUCTIONS, DataNotFoundError, check_type, check_range, set_seed, eval_mode
 from .core import radial_bands, filter_images
 from ..models import create_model, train_classifier
 from ..train import Callback
@@ -288,8 +288,7 @@ def reproduce_frequency_shortcuts(ctx): # `ReproContext` of `sparseface reproduc
         ctx.substitute(f"{q['n_train']} training / {q['n_test']} test images per class, {q['epochs']} epochs; rank DFMs of Syn_1 only, "
                        f"from {q['patch_size']}x{q['patch_size']} frequency patches; no greedy DFMs", 
                        "the full run's sizes, DFMs of every variant from single frequencies", "the quick run's CPU budget (60 s)")
-        with torch_threads(1 if ctx.device.type == 'cpu' else None):   # a 32 px CNN gains little from a 2nd thread; spinning workers cost CPU
-            return reproduce_synthetic(ctx, **q)
+        return reproduce_synthetic(ctx, **q)
     numbers = {f'synthetic {k}': v for k, v in reproduce_synthetic(ctx, n_train=1000, n_test=100, epochs=5, widths=(32, 64, 128), greedy_t=6).items()}
     numbers.update(reproduce_cifar(ctx))
     return numbers

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 import ipywidgets as W
-from ..core import REPRODUCTIONS, module_device, set_seed, torch_threads
+from ..core import REPRODUCTIONS, module_device, set_seed
 from ..data import load_dataset
 from ..repro import format_value
 from ..models import create_model, train_classifier
@@ -170,23 +170,22 @@ def reproduce_corruptions(ctx):
     ctx.deviation("Relative mCE averages rCE only over the corruptions on which the baseline's error rises above its clean error (elsewhere rCE is undefined or changes sign).")
     set_seed(ctx.seed)
     if not ctx.quick: return reproduce_cifar_c(ctx, names)
-    with torch_threads(1):   # 32 px batches: a second thread costs more CPU time in synchronisation than it saves
-        (Xtr, ytr), test = digits_32(ctx.seed)
-        cnn = _quick_cnn(Xtr, ytr, ctx.device, ctx.seed)
-        lin = _train(nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10)), Xtr, ytr, QUICK_EPOCHS, ctx.device, ctx.seed, lr=0.01)
-        ctx.compared_against("the baseline softmax-regression trained in the same run (CE, mCE and relative mCE are 100 for it), in place of the survey's "
-                             "timm ResNet-18 or Hendrycks' AlexNet; for the direction of the effects, ImageNet-C numbers of the method notes "
-                             "(ResNet-50 vs AlexNet: mCE 76.70, relative mCE 104.85; AlexNet's per-severity errors from the afa-augment CSV)")
-        ctx.substitute(f"embedded digits (8x8, upsampled to 32x32, grey in 3 channels; {len(ytr)} train / {len(test[1])} test)", "ImageNet validation images and ImageNet-C",
-                       "embedded data for the quick run; ImageNet-C is download-only")
-        ctx.substitute(f"a small CNN (small-cnn, widths {'-'.join(map(str, QUICK_WIDTHS))}, {QUICK_EPOCHS} epochs SGD 0.1 with cosine decay) trained in the run",
-                       "ImageNet-pretrained timm backbones", "no pretrained weights offline; a minute of CPU")
-        ctx.substitute(f"softmax regression on the pixels ({QUICK_EPOCHS} epochs) as the baseline", "timm ResNet-18 (the survey) or AlexNet (Hendrycks)",
-                       "a weaker model trained in the same run")
-        ctx.substitute(f"all {len(names)} corruptions regenerated at 32 px with the CIFAR-10-C parameters, 5 severities", "the 15 ImageNet-C corruptions at 224 px",
-                       "the digits are 32 px; the 4 validation corruptions come at no extra cost")
-        ctx.note("The quick run uses one torch CPU thread.")
-        return corruption_experiment(ctx, {'small-cnn': cnn, 'softmax-regression': lin}, 'softmax-regression', test, names)
+    (Xtr, ytr), test = digits_32(ctx.seed)
+    cnn = _quick_cnn(Xtr, ytr, ctx.device, ctx.seed)
+    lin = _train(nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 10)), Xtr, ytr, QUICK_EPOCHS, ctx.device, ctx.seed, lr=0.01)
+    ctx.compared_against("the baseline softmax-regression trained in the same run (CE, mCE and relative mCE are 100 for it), in place of the survey's "
+                         "timm ResNet-18 or Hendrycks' AlexNet; for the direction of the effects, ImageNet-C numbers of the method notes "
+                         "(ResNet-50 vs AlexNet: mCE 76.70, relative mCE 104.85; AlexNet's per-severity errors from the afa-augment CSV)")
+    ctx.substitute(f"embedded digits (8x8, upsampled to 32x32, grey in 3 channels; {len(ytr)} train / {len(test[1])} test)", "ImageNet validation images and ImageNet-C",
+                   "embedded data for the quick run; ImageNet-C is download-only")
+    ctx.substitute(f"a small CNN (small-cnn, widths {'-'.join(map(str, QUICK_WIDTHS))}, {QUICK_EPOCHS} epochs SGD 0.1 with cosine decay) trained in the run",
+                   "ImageNet-pretrained timm backbones", "no pretrained weights offline; a minute of CPU")
+    ctx.substitute(f"softmax regression on the pixels ({QUICK_EPOCHS} epochs) as the baseline", "timm ResNet-18 (the survey) or AlexNet (Hendrycks)",
+                   "a weaker model trained in the same run")
+    ctx.substitute(f"all {len(names)} corruptions regenerated at 32 px with the CIFAR-10-C parameters, 5 severities", "the 15 ImageNet-C corruptions at 224 px",
+                   "the digits are 32 px; the 4 validation corruptions come at no extra cost")
+    ctx.note("The quick run uses one torch CPU thread.")
+    return corruption_experiment(ctx, {'small-cnn': cnn, 'softmax-regression': lin}, 'softmax-regression', test, names)
 
 
 # %% ../../nbs/31a_robust.evaluation_repro.ipynb #9b0da95c
