@@ -173,7 +173,7 @@ def voila_command(folder:str|Path, # Folder of demo notebooks
                   template:str|None=None # A Voilà template name (`demo_template` writes 'sparseface'); None: Voilà's default
                  ) -> list[str]:
     "The Voilà command line (through `sparseface.demo_server`) serving `folder` on 127.0.0.1 only, kernels over private Unix sockets, idle kernels culled"
-    cmd = [sys.executable, '-c', 'from sparseface.demo_server import main; main()', str(folder), f'--port={port}', '--Voila.ip=127.0.0.1', '--Voila.port_retries=0',
+    cmd = [sys.executable, '-c', 'from sparseface.demo_server import serve; serve()', str(folder), f'--port={port}', '--Voila.ip=127.0.0.1', '--Voila.port_retries=0',
            '--show_tracebacks=True', f'--Voila.open_browser={open_browser}']
     if template: cmd += [f'--template={template}', '--VoilaConfiguration.classic_tree=True', '--VoilaConfiguration.allow_template_override=NO']
     if os.name == 'posix':  # no TCP port race between kernels starting at once (see "Why a first load hung" below)

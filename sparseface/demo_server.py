@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging, sys, time
 
 # %% auto #0
-__all__ = ['REPOLL_SECONDS', 'log', 'repolling_get_msg', 'install_shell_repoll', 'main']
+__all__ = ['REPOLL_SECONDS', 'log', 'repolling_get_msg', 'install_shell_repoll', 'serve']
 
 # %% ../nbs/06a_demo_server.ipynb #e2269494
 REPOLL_SECONDS = 1.0  # Longest a message whose wake-up was lost waits before the next slice finds it
@@ -38,7 +38,7 @@ def install_shell_repoll() -> bool:
     return True
 
 # %% ../nbs/06a_demo_server.ipynb #6d62712e
-def main(argv:list[str]|None=None): # Voilà's command-line arguments; default: `sys.argv[1:]`
+def serve(argv:list[str]|None=None): # Voilà's command-line arguments; default: `sys.argv[1:]`
     "Run Voilà with `install_shell_repoll` applied (blocking until the server stops)"
     install_shell_repoll()
     from voila.app import Voila
