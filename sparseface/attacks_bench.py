@@ -62,7 +62,7 @@ def bim_throughput(model:nn.Module, # Model mapping [B, C, H, W] in [0, 1] to lo
     if len(secs) == 2: out.update(torchattacks_ips=len(x) / secs[1], ratio=secs[1] / secs[0])
     return out
 
-# %% ../nbs/08a_attacks_bench.ipynb #814fae8a
+# %% ../nbs/08a_attacks_bench.ipynb #9939cb4e
 class _CosineHead(nn.Module):
     "Logits `scale * cos(embed(x), templates)` of an embedding network against fixed class templates"
     def __init__(self, embed:nn.Module, templates:torch.Tensor, scale:float=30.):
@@ -99,7 +99,7 @@ def dlib_bim_throughput(device:str|torch.device='cpu', # Device to run on
     x, y = torch.rand(n, 3, 150, 150, generator=g), torch.randint(0, classes, (n,), generator=g)
     return dict(weights=weights, **bim_throughput(model, x, y, steps=steps, repeats=repeats, peer=False))
 
-# %% ../nbs/08a_attacks_bench.ipynb #237fa84e
+# %% ../nbs/08a_attacks_bench.ipynb #30b4040c
 def attack_benchmarks(device:str|torch.device='cpu', # Device of this round
                       quick:bool=True, # Small sizes
                       untrained_ok:bool=False # dlib part without the face extra: untrained architecture instead of skipping
