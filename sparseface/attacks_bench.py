@@ -64,21 +64,21 @@ def bim_throughput(model:nn.Module, # Model mapping [B, C, H, W] in [0, 1] to lo
 
 # %% ../nbs/08a_attacks_bench.ipynb #9939cb4e
 class _CosineHead(nn.Module):
-    "Logits `scale * cos(embed(x), templates)` of an embedding network against fixed class templates"
-    def __init__(self, embed:nn.Module, templates:torch.Tensor, scale:float=30.):
+    "Logits `scale * cos(f(x), t_k)` of an embedding network f against fixed class templates t_k"
+    def __init__(self, net:nn.Module, templates:torch.Tensor, scale:float=30.):
         super().__init__()
-        self.embed, self.scale = embed, scale
+        self.net, self.scale = net, scale
         self.register_buffer('templates', F.normalize(templates.detach(), dim=1))
-    def forward(self, x): return self.scale * F.normalize(self.embed(x), dim=1) @ self.templates.T
+    def forward(self, x): return self.scale * F.normalize(self.net(x), dim=1) @ self.templates.T
 
-def cosine_head_model(embed:nn.Module, # Embedding network [B, C, H, W] -> [B, D]
+def cosine_head_model(net:nn.Module, # Embedding network f: [B, C, H, W] -> [B, D]
                       images:torch.Tensor, # Template images [K, C, H, W] in [0, 1]: one class each
                       scale:float=30. # Cosine scale s of the logits
                      ) -> nn.Module:
-    "A closed-set classifier `s * cos(embed(x), t_k)`, templates t_k the normalised embeddings of `images`"
-    check_type(embed, nn.Module, 'embed'); check_range(scale, 'scale', lo=0, lo_open=True)
-    with torch.no_grad(): t = embed(images.to(module_device(embed)))
-    return _CosineHead(embed, t, scale)
+    "A closed-set classifier `s * cos(f(x), t_k)` on the embedding network f, templates t_k the normalised embeddings of `images`"
+    check_type(net, nn.Module, 'net'); check_range(scale, 'scale', lo=0, lo_open=True)
+    with torch.no_grad(): t = net(images.to(module_device(net)))
+    return _CosineHead(net, t, scale)
 
 def dlib_bim_throughput(device:str|torch.device='cpu', # Device to run on
                         n:int=8, # Chips per attack call
