@@ -17,12 +17,17 @@ from .recognition import RECOGNIZERS, check_chips
 # %% auto #0
 __all__ = ['FACENET_FILE', 'parse_graph_def', 'read_graph_def', 'prewhiten', 'FaceNet', 'facenet_file', 'facenet_layout']
 
-# %% ../../nbs/50h_face.facenet.ipynb #319067d6
+# %% ../../nbs/50h_face.facenet.ipynb #db38bac6
 _DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 4: np.uint8, 5: np.int16, 6: np.int8, 9: np.int64, 10: np.bool_}
 
 class _PBReader:
     "Bounds-checked reader of protobuf wire format over one message `buf[start:end]`"
-    def __init__(self, buf:bytes, source:str='<bytes>', start:int=0, end:int|None=None, where:str='GraphDef'):
+    def __init__(self, buf:bytes, # The whole file, in memory
+                 source:str='<bytes>', # Name used in error messages
+                 start:int=0, # Offset of this message's first byte
+                 end:int|None=None, # Offset after its last byte; None: the end of `buf`
+                 where:str='GraphDef' # The message being read, for error messages
+                ):
         self.b, self.pos, self.end, self.source, self.where = buf, start, len(buf) if end is None else end, source, where
     def fail(self, msg:str, at:int|None=None):
         "Raise a `ValueError` naming the file, the message being read and the byte offset"
@@ -66,10 +71,14 @@ class _PBReader:
         try: return self.b[span[0]:span[1]].decode('utf-8')
         except UnicodeDecodeError: self.fail(f"{what} is not UTF-8 text", span[0])
 
-# %% ../../nbs/50h_face.facenet.ipynb #ad370050
+# %% ../../nbs/50h_face.facenet.ipynb #20adc929
 def _signed(v:int) -> int: return v - (1 << 64) if v >= 1 << 63 else v
 
-def _packed(r:_PBReader, f:int, wt:int, v, kind:str, what:str) -> list:
+def _packed(r:_PBReader, # Reader of the enclosing message
+            f:int, wt:int, v, # Field number, wire type and value from `fields()`
+            kind:str, # 'varint', 'f32' or 'f64'
+            what:str # Field name for errors
+           ) -> list:
     "Values of a repeated scalar field, packed (wire type 2) or not: kind 'varint', 'f32' or 'f64'"
     if kind == 'varint':
         if wt == 0: return [_signed(v)]
@@ -96,7 +105,9 @@ def _read_shape(r:_PBReader) -> tuple|None:
         elif f == 3: unknown = bool(v)
     return None if unknown else tuple(dims)
 
-def _read_tensor(r:_PBReader, max_elements:int) -> np.ndarray:
+def _read_tensor(r:_PBReader, # Reader of a TensorProto
+                 max_elements:int # Refuse tensors with more values
+                ) -> np.ndarray:
     "TensorProto: dtype, shape and the values (tensor_content, or float_val/int_val/... with a single value broadcast)"
     dtype, shape, content, vals = None, (), None, []
     for f, wt, v in r.fields():
@@ -199,7 +210,7 @@ def prewhiten(x:torch.Tensor # RGB images [B, 3, H, W], float in [0, 1]
     var = ((y - mean) ** 2).mean((1, 2, 3), keepdim=True)
     return (y - mean) / var.clamp_min(1 / n).sqrt()
 
-# %% ../../nbs/50h_face.facenet.ipynb #9728dc42
+# %% ../../nbs/50h_face.facenet.ipynb #ebe66230
 _AX4 = {0: 0, 1: 2, 2: 3, 3: 1, -1: 1, -2: 3, -3: 2, -4: 0}   # NHWC axis -> NCHW axis
 _ELEMENTWISE = {'Relu': 1, 'Rsqrt': 1, 'Square': 1, 'Identity': 1, 'Mul': 2, 'Add': 2, 'AddV2': 2, 'Maximum': 2, 'BiasAdd': 2}
 _OPS = set(_ELEMENTWISE) | {'Placeholder', 'Const', 'Conv2D', 'MaxPool', 'AvgPool', 'ConcatV2', 'Reshape', 'MatMul', 'FusedBatchNorm', 'FusedBatchNormV3', 'Sum'}
@@ -220,7 +231,10 @@ def _same_pad(size:int, k:int, s:int) -> tuple:
     total = max((-(-size // s) - 1) * s + k - size, 0)
     return total // 2, total - total // 2
 
-def _plan(graph:dict, output:str, input_name:str) -> tuple:
+def _plan(graph:dict, # Records from `parse_graph_def`
+          output:str, # The node to compute
+          input_name:str # The only placeholder allowed
+         ) -> list:
     "Nodes needed for `output` in execution order, and the constants they read"
     nodes = {n['name']: n for n in graph['nodes']}
     src = graph.get('source', 'the graph')
@@ -241,7 +255,7 @@ def _plan(graph:dict, output:str, input_name:str) -> tuple:
     if ph != [input_name]: raise ValueError(f"{src}: expected the single input {input_name!r}, found placeholders {ph}")
     return ops
 
-# %% ../../nbs/50h_face.facenet.ipynb #98267a0f
+# %% ../../nbs/50h_face.facenet.ipynb #00f538f4
 class FaceNet(nn.Module):
     "A frozen TensorFlow FaceNet GraphDef (NHWC) executed as a PyTorch module (NCHW): RGB chips [B,3,160,160] in [0,1] -> L2-normalised 512-D embeddings"
     def __init__(self, graph:dict, # Records from `parse_graph_def`
@@ -304,7 +318,9 @@ class FaceNet(nn.Module):
         if unused: raise ValueError(f"{self.source}: {len(unused)} constants are not used by {output!r}, e.g. {unused[:3]}")
         self.threshold = 1.1
 
-    def _run(self, x:torch.Tensor, outputs:list) -> dict:
+    def _run(self, x:torch.Tensor, # Prewhitened chips [B, 3, S, S] (NCHW)
+             outputs:list # Names of the nodes to return
+            ) -> dict:
         "Execute the graph on prewhitened NCHW input `x`; returns {name: value} for `outputs`"
         env, p = {self.input_name: x}, self.params
         val = lambda n: env[n] if n in env else p[n]
