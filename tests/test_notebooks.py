@@ -11,7 +11,7 @@ Cells flagged with a flag of settings.ini `tst_flags` are skipped unless the fla
 import os, re, sys, json, subprocess
 from pathlib import Path
 import pytest
-from conftest import ROOT, missing_needs, forced_flags
+from conftest import ROOT, missing_needs, forced_flags, data_root
 
 NBS = ROOT / 'nbs'
 NOTEBOOKS = sorted(p for p in NBS.rglob('*.ipynb')
@@ -55,6 +55,9 @@ def test_notebook(nb):
     # one torch thread per notebook: pytest runs two notebooks at once on small machines, and two
     # multi-threaded torch processes on two cores slow each other down by up to 100x
     env = {'OMP_NUM_THREADS': '1', **os.environ, 'MPLBACKEND': 'Agg', 'PYTHONWARNINGS': 'ignore'}
+    # the `data` cells run when tools/cell_needs finds a data folder (SPARSEFACE_DATA or ../shared/data); the package
+    # itself reads only SPARSEFACE_DATA, so hand the folder that was found to the notebook
+    if 'data' in force and data_root() is not None: env['SPARSEFACE_DATA'] = str(data_root())
     r = subprocess.run([sys.executable, '-c', RUNNER, str(nb), ' '.join(force)],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, f"notebook {nb.relative_to(ROOT)} failed:\n{r.stdout[-2000:]}\n{r.stderr[-10000:]}"
