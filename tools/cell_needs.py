@@ -11,7 +11,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 NEED_FLAGS = ('face', 'robust', 'peers', 'data')   # flags that run automatically when their needs are met
-PEERS = ('lassonet', 'imagecorruptions')          # peer libraries of the dev extra that benchmarks compare against
+PEERS = ('lassonet', 'imagecorruptions', 'torchattacks')   # peer libraries of the dev setup that benchmarks and tests compare against
 
 
 def data_root():
@@ -29,7 +29,8 @@ def missing_needs() -> dict:
     res = {}
     if not _has('dlib', 'face_recognition_models'): res['face'] = 'the face extra (pip install "sparseface[face]")'
     if not _has('imagecorruptions'): res['robust'] = 'the robust extra (pip install "sparseface[robust]")'
-    if not _has(*PEERS): res['peers'] = f'the peer libraries of the dev extra ({", ".join(PEERS)}; pip install "sparseface[dev]")'
+    if not _has(*PEERS): res['peers'] = (f'the peer libraries of the dev setup ({", ".join(PEERS)}; pip install "sparseface[dev]" '
+                                         'and pip install --no-deps torchattacks==3.5.1)')
     if data_root() is None: res['data'] = 'the data folder (set SPARSEFACE_DATA; CI uses ../shared/data)'
     return res
 

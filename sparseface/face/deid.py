@@ -153,7 +153,7 @@ def verification_threshold(impostor_scores, # Clean impostor scores (higher = mo
     n = len(impostor_scores)
     if n == 0: raise ValueError("need impostor scores: the gallery must have at least 2 identities")
     f = max(float(fmr), 1 / n)
-    return float(fnmr_at_fmr(genuine_scores, impostor_scores, f).threshold), f
+    return float(fnmr_at_fmr(genuine_scores, impostor_scores, min(f, 0.999)).threshold), f
 
 def protection_report(model:IdentityClassifier, # The (white- or black-box) classifier that identifies the probes
                       clean:torch.Tensor, # Clean probe chips [N, C, S, S] in [0, 1]
@@ -180,7 +180,7 @@ def protection_report(model:IdentityClassifier, # The (white- or black-box) clas
     rep = {'probes': len(y), 'rank1_clean': float(ok_c.double().mean()), 'rank1_protected': float(ok_p.double().mean()),
            'psr': float(1 - ok_p.double().mean()),
            'psr_clean_correct': float(1 - ok_p[ok_c].double().mean()) if ok_c.any() else math.nan,
-           'fmr': f, 'threshold': thr, 'fnmr_clean': float((gen_c < thr).double().mean()), 'psr_verification': float((gen_p < thr).double().mean()),
+           'fmr': f, 'fmr_clean': float((imp >= thr).double().mean()), 'threshold': thr, 'fnmr_clean': float((gen_c < thr).double().mean()), 'psr_verification': float((gen_p < thr).double().mean()),
            'psnr': float(q.mean()), 'psnr_min': float(q.min()), 'ssim': float(v.mean()), 'linf255': float((protected - clean).abs().max() * 255)}
     if eps255 is not None: rep |= {'psnr_bound': psnr_bound(eps255), 'bound_holds': bool(rep['psnr_min'] >= psnr_bound(eps255) - 1e-3)}
     return rep
