@@ -20,13 +20,13 @@ from .detect import dlib_available, crop_faces, find_faces
 from .recognition import RECOGNIZERS, load_recognizer
 from .eval import gallery_probe_split
 from .train import FaceCNN, train_face_recognizer
-from .deid import (IdentityClassifier, protect, protection_report, predict_logits, deid_sweep, plot_deid_tradeoff,
+from .deid import (IdentityClassifier, DEID_ATTACKS, protect, protection_report, predict_logits, deid_sweep, plot_deid_tradeoff,
                                   transfer_matrix, transfer_spread, plot_transfer_matrix, resize_chips, psnr_bound, paste_back,
                                   identify_full_images)
 
 # %% auto #0
 __all__ = ['FAMILY', 'BASE_RECIPE', 'IMPERCEPTIBLE_DB', 'HIGH_PSR', 'lfw_identities', 'train_family', 'perceptibility_verdict',
-           'deid_experiment', 'reproduce_face_deid']
+           'deid_experiment', 'reproduce_face_deid', 'demo_task', 'FaceDeidDemo']
 
 # %% ../../nbs/51a_face.deid_repro.ipynb #e6bb2135
 def lfw_identities(n_ids:int=40, # Identities (embedded LFW crops, at most 100)
@@ -240,3 +240,70 @@ def reproduce_face_deid(ctx # A `ReproContext`
         return _claims(ctx, e, 'lfw-views') | {f'lfw-views: clean rank-1 {k}': v for k, v in e['clean rank-1'].items()}
     if not dlib_available(): raise ImportError('the full face-deid reproduction detects faces with dlib: pip install "sparseface[face]"')
     return _full(ctx)
+
+# %% ../../nbs/51a_face.deid_repro.ipynb #eed7ebeb
+@functools.lru_cache(maxsize=2)
+def demo_task(network:str='small CNN', # 'small CNN' (trained here in seconds) or 'dlib ResNet' (face extra)
+              seed:int=0 # Seed of the views and the training
+             ) -> Bunch:
+    "The demo's closed set: gallery and probe views of the embedded LFW identities and an `IdentityClassifier` for `network`"
+    x, y, v = lfw_identities(40, 8, 32, seed=seed)
+    if network == 'small CNN':
+        net = train_family(x[v < 4], y[v < 4], {'base': {'seed': seed}})['base']
+        clf, px = IdentityClassifier(net, x[(v >= 4) & (v < 6)], y[(v >= 4) & (v < 6)]), x[v == 6]
+    elif network == 'dlib ResNet':
+        net = load_recognizer('dlib-resnet', device='cpu')
+        big = resize_chips(F.interpolate(x, size=150, mode='bicubic', align_corners=False).clamp(0, 1), 150)
+        clf, px = IdentityClassifier(net, big[v == 4], y[v == 4]), big[v == 6]
+    else: raise ValueError(f"network must be 'small CNN' or 'dlib ResNet', got {network!r}")
+    return Bunch(clf=clf, probes=px, labels=y[v == 6])
+
+def _top(logits:torch.Tensor, # Logits [K]
+         k:int=5): # How many
+    "Indices and softmax probabilities of the k most likely classes"
+    p = logits.softmax(-1); v, i = p.topk(k); return i.tolist(), v.tolist()
+
+@DEMOS.register('face-deid')
+class FaceDeidDemo(Demo):
+    "Protect a face with BIM or ILLC and watch the identity ranking change"
+    title = 'Face de-identification: BIM and ILLC'
+    description = 'Pick a face, a network, the attack and ε: the protected face, the amplified perturbation, PSNR/SSIM and the five most likely identities before and after.'
+    def controls(self):
+        nets = ['small CNN'] + (['dlib ResNet'] if dlib_available() else [])
+        return {'face': W.Dropdown(options=[(f'LFW identity {i}', i) for i in range(40)], value=0, description='face'),
+                'network': W.Dropdown(options=nets, value='small CNN', description='network'),
+                'attack': W.ToggleButtons(options=['BIM', 'ILLC'], value='BIM', description='attack'),
+                'eps': W.IntSlider(value=4, min=0, max=16, description='ε (/255)')}
+    @functools.lru_cache(maxsize=32)
+    def compute(self, face:int, # Identity index (0..39)
+                network:str, # Network name
+                attack:str, # 'BIM' or 'ILLC'
+                eps:int): # Budget in 0-255 units
+        "Clean and protected chip, logits before/after, PSNR, SSIM and the true class index"
+        t = demo_task(network)
+        x = t.probes[face:face + 1]; y = t.labels[face:face + 1]
+        xp = protect(t.clf, x, y, attack.lower(), eps)
+        l0, l1 = predict_logits(t.clf, x)[0], predict_logits(t.clf, xp)[0]
+        k = int(t.clf.class_index(y)[0])
+        return Bunch(x=x[0], xp=xp[0], l0=l0, l1=l1, true=k, psnr=float(psnr(xp, x)[0]), ssim=float(ssim(xp, x, **({} if x.shape[-1] >= 11 else {'win_size': 7})).item()), classes=t.clf.classes)
+    def summary(self, face, network, attack, eps):
+        "PSNR/SSIM against the bound and the true identity's rank before and after"
+        r = self.compute(face, network, attack, eps)
+        rank = lambda l: int((l > l[r.true]).sum()) + 1
+        b = psnr_bound(eps)
+        return (f"{attack} ε = {eps}/255 on the {network}: PSNR {r.psnr:.2f} dB (bound {b:.2f}), SSIM {r.ssim:.3f}; "
+                f"true identity ranked {rank(r.l0)} before, {rank(r.l1)} after: {'protected' if rank(r.l1) > 1 else 'still identified'}")
+    def render(self, face, network, attack, eps):
+        "Original, protected, amplified perturbation and the two rankings"
+        r = self.compute(face, network, attack, eps)
+        fig, axs = plt.subplots(1, 5, figsize=(10, 2.2), dpi=72, gridspec_kw={'width_ratios': [1, 1, 1, 1.3, 1.3]})
+        d = (r.xp - r.x).mean(0)
+        for ax, im, t in zip(axs, (r.x.mean(0), r.xp.mean(0), d / max(2 * eps / 255, 1e-8) + 0.5), ('original', 'protected', f'perturbation x{127.5 / max(eps, 1e-8):.0f}' if eps else 'perturbation (none)')):
+            ax.imshow(im.clamp(0, 1).numpy(), cmap='gray', vmin=0, vmax=1); ax.set_title(t, fontsize=9); ax.axis('off')
+        for ax, l, t in ((axs[3], r.l0, 'before'), (axs[4], r.l1, 'after')):
+            i, p = _top(l)
+            ax.barh(range(5)[::-1], p, color=['tab:green' if j == r.true else 'tab:gray' for j in i])
+            ax.set_yticks(range(5)[::-1], [f'id {r.classes[j]}' for j in i], fontsize=7); ax.set_xlim(0, 1); ax.set_title(f'top 5 {t}', fontsize=9)
+            ax.tick_params(axis='x', labelsize=7)
+        fig.tight_layout()
+        return fig
