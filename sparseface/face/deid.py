@@ -287,15 +287,18 @@ def transfer_matrix(sources:dict, # {name: IdentityClassifier} the attacks run a
 
 def transfer_spread(tm:Bunch, # `transfer_matrix` result
                     seed_group:Sequence[str], # Sources that differ only in their seed (at least 2)
-                    ratio:float=2. # The claim holds when the parameter range exceeds `ratio` x the seed range
+                    ratio:float=2., # The claim holds when the parameter range exceeds `ratio` x the seed range
+                    among:Sequence[str]|None=None # The family compared (sources and targets); None: all sources and targets
                    ) -> dict:
-    "Each source's mean black-box PSR (targets other than itself) and the range across all sources vs across seed-only variants"
+    "Each source's mean black-box PSR (targets of `among` other than itself) and the range across the family's sources vs across seed-only variants"
     if len(seed_group) < 2: raise ValueError("seed_group needs at least 2 sources that differ only in their seed")
     miss = [n for n in seed_group if n not in tm.sources]
     if miss: raise ValueError(f"seed_group names {miss} that are not sources of the matrix ({tm.sources})")
+    among = list(tm.sources) if among is None else list(among)
     means = {}
     for i, sn in enumerate(tm.sources):
-        others = [j for j, tn in enumerate(tm.targets) if tn != sn]
+        if sn not in among: continue
+        others = [j for j, tn in enumerate(tm.targets) if tn != sn and tn in among]
         means[sn] = float(tm.psr[i, others].mean()) if others else math.nan
     allv = np.array(list(means.values())); seedv = np.array([means[n] for n in seed_group])
     rng_all, rng_seed = float(np.ptp(allv)), float(np.ptp(seedv))

@@ -26,7 +26,7 @@ from .deid import (IdentityClassifier, DEID_ATTACKS, protect, protection_report,
 
 # %% auto #0
 __all__ = ['FAMILY', 'BASE_RECIPE', 'IMPERCEPTIBLE_DB', 'HIGH_PSR', 'lfw_identities', 'train_family', 'perceptibility_verdict',
-           'deid_experiment', 'reproduce_face_deid', 'demo_task', 'FaceDeidDemo']
+           'deid_experiment', 'full_dataset_experiment', 'reproduce_face_deid', 'demo_task', 'FaceDeidDemo']
 
 # %% ../../nbs/51a_face.deid_repro.ipynb #e6bb2135
 def lfw_identities(n_ids:int=40, # Identities (embedded LFW crops, at most 100)
@@ -105,7 +105,8 @@ def deid_experiment(ctx, # A `ReproContext`
                     source:str, # The network the sweeps attack (white box)
                     seed_group:list|None=None, # Sources differing only in their seed (for `transfer_spread`)
                     eps255=(1, 2, 4, 8, 16), # Sweep budgets
-                    transfer_eps255:float=8. # Budget of the transfer matrix
+                    transfer_eps255:float=8., # Budget of the transfer matrix
+                    family:list|None=None # The trained family's names (the transfer-dependence test compares these only); None: all
                    ) -> dict:
     "Sweeps on `source`, the transfer matrix over `classifiers`, tables and figures in `ctx`; returns numbers and the verdict inputs"
     px = (lambda n: probes[n]) if isinstance(probes, dict) else (lambda n: probes)
@@ -121,7 +122,7 @@ def deid_experiment(ctx, # A `ReproContext`
                   [{'source': s, **{t: float(tm.psr[i, j]) for j, t in enumerate(tm.targets)}} for i, s in enumerate(tm.sources)])
     ctx.save_figure(plot_transfer_matrix(tm), f'{name}_transfer', f'{name}: source x target PSR (BIM eps = {transfer_eps255:g}/255)')
     out = {'rows': rows, 'tm': tm, 'clean rank-1': tm.rank1_clean}
-    if seed_group: out['spread'] = transfer_spread(tm, seed_group)
+    if seed_group: out['spread'] = transfer_spread(tm, seed_group, among=family)
     return out
 
 # %% ../../nbs/51a_face.deid_repro.ipynb #4cd575b9
@@ -184,45 +185,63 @@ def _chips_and_points(images:list, # uint8 images (grey or RGB)
         if len(r.chips): chips[i], pts[i], found[i] = r.chips[0], r.points[0], True
     return Bunch(chips=chips, points=pts, found=found, images=rgb)
 
-def _full(ctx) -> dict:
-    "The full run on ORL and Yale"
+def full_dataset_experiment(ctx, # A `ReproContext`
+                            ds:str, # Data set name
+                            images:list, # uint8 images (grey or RGB), one face each
+                            labels, # Identities [N]
+                            n_gallery:int, # Gallery images per identity
+                            pretrained:dict, # {name: recogniser} (dlib ResNet first: the white-box source of the sweeps and the paste-back case)
+                            eps255=(1, 2, 4, 8, 16), # Sweep budgets
+                            transfer_eps255:float=8., # Budget of the transfer matrix
+                            paste_eps255=(2, 8), # Budgets of the paste-back case
+                            family:dict=FAMILY, # The trained family
+                            epochs:int=40 # Epochs of the family's base recipe
+                           ) -> dict:
+    "The full protocol on one face set: detection, split, pretrained + trained classifiers, sweeps, transfer, paste-back and (optional) JPEG"
     from sparseface.robust import jpeg_roundtrip
     numbers = {}
+    d = _chips_and_points(list(images))
+    keep = np.flatnonzero(d.found); y = np.asarray(labels)[keep]
+    numbers[f'{ds}: faces found'] = len(keep)
+    gi, pi = gallery_probe_split(y, n_gallery, seed=ctx.seed)
+    G, P = keep[gi], keep[pi]
+    chips, clfs = {}, {}
+    for n, net in pretrained.items():
+        c = resize_chips(d.chips, getattr(net, 'input_size', 150))
+        chips[n] = c[P]; clfs[n] = IdentityClassifier(net, c[G], y[gi])
+    small = resize_chips(d.chips, 64)
+    fam = train_family(small[G], y[gi], family, base={**BASE_RECIPE, 'epochs': int(epochs)}, device=ctx.device, progress=ctx.progress)
+    for n, m in fam.items(): chips[n] = small[P]; clfs[n] = IdentityClassifier(m, small[G], y[gi])
+    seeds = [n for n in ('base', 'seed 1', 'seed 2') if n in fam]
+    src = next(iter(pretrained))
+    e = deid_experiment(ctx, ds, clfs, chips, y[pi], src, seeds if len(seeds) >= 2 else None, eps255, transfer_eps255, list(fam))
+    numbers |= {f'{ds}: clean rank-1 {k}': v for k, v in e['clean rank-1'].items()}
+    numbers |= _claims(ctx, e, ds)
+    clf, rows = clfs[src], []                      # the real case: paste back, re-detect, re-align, identify
+    for eps in paste_eps255:
+        xp = protect(clf, chips[src], y[pi], 'bim', eps)
+        xp150 = resize_chips(xp, 150) if xp.shape[-1] != 150 else xp
+        full = [paste_back(d.images[k], d.chips[k:k + 1], xp150[j:j + 1], d.points[k:k + 1]) for j, k in enumerate(P)]
+        back = identify_full_images(clf, full, y[pi], progress=ctx.progress)
+        jp = protection_report(clf, chips[src], jpeg_roundtrip(xp, 75).float().clamp(0, 1), y[pi])['psr']
+        rows.append({'eps255': eps, 'chip PSR': protection_report(clf, chips[src], xp, y[pi])['psr'], 'full-image PSR (re-detected)': back.psr,
+                     'faces re-detected': int(back.found.sum()), 'probes': len(P), 'chip PSR after JPEG q75 (optional)': jp})
+    ctx.add_table(f'{ds}: the real case ({src}, BIM): protected chip pasted back into the image, rounded to 8 bits, re-detected, re-aligned '
+                  'and identified; and, optional, JPEG quality 75 of the protected chips', rows,
+                  note='a face no longer detected counts as protected; "faces re-detected" says how many were found')
+    numbers |= {f'{ds}: full-image PSR eps {r["eps255"]:g}': r['full-image PSR (re-detected)'] for r in rows}
+    numbers |= {f'{ds}: chip PSR eps {r["eps255"]:g}': r['chip PSR'] for r in rows}
+    return numbers
+
+def _full(ctx) -> dict:
+    "The full run on ORL and Yale"
     pretrained = {'dlib-resnet': load_recognizer('dlib-resnet', device=ctx.device)}
     if 'facenet-casia' in RECOGNIZERS.names(): pretrained['facenet-casia'] = load_recognizer('facenet-casia', device=ctx.device)
-    else: ctx.note('FaceNet-CASIA is not registered in this build (its loader is on another branch): the full run uses the dlib ResNet and the family only.')
+    else: ctx.note('FaceNet-CASIA is not registered in this build: the full run uses the dlib ResNet and the trained family only.')
+    numbers = {}
     for ds, n_gal, kw in (('orl', 5, {}), ('yale', 4, {'drop_duplicates': True})):
         b = load_dataset(f'faces/{ds}', root=ctx.data, **kw)
-        d = _chips_and_points(list(b.images))
-        keep = np.flatnonzero(d.found); y = np.asarray(b.y)[keep]
-        numbers[f'{ds}: faces found'] = len(keep)
-        gi, pi = gallery_probe_split(y, n_gal, seed=ctx.seed)
-        G, P = keep[gi], keep[pi]
-        chips = {}
-        clfs = {}
-        for n, net in pretrained.items():
-            s = net.input_size if hasattr(net, 'input_size') else 150
-            c = d.chips if s == 150 else resize_chips(d.chips, s)
-            chips[n] = c[P]; clfs[n] = IdentityClassifier(net, c[G], y[gi])
-        small = resize_chips(d.chips, 64)
-        fam = train_family(small[G], y[gi], base={**BASE_RECIPE, 'epochs': 40}, device=ctx.device, progress=ctx.progress)
-        for n, m in fam.items(): chips[n] = small[P]; clfs[n] = IdentityClassifier(m, small[G], y[gi])
-        e = deid_experiment(ctx, ds, clfs, chips, y[pi], 'dlib-resnet', ['base', 'seed 1', 'seed 2'])
-        numbers |= {f'{ds}: clean rank-1 {k}': v for k, v in e['clean rank-1'].items()}
-        numbers |= _claims(ctx, e, ds)
-        # the real case: paste the protected chip back, re-detect, re-align, identify (dlib network)
-        clf = clfs['dlib-resnet']; rows = []
-        for eps in (2, 8):
-            xp = protect(clf, d.chips[P], y[pi], 'bim', eps)
-            full = [paste_back(d.images[k], d.chips[k:k + 1], xp[j:j + 1], d.points[k:k + 1]) for j, k in enumerate(P)]
-            back = identify_full_images(clf, full, y[pi], progress=ctx.progress)
-            chip_psr = protection_report(clf, d.chips[P], xp, y[pi])['psr']
-            rows.append({'eps255': eps, 'chip PSR': chip_psr, 'full-image PSR (re-detected)': back.psr, 'faces re-detected': int(back.found.sum()), 'probes': len(P)})
-            jp = protection_report(clf, d.chips[P], jpeg_roundtrip(xp, 75).float().clamp(0, 1), y[pi])['psr']
-            rows[-1]['chip PSR after JPEG q75 (optional)'] = jp
-        ctx.add_table(f'{ds}: the real case (dlib ResNet, BIM): protected chip pasted back into the image, rounded to 8 bits, re-detected and re-aligned; '
-                      'and (optional) JPEG quality 75 of the protected chips', rows)
-        numbers |= {f'{ds}: full-image PSR eps {r["eps255"]}': r['full-image PSR (re-detected)'] for r in rows}
+        numbers |= full_dataset_experiment(ctx, ds, list(b.images), b.y, n_gal, pretrained)
     return numbers
 
 @REPRODUCTIONS.register('face-deid', title='Paper 8: face de-identification with BIM and ILLC (quick: embedded LFW views and small CNNs; full: ORL, Yale, dlib ResNet, FaceNet)',
@@ -241,7 +260,7 @@ def reproduce_face_deid(ctx # A `ReproContext`
     if not dlib_available(): raise ImportError('the full face-deid reproduction detects faces with dlib: pip install "sparseface[face]"')
     return _full(ctx)
 
-# %% ../../nbs/51a_face.deid_repro.ipynb #eed7ebeb
+# %% ../../nbs/51a_face.deid_repro.ipynb #c83e277e
 @functools.lru_cache(maxsize=2)
 def demo_task(network:str='small CNN', # 'small CNN' (trained here in seconds) or 'dlib ResNet' (face extra)
               seed:int=0 # Seed of the views and the training
