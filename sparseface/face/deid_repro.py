@@ -12,7 +12,7 @@ import ipywidgets as W
 import matplotlib.pyplot as plt
 from sklearn.utils import Bunch
 from tqdm.auto import tqdm
-from ..core import REPRODUCTIONS, check_type, check_range
+from ..core import REPRODUCTIONS, check_type, check_range, torch_threads
 from ..data import load_dataset
 from ..metrics import psnr, ssim
 from ..widgets import DEMOS, Demo
@@ -268,7 +268,7 @@ def demo_task(network:str='small CNN', # 'small CNN' (trained here in seconds) o
     "The demo's closed set: gallery and probe views of the embedded LFW identities and an `IdentityClassifier` for `network`"
     x, y, v = lfw_identities(40, 8, 32, seed=seed)
     if network == 'small CNN':
-        net = train_family(x[v < 4], y[v < 4], {'base': {'seed': seed}})['base']
+        with torch_threads(1): net = train_family(x[v < 4], y[v < 4], {'base': {'seed': seed}})['base']   # one thread: the same net in every process
         clf, px = IdentityClassifier(net, x[(v >= 4) & (v < 6)], y[(v >= 4) & (v < 6)]), x[v == 6]
     elif network == 'dlib ResNet':
         net = load_recognizer('dlib-resnet', device='cpu')
