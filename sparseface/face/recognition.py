@@ -14,7 +14,7 @@ from ..core import Registry, check_type, check_range, default_device, module_dev
 from .detect import MODEL_FILES, model_file, import_dlib
 
 # %% auto #0
-__all__ = ['DLIB_RESNET_BLOCKS', 'RECOGNIZERS', 'parse_dlib_net', 'read_dlib_net', 'DlibResNet', 'load_recognizer',
+__all__ = ['DLIB_RESNET_BLOCKS', 'RECOGNIZERS', 'parse_dlib_net', 'read_dlib_net', 'check_chips', 'DlibResNet', 'load_recognizer',
            'to_dlib_chips', 'compare_with_dlib']
 
 # %% ../../nbs/50b_face.recognition.ipynb #8ff75d75
@@ -354,18 +354,19 @@ def _copy_dlib_weights(convs:list, # The 29 `nn.Conv2d`, input side first
     fc.weight.copy_(torch.from_numpy(np.ascontiguousarray(w['weight'].T)))
 
 # %% ../../nbs/50b_face.recognition.ipynb #fd1b000c
-def _check_chips(x, # The forward pass's input
-                 size:tuple, # Expected (height, width)
-                 check_values:bool=True # Also check the values are finite and in [0, 1] (costs a device sync)?
-                ):
+def check_chips(x, # The forward pass's input
+                size:tuple, # Expected (height, width)
+                check_values:bool=True, # Also check the values are finite and in [0, 1] (costs a device sync)?
+                align:str='dlib.get_face_chip' # How the chips are aligned (named in the shape error)
+               ):
     "Raise a `TypeError`/`ValueError` naming the likely mistake unless `x` is a float tensor of RGB chips [B, 3, *size] in [0, 1]"
-    if not isinstance(x, torch.Tensor): raise TypeError(f"x must be a torch.Tensor of RGB chips [B,3,150,150], got {type(x).__name__}")
+    if not isinstance(x, torch.Tensor): raise TypeError(f"x must be a torch.Tensor of RGB chips [B,3,{size[0]},{size[1]}], got {type(x).__name__}")
     if not x.is_floating_point(): raise TypeError(f"x must be a floating tensor with values in [0, 1], got dtype {x.dtype} (divide uint8 images by 255)")
     if x.ndim != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != size:
         hint = ' (channels last? use x.permute(0, 3, 1, 2))' if x.ndim == 4 and x.shape[-1] == 3 else \
                ' (a single chip? add a batch dimension with x[None])' if x.ndim == 3 else \
                ' (grey chips? repeat them to 3 channels)' if x.ndim == 4 and x.shape[1] == 1 else ''
-        raise ValueError(f"x must have shape [B, 3, 150, 150] (RGB chips aligned like dlib.get_face_chip), got {tuple(x.shape)}{hint}")
+        raise ValueError(f"x must have shape [B, 3, {size[0]}, {size[1]}] (RGB chips aligned like {align}), got {tuple(x.shape)}{hint}")
     if not (check_values and x.numel()): return
     lo, hi = (float(v) for v in torch.aminmax(x.detach()))
     if not (np.isfinite(lo) and np.isfinite(hi)): raise ValueError("x contains NaN or infinite values")
@@ -378,7 +379,7 @@ class DlibResNet(nn.Module):
     def __init__(self, net:dict|None=None, # Records from `parse_dlib_net`; None: untrained (identity affine, default conv init)
                  check_input:bool=True): # Check the input's value range (costs a device sync)
         super().__init__()
-        self.check_input, self.size, self.threshold = check_input, (150, 150), 0.6
+        self.check_input, self.size, self.input_size, self.threshold = check_input, (150, 150), 150, 0.6
         self.register_buffer('mean', torch.tensor([122.782, 117.001, 104.298]))   # replaced by the file's values
         self.conv1 = nn.Conv2d(3, 32, 7, 2, 0)
         self.bn1 = _Affine(32)
@@ -401,7 +402,7 @@ class DlibResNet(nn.Module):
     def forward(self, x:torch.Tensor # RGB chips [B,3,150,150], float in [0,1]
                ) -> torch.Tensor:
         "128-D descriptors [B,128] of `x`; Euclidean distance < `self.threshold` (0.6) means same person"
-        _check_chips(x, self.size, self.check_input)
+        check_chips(x, self.size, self.check_input)
         w = self.conv1.weight
         if x.device != w.device: raise ValueError(f"x is on {x.device} but the model on {w.device}; move one of them (e.g. x.to({str(w.device)!r}))")
         x = (x.to(w.dtype) * 255 - self.mean.to(w.dtype)[:, None, None]) / 256   # dlib: (pixel - channel mean) / 256
