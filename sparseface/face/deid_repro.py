@@ -16,7 +16,7 @@ from ..core import REPRODUCTIONS, check_type, check_range, torch_threads
 from ..data import load_dataset
 from ..metrics import psnr, ssim
 from ..widgets import DEMOS, Demo
-from .detect import dlib_available, crop_faces, find_faces
+from .detect import dlib_available, crop_faces, find_faces, dlib_face_chips
 from .recognition import RECOGNIZERS, load_recognizer
 from .eval import gallery_probe_split
 from .train import FaceCNN, train_face_recognizer
@@ -206,8 +206,10 @@ def full_dataset_experiment(ctx, # A `ReproContext`
     gi, pi = gallery_probe_split(y, n_gallery, seed=ctx.seed)
     G, P = keep[gi], keep[pi]
     chips, clfs = {}, {}
-    for n, net in pretrained.items():
-        c = resize_chips(d.chips, getattr(net, 'input_size', 150))
+    for n, net in pretrained.items():                 # each network's chips aligned at its own input size from the same landmarks
+        sz = getattr(net, 'input_size', 150)
+        c = d.chips if sz == 150 else torch.zeros(len(d.chips), 3, sz, sz).index_copy_(
+            0, torch.from_numpy(keep), torch.cat([dlib_face_chips(d.images[k], d.points[k], size=sz) for k in keep]))
         chips[n] = c[P]; clfs[n] = IdentityClassifier(net, c[G], y[gi])
     small = resize_chips(d.chips, 64)
     fam = train_family(small[G], y[gi], family, base={**BASE_RECIPE, 'epochs': int(epochs)}, device=ctx.device, progress=ctx.progress)
