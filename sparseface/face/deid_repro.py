@@ -26,7 +26,8 @@ from .deid import (IdentityClassifier, DEID_ATTACKS, protect, protection_report,
 
 # %% auto #0
 __all__ = ['FAMILY', 'BASE_RECIPE', 'IMPERCEPTIBLE_DB', 'HIGH_PSR', 'lfw_identities', 'train_family', 'perceptibility_verdict',
-           'deid_experiment', 'full_dataset_experiment', 'reproduce_face_deid', 'demo_task', 'FaceDeidDemo']
+           'deid_experiment', 'jpeg_table', 'full_dataset_experiment', 'reproduce_face_deid', 'demo_task',
+           'FaceDeidDemo']
 
 # %% ../../nbs/51a_face.deid_repro.ipynb #e6bb2135
 def lfw_identities(n_ids:int=40, # Identities (embedded LFW crops, at most 100)
@@ -138,7 +139,27 @@ def _quick(ctx) -> dict:
     nets = train_family(x[tr], y[tr], device=ctx.device, progress=ctx.progress)
     clfs = {n: IdentityClassifier(m, x[ga], y[ga]) for n, m in nets.items()}
     e = deid_experiment(ctx, 'lfw-views', clfs, x[pr], y[pr], 'base', ['base', 'seed 1', 'seed 2'])
+    jpeg_table(ctx, 'lfw-views', clfs['base'], x[pr], y[pr])
     return e
+
+def jpeg_table(ctx, name:str, # Data set name
+               clf:IdentityClassifier, # The white-box classifier
+               x:torch.Tensor, # Probe chips
+               y, # Probe identities
+               eps255=(2, 8), # Budgets
+               quality:int=75 # JPEG quality
+              ) -> list[dict]:
+    "Optional experiment: PSR of BIM-protected chips before and after JPEG re-compression (`sparseface.robust.jpeg_roundtrip`)"
+    from sparseface.robust import jpeg_roundtrip
+    rows = []
+    for e in eps255:
+        xp = protect(clf, x, y, 'bim', e)
+        rows.append({'eps255': e, 'PSR': protection_report(clf, x, xp, y)['psr'],
+                     f'PSR after JPEG q{quality}': protection_report(clf, x, jpeg_roundtrip(xp, quality).float().clamp(0, 1), y)['psr'],
+                     f'PSR of the clean chips after JPEG q{quality}': protection_report(clf, x, jpeg_roundtrip(x, quality).float().clamp(0, 1), y)['psr']})
+    ctx.add_table(f'{name} (optional): JPEG quality {quality} re-compression of BIM-protected chips', rows,
+                  note='the last column: what JPEG alone does to identification (no attack)')
+    return rows
 
 def _claims(ctx, e:dict, # `deid_experiment` result
             name:str) -> dict:
