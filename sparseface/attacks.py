@@ -5,7 +5,6 @@
 # %% ../nbs/08_attacks.ipynb #93109ac3
 from __future__ import annotations
 from contextlib import nullcontext
-from typing import Callable
 import numpy as np
 import torch
 from torch import nn
@@ -89,7 +88,12 @@ class Attack:
     def set_mode_targeted(self, target=None # None: the labels passed are the targets; a LongTensor [B] of targets; or a function (images, labels) -> targets
                          ):
         "Targeted mode: `forward` then descends the loss of the target labels; returns `self`"
-        if target is not None and not callable(target): target = _check_labels(target, len(target) if hasattr(target, '__len__') else -1, 'target')
+        if target is not None and not callable(target):
+            if isinstance(target, np.ndarray): target = torch.from_numpy(target)
+            if not isinstance(target, torch.Tensor) or target.ndim != 1:
+                raise TypeError(f"target must be None, a 1-D tensor of class indices [B] or a function (images, labels) -> targets, got {type(target).__name__}"
+                                + (f" of shape {tuple(target.shape)}" if isinstance(target, torch.Tensor) else ''))
+            target = _check_labels(target, len(target), 'target')
         self.targeted, self._target = True, target
         return self
 

@@ -13,6 +13,7 @@ cells with SPARSEFACE_TEST_FLAGS=cuda (8 notebooks at a time), then times
 - CIFAR-10-C generated in full on the GPU (`robust.corruptions_bench.time_cifar10c`; target < 60 s),
 - the full rank DFM of a CIFAR-10 ResNet-18 (`freq.shortcuts_bench.time_full_dfm`; target < 60 s),
 - the PyTorch dlib ResNet's descriptor throughput (`face.recognition_bench.descriptor_throughput`, needs the face extra),
+- BIM images/s of `sparseface.attacks` vs torchattacks on `small-cnn` and on the dlib ResNet (`attacks_bench.attack_benchmarks`),
 and writes `gpu_checks.json` and the logs to --out. Without the data folder the timings run on random images of
 the same size (the cost does not depend on the pixels; the JSON says which). Cells flagged `face`/`data` whose
 needs are missing there are skipped and reported so by the notebook tests.
@@ -31,7 +32,8 @@ PACKAGES = ['nbdev==2.4.14', 'execnb==0.1.18', 'fastcore==1.14.5', 'ghapi==2.0.3
             'stack_data==0.6.3', 'asttokens==3.0.2', 'executing==2.3.0', 'pure_eval==0.2.4', 'wcwidth==0.9.4',
             'ipywidgets==8.1.9', 'comm==0.2.3', 'widgetsnbextension==4.0.16', 'jupyterlab_widgets==3.0.17',
             'nbformat==5.11.1', 'fastjsonschema==2.22.3', 'jupyter_core==5.9.1', 'platformdirs', 'jsonschema==4.26.0',
-            'jsonschema-specifications', 'referencing', 'rpds-py', 'attrs']
+            'jsonschema-specifications', 'referencing', 'rpds-py', 'attrs',
+            'torchattacks==3.5.1']   # the oracle of sparseface.attacks (its torchvision requirement is not needed: --no-deps)
 
 
 def cuda_notebooks() -> list[str]:
@@ -94,6 +96,10 @@ def run(out: Path):
         from sparseface.face.recognition_bench import descriptor_throughput
         return descriptor_throughput(torch.rand(512, 3, 150, 150), device='cuda', with_dlib=False)
     _timed('dlib_descriptor_throughput', face, results)
+    def attacks():   # BIM ours vs torchattacks (if carried in .whl) on small-cnn, and BIM on the dlib ResNet (untrained if no face extra)
+        from sparseface.attacks_bench import attack_benchmarks
+        return attack_benchmarks('cuda', quick=False, untrained_ok=True)
+    _timed('attacks_bim_throughput', attacks, results)
     (out / 'gpu_checks.json').write_text(json.dumps(results, indent=1, default=str))
     return 0 if r.returncode == 0 else 1
 
