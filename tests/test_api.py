@@ -119,3 +119,22 @@ def test_notebook_per_module():
         want = re.sub(r'^\d+[a-z]*_', '', nb.stem)
         if exp != want: bad.append(f'{nb.name}: default_exp {m.group(1)} but the name says {want}')
     assert not bad, '\n'.join(bad)
+
+
+def test_imports_in_their_own_cells():
+    """nbdev's docs processing executes every cell that holds an import, so a cell mixing top-level imports with
+    other code runs outside its notebook's context when the site is built (nbdev: "Found cells containing imports
+    and other code"), and fails there or does work the docs never show: imports go in import-only cells"""
+    bad = []
+    for nb in sorted((ROOT / 'nbs').rglob('*.ipynb')):
+        if any(p.startswith(('_', '.')) for p in nb.relative_to(ROOT / 'nbs').parts): continue
+        for c in json.loads(nb.read_text(encoding='utf-8'))['cells']:
+            if c['cell_type'] != 'code': continue
+            src = '\n'.join(l for l in ''.join(c['source']).splitlines() if not l.lstrip().startswith(('%', '!')))
+            try: body = ast.parse(src).body
+            except SyntaxError: continue
+            imports = [n for n in body if isinstance(n, (ast.Import, ast.ImportFrom))]
+            if 'nbdev_export()' in src: continue      # nbdev's own closing cell, `import nbdev; nbdev.nbdev_export()`
+            if imports and len(imports) != len(body):
+                bad.append(f"{nb.relative_to(ROOT)} cell {c.get('id')}: line {imports[0].lineno}: {src.splitlines()[imports[0].lineno - 1][:90]}")
+    assert not bad, 'cells mixing imports with other code (move the imports to a cell of their own):\n' + '\n'.join(bad)
