@@ -571,21 +571,21 @@ def check_severity(severity:int # Severity 1 (mild) .. 5 (strong)
 CPU_CHUNK = 2 ** 19  # values per chunk of a CPU batch (about 170 images of 32x32): 2-4x faster than one big batch for the gather-based corruptions
 
 def _check_batch(x):
-    "Raise unless `x` is a float tensor [B, 3, H, W] with H, W >= 32 and values in [0, 1]"
+    "Raise unless `x` is a float tensor [B, 3, H, W] with H, W >= 16 and values in [0, 1]"
     check_tensor(x, 'x', ndim=4, dtype_kind='f')
     if not isinstance(x, torch.Tensor): raise TypeError("x must be a torch.Tensor (use `corrupt` for NumPy images)")
     if x.shape[1] != 3:
         shape = tuple(x.shape)
-        if x.shape[-1] in (1, 3):   # [B, H, W, C]: H >= 32, so a last axis of 1 or 3 is the channels
+        if x.shape[-1] in (1, 3):   # [B, H, W, C]: H >= 16, so a last axis of 1 or 3 is the channels
             fix = 'x.permute(0, 3, 1, 2)' + ('.expand(-1, 3, -1, -1)' if x.shape[-1] == 1 else '')
             raise ValueError(f"x looks channels-last [B, H, W, C] (shape {shape}); corrupt_batch wants channels first, [B, 3, H, W]: pass {fix}")
         if x.shape[1] == 1: raise ValueError(f"x must have 3 (RGB) channels [B, 3, H, W], got grayscale shape {shape}; repeat the channel: x.expand(-1, 3, -1, -1)")
         raise ValueError(f"x must have 3 (RGB) channels [B, 3, H, W], got shape {shape}")
-    if min(x.shape[-2:]) < 32: raise ValueError(f"x must be at least 32x32 pixels, got {tuple(x.shape[-2:])}")
+    if min(x.shape[-2:]) < 16: raise ValueError(f"x must be at least 16x16 pixels, got {tuple(x.shape[-2:])}")
     if x.numel() and (x.min() < 0 or x.max() > 1): raise ValueError(f"x must be in [0, 1], got values in [{x.min().item():.3g}, {x.max().item():.3g}]")
 
 # %% ../../nbs/30_robust.corruptions.ipynb #c15d881b
-def corrupt_batch(x:torch.Tensor, # Images [B, 3, H, W], float in [0, 1], H, W >= 32
+def corrupt_batch(x:torch.Tensor, # Images [B, 3, H, W], float in [0, 1], H, W >= 16
                   name:str, # A corruption name (see `get_corruption_names('all')`)
                   severity:int=1, # 1 (mild) .. 5 (strong)
                   params:str='imagenet', # Severity table: 'imagenet' (ImageNet-C) or 'cifar' (CIFAR-10-C)
