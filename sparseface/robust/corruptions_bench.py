@@ -78,9 +78,9 @@ def fidelity_summary(table:pd.DataFrame, # From `fidelity_table` (several concat
     if not bounds or bounds[0] <= 0: raise ValueError(f"bounds must be positive dB values, got {bounds}")
     t = table.reset_index(drop=True)
     det, sto = t[t.kind == 'deterministic'], t[(t.kind == 'stochastic') & t.psnr_gap.notna()]
-    draws = f", {_span(sto.draws)} draws" if 'draws' in t and len(sto) else ''
-    out = [f"**Agreement with `imagecorruptions`** (generated from the fidelity table: {len(t)} rows, sizes {', '.join(dict.fromkeys(t['size']))}, "
-           f"severities {_span(t.severity)}{draws}; PSNR gap = PSNR to the clean image of ours minus the reference's, positive: ours milder):", '']
+    draws = f"; draws per stochastic corruption: {_span(sto.draws)}" if 'draws' in t and len(sto) else ''
+    out = [f"**Agreement with `imagecorruptions`** (generated from the fidelity table: {len(t)} rows; sizes {', '.join(dict.fromkeys(t['size']))}; "
+           f"severities {_span(t.severity)}{draws}. PSNR gap = PSNR to the clean image of ours minus the reference's, positive: ours milder):", '']
     if len(det):
         g = det.groupby('corruption', sort=False).agg(mx=('max_abs', 'max'), avg=('mean_abs', 'max'))
         out.append('- deterministic, exact (0 grey levels): ' + (', '.join(g.index[g.mx == 0]) or 'none') + ';')
