@@ -17,7 +17,7 @@ from ..metrics import psnr
 from .corruptions import CORRUPTION_NAMES, DETERMINISTIC, check_corruption_name, corrupt, corrupt_batch, get_corruption_names
 
 # %% auto #0
-__all__ = ['corruption_draws', 'fidelity_table', 'bench_throughput', 'time_cifar10c', 'bench_corruptions']
+__all__ = ['corruption_draws', 'fidelity_table', 'fidelity_summary', 'bench_throughput', 'time_cifar10c', 'bench_corruptions']
 
 # %% ../../nbs/30b_robust.corruptions_bench.ipynb #56e22ef0
 def corruption_draws(image:np.ndarray, # uint8 image [H, W, 3]
@@ -31,7 +31,7 @@ def corruption_draws(image:np.ndarray, # uint8 image [H, W, 3]
     except ImportError: raise ModuleNotFoundError("the reference is not installed: pip install imagecorruptions-imaug") from None
     ours, refs = [], []
     for i in range(n_draws):
-        ours.append(corrupt(image, name, severity, seed=seed + i))
+        ours.append(corrupt(image, severity, name, seed=seed + i))
         np.random.seed(seed + i); refs.append(imagecorruptions.corrupt(image, corruption_name=name, severity=severity))
     return np.stack(ours).astype(np.float64), np.stack(refs).astype(np.float64)
 
@@ -55,10 +55,50 @@ def fidelity_table(images:list, # uint8 images [H, W, 3] (H, W >= 32)
             for s in severities:
                 o, r = corruption_draws(im, n, s, 1 if det else n_draws, seed)
                 po, pr = _pooled_psnr(o, im), _pooled_psnr(r, im)
-                rows.append(dict(corruption=n, severity=s, size=f'{im.shape[0]}x{im.shape[1]}', kind='deterministic' if det else 'stochastic',
+                rows.append(dict(corruption=n, severity=s, size=f'{im.shape[0]}x{im.shape[1]}', kind='deterministic' if det else 'stochastic', draws=len(o),
                                  max_abs=np.abs(o - r).max() if det else np.nan, mean_abs=np.abs(o - r).mean() if det else np.nan,
                                  psnr_ours=po, psnr_ref=pr, psnr_gap=po - pr, pixel_mean_gap=np.abs(o.mean(0) - r.mean(0)).mean()))
     return pd.DataFrame(rows)
+
+# %% ../../nbs/30b_robust.corruptions_bench.ipynb #c14b0002
+def _span(v) -> str:
+    "'1-5' for consecutive integers, else '1, 3, 5'"
+    v = sorted({int(i) for i in v})
+    return f'{v[0]}-{v[-1]}' if len(v) > 2 and v == list(range(v[0], v[-1] + 1)) else ', '.join(map(str, v))
+
+def fidelity_summary(table:pd.DataFrame, # From `fidelity_table` (several concatenated are fine)
+                     bounds:Sequence[float]=(0.2, 0.5, 1.), # Buckets of |PSNR gap| in dB for the stochastic corruptions
+                    ) -> str:
+    "Markdown statements of the agreement in `table`: the worst case per corruption, grouped by how close it is"
+    if not isinstance(table, pd.DataFrame): raise TypeError(f"table must be a pandas.DataFrame from fidelity_table, got {type(table).__name__}")
+    need = {'corruption', 'severity', 'size', 'kind', 'max_abs', 'mean_abs', 'psnr_gap'}
+    if need - set(table.columns): raise ValueError(f"table must have the columns of fidelity_table; missing {sorted(need - set(table.columns))}")
+    if table.empty: raise ValueError("table is empty")
+    bounds = sorted(float(b) for b in bounds)
+    if not bounds or bounds[0] <= 0: raise ValueError(f"bounds must be positive dB values, got {bounds}")
+    t = table.reset_index(drop=True)
+    det, sto = t[t.kind == 'deterministic'], t[(t.kind == 'stochastic') & t.psnr_gap.notna()]
+    draws = f"; draws per stochastic corruption: {_span(sto.draws)}" if 'draws' in t and len(sto) else ''
+    out = [f"**Agreement with `imagecorruptions`** (generated from the fidelity table: {len(t)} rows; sizes {', '.join(dict.fromkeys(t['size']))}; "
+           f"severities {_span(t.severity)}{draws}. PSNR gap = PSNR to the clean image of ours minus the reference's, positive: ours milder):", '']
+    if len(det):
+        g = det.groupby('corruption', sort=False).agg(mx=('max_abs', 'max'), avg=('mean_abs', 'max'))
+        out.append('- deterministic, exact (0 grey levels): ' + (', '.join(g.index[g.mx == 0]) or 'none') + ';')
+        one = g[(g.mx > 0) & (g.mx <= 1)]
+        out.append('- deterministic, at most 1 grey level: ' + (', '.join(f'{n} (mean {r.avg:.2f})' for n, r in one.iterrows()) or 'none') + ';')
+        more = g[g.mx > 1]
+        if len(more): out.append('- deterministic, more than 1 grey level: ' + ', '.join(f'{n} (max {r.mx:.0f}, mean {r.avg:.2f})' for n, r in more.iterrows()) + ';')
+    if len(sto):
+        w = sto.loc[sto.psnr_gap.abs().groupby(sto.corruption, sort=False).idxmax()]
+        where = lambda r: f"severity {r.severity}, {r.size}" + (f", {r.draws} draws" if 'draws' in t else '')
+        lo = 0.
+        for b in bounds:
+            a = w.psnr_gap.abs(); sel = w[((a > lo) | (lo == 0)) & (a <= b)]; lo = b
+            if len(sel): out.append(f'- stochastic, PSNR gap within {b:g} dB: ' + ', '.join(f'{r.corruption} ({r.psnr_gap:+.2f})' for r in sel.itertuples()) + ';')
+        far = w[w.psnr_gap.abs() > bounds[-1]]
+        out.append(f'- stochastic, beyond {bounds[-1]:g} dB: ' + ('; '.join(f"{r.corruption} up to {abs(r.psnr_gap):.2f} dB {'milder' if r.psnr_gap > 0 else 'stronger'} ({where(r)})"
+                                                                      for r in far.itertuples()) or 'none') + '.')
+    return '\n'.join(out)
 
 # %% ../../nbs/30b_robust.corruptions_bench.ipynb #b6e94ad0
 def _sync(dev):
