@@ -486,15 +486,41 @@ def gaussian_blur(x:torch.Tensor, # Images [B, 3, H, W] in [0, 1]
     return gaussian_filter(x, c, 'nearest')
 
 # %% ../../nbs/30_robust.corruptions.ipynb #e763c1c4
-def _chamfer(edge:torch.Tensor, cap:float=20.) -> torch.Tensor:
-    "Distance (chamfer 1, sqrt 2, an approximation of L2) of every pixel to the nearest `edge` pixel, capped at `cap`"
-    d = torch.where(edge, torch.zeros_like(edge, dtype=torch.float32), torch.full_like(edge, cap, dtype=torch.float32))
-    for _ in range(int(cap)):                               # each pass propagates distances by one pixel
-        p = pad2d(d, 1, 1, 'nearest'); H, W = d.shape[-2:]
-        for dy in range(3):
-            for dx in range(3):
-                if dy == 1 and dx == 1: continue
-                d = torch.minimum(d, p[..., dy:dy + H, dx:dx + W] + (1.4142135 if dy != 1 and dx != 1 else 1.))
+_SOBEL = (13573, 65536)   # OpenCV Canny's fixed point: tan(22.5 deg) and 2 in units of 2^-15
+
+def _canny(u:torch.Tensor, # Integer-valued images [B, 1, H, W] (0..255)
+           low:float=50., # Hysteresis thresholds on the L1 gradient magnitude
+           high:float=150.) -> torch.Tensor:
+    "`cv2.Canny(u, low, high)` (aperture 3, L1 gradient) as a bool edge map, vectorised over the batch"
+    H, W = u.shape[-2:]; p = pad2d(u, 1, 1, 'nearest')                   # Sobel with BORDER_REPLICATE
+    s = lambda dy, dx: p[..., dy:dy + H, dx:dx + W]
+    gx = s(0, 2) - s(0, 0) + 2 * (s(1, 2) - s(1, 0)) + s(2, 2) - s(2, 0)
+    gy = s(2, 0) - s(0, 0) + 2 * (s(2, 1) - s(0, 1)) + s(2, 2) - s(0, 2)
+    m = gx.abs() + gy.abs(); mp = F.pad(m, (1, 1, 1, 1))                   # magnitudes beyond the border: 0
+    n = lambda dy, dx: mp[..., 1 + dy:1 + dy + H, 1 + dx:1 + dx + W]
+    ax, ay = gx.abs(), gy.abs() * 32768; t22 = ax * _SOBEL[0]; t67 = t22 + ax * _SOBEL[1]
+    keep = torch.where(ay < t22, (m > n(0, -1)) & (m >= n(0, 1)),         # non-maximum suppression, OpenCV's comparisons
+           torch.where(ay > t67, (m > n(-1, 0)) & (m >= n(1, 0)),
+           torch.where((gx < 0) != (gy < 0), (m > n(-1, 1)) & (m > n(1, -1)), (m > n(-1, -1)) & (m > n(1, 1)))))
+    cand = keep & (m > low); edge = cand & (m > high)
+    while True:                                                             # hysteresis: grow the strong edges along the candidates
+        grown = cand & (F.max_pool2d(edge.to(m.dtype), 3, 1, 1) > 0)
+        if torch.equal(grown, edge): return edge
+        edge = grown
+
+_MASK5 = [(dy, dx, 1. if abs(dy) + abs(dx) == 1 else 1.4 if abs(dy) == abs(dx) else 2.1969)   # OpenCV's 5x5 L2 mask: a, b, c
+          for dy in range(-2, 3) for dx in range(-2, 3) if {abs(dy), abs(dx)} in ({0, 1}, {1}, {1, 2})]
+
+def _distance5(edge:torch.Tensor, # Bool map [..., H, W] of the pixels distances are measured to
+               cap:float=20.) -> torch.Tensor:
+    "`cv2.distanceTransform(DIST_L2, 5)` to the nearest `edge` pixel (float32 chamfer weights 1, 1.4, 2.1969), capped at `cap`"
+    H, W = edge.shape[-2:]; big = cap + 3.
+    d = torch.where(edge, 0., big).to(torch.float32)
+    for _ in range(int(cap) + 1):                                           # each pass extends the paths by one move (cost >= 1)
+        p = F.pad(d, (2, 2, 2, 2), value=big); new = d
+        for dy, dx, w in _MASK5: new = torch.minimum(new, p[..., 2 + dy:2 + dy + H, 2 + dx:2 + dx + W] + w)
+        if torch.equal(new, d): break
+        d = new
     return d.clamp(max=cap)
 
 def _equalize(u:torch.Tensor) -> torch.Tensor:
@@ -513,20 +539,19 @@ _EMBOSS = torch.tensor([[-2., -1., 0.], [-1., 1., 1.], [0., 1., 2.]])
 def spatter(x:torch.Tensor, # Images [B, 3, H, W] in [0, 1]
             c:tuple, # (mean, std, blur sigma, threshold, intensity, 0 = water / 1 = mud)
             g:torch.Generator): # Source of the random draws
-    "Water drops (c[5] = 0) or mud (c[5] = 1) as `imagecorruptions.spatter`; water shading emulates its OpenCV pipeline"
+    "Water drops (c[5] = 0) or mud (c[5] = 1) as `imagecorruptions.spatter`; the water shading ports its OpenCV pipeline step by step"
     B, C, H, W = x.shape
     liquid = gaussian_filter(_normal((B, 1, H, W), g, x, c[0], c[1]), c[2], 'nearest')
     liquid = torch.where(liquid < c[3], torch.zeros_like(liquid), liquid)
     if c[5] == 0:
-        u8 = torch.floor(liquid * 255).clamp(0, 255); mask = u8 > 0
-        nb = pad2d(mask.float(), 1, 1, 'nearest')
-        boundary = mask & ((nb[..., :-2, 1:-1] + nb[..., 2:, 1:-1] + nb[..., 1:-1, :-2] + nb[..., 1:-1, 2:]) < 4)  # Canny's edges ~ drop borders
-        box = torch.full((3, 3), 1 / 9.)
-        dist = torch.floor(correlate2d(_chamfer(boundary), box, 'mirror'))
+        dt = torch.float32 if x.device.type == 'mps' else torch.float64     # integer-valued steps: exact in either
+        u8 = torch.floor(liquid.to(dt) * 255).clamp(0, 255)                  # the reference's uint8 layer
+        box = torch.full((3, 3), 1 / 9., dtype=dt)
+        dist = torch.floor(correlate2d(_distance5(_canny(u8)).to(dt), box, 'mirror'))   # blur, then astype(uint8)
         dist = _equalize(dist)
-        dist = torch.floor(correlate2d(dist, _EMBOSS, 'mirror') + .5).clamp(0, 255)
-        dist = correlate2d(dist, box, 'mirror')
-        m = liquid * dist.to(x); m = m / m.amax((1, 2, 3), keepdim=True).clamp_min(1e-12) * c[4]
+        dist = torch.floor(correlate2d(dist, _EMBOSS.to(dt), 'mirror') + .5).clamp(0, 255)   # filter2D into uint8
+        dist = torch.floor(correlate2d(dist, box, 'mirror') + .5)            # cv2.blur of uint8 rounds
+        m = u8 * dist; m = (m / m.amax((1, 2, 3), keepdim=True).clamp_min(1e-12) * c[4]).to(x)   # no drops: unchanged (the reference divides by 0)
         color = torch.tensor([175, 238, 238], dtype=x.dtype, device=x.device)[None, :, None, None] / 255
         return x + m * color
     m = gaussian_filter((liquid > c[3]).to(x), c[4], 'nearest')
