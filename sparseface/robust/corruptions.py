@@ -20,7 +20,7 @@ __all__ = ['CORRUPTIONS', 'PARAMS', 'FROST_FILES', 'CORRUPTION_NAMES', 'SUBSETS'
            'frost_textures', 'frost', 'plasma_fractal', 'fog', 'brightness', 'contrast', 'elastic_transform',
            'pixelate', 'jpeg_quant_tables', 'jpeg_roundtrip', 'jpeg_compression', 'speckle_noise', 'gaussian_blur',
            'spatter', 'saturate', 'get_corruption_names', 'check_corruption_name', 'check_severity', 'corrupt_batch',
-           'plot_corruptions', 'corrupt']
+           'plot_corruptions', 'check_corruption_image', 'corrupt']
 
 # %% ../../nbs/30_robust.corruptions.ipynb #2eabdf90
 CORRUPTIONS = Registry('corruption')
@@ -657,25 +657,34 @@ def plot_corruptions(image, # uint8 image [H, W, 3] or float tensor [3, H, W] in
     fig.tight_layout(); return fig
 
 # %% ../../nbs/30_robust.corruptions.ipynb #934cd9e6
-def corrupt(image:np.ndarray, # uint8 image [H, W, 3], H, W >= 32
-            corruption_name:str|None=None, # A name from `get_corruption_names('all')`
-            severity:int=1, # 1 .. 5
-            corruption_number:int=-1, # Or the position of the name in `get_corruption_names('all')` (0 .. 18)
-            params:str='imagenet', # Severity table: 'imagenet' or 'cifar'
-            seed:int|None=None, # Seed for the random draws; None: a fresh one
-            device=None, # Where to compute; None: the CPU
-           ) -> np.ndarray:
-    "Drop-in for `imagecorruptions.corrupt`: the corrupted uint8 image [H, W, 3]"
+def check_corruption_image(image:np.ndarray # uint8 [H, W, 3], [H, W, 1] or [H, W] (greyscale), H, W >= 32
+                          ) -> np.ndarray:
+    "`image` as uint8 RGB [H, W, 3] (greyscale repeated, as `imagecorruptions` does); `TypeError`/`ValueError` naming the problem otherwise"
     if not isinstance(image, np.ndarray): raise TypeError(f"image must be a numpy.ndarray, got {type(image).__name__}")
     if image.dtype != np.uint8: raise TypeError(f"image must have dtype uint8 (values 0..255), got {image.dtype}")
-    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 1):
-        raise ValueError(f"image must be RGB [H, W, 3], got grayscale shape {image.shape}; stack it: np.dstack([image] * 3)")
-    if image.ndim != 3 or image.shape[2] != 3: raise ValueError(f"image must have shape [H, W, 3], got {image.shape}")
-    if min(image.shape[:2]) < 32: raise ValueError(f"image must be at least 32x32 pixels, got {image.shape[:2]}")
+    if image.ndim == 2: image = image[..., None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3): raise ValueError(f"image must have shape [H, W, 3], [H, W, 1] or [H, W], got {image.shape}")
+    if min(image.shape[:2]) < 32: raise ValueError(f"image must be at least 32x32 pixels (as in imagecorruptions), got {image.shape[:2]}")
+    return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
+
+def corrupt(image:np.ndarray, # uint8 image [H, W, 3], [H, W, 1] or [H, W] (greyscale), H, W >= 32
+            severity:int=1, # 1 .. 5
+            corruption_name:str|None=None, # A name from `get_corruption_names('all')`
+            corruption_number:int=-1, # Or the position of the name in `get_corruption_names('all')` (0 .. 18)
+            *,
+            params:str='imagenet', # Severity table: 'imagenet' or 'cifar'
+            seed:int|None=None, # Seed of the random draws; None: drawn from NumPy's global generator (`np.random.seed` applies)
+            device=None, # Where to compute; None: the CPU
+           ) -> np.ndarray:
+    "Drop-in for `imagecorruptions.corrupt` (same signature and inputs): the corrupted uint8 image [H, W, 3]"
+    image = check_corruption_image(image)
+    if isinstance(severity, str): raise TypeError(f"severity must be an int in 1..5, got the string {severity!r}; the order is corrupt(image, severity, corruption_name), as in imagecorruptions: pass corruption_name={severity!r}")
+    severity = check_severity(severity)
     if corruption_name is None:
         if corruption_number == -1: raise ValueError("pass corruption_name or corruption_number")
         check_range(corruption_number, 'corruption_number', 0, len(CORRUPTION_NAMES) - 1)
         corruption_name = CORRUPTION_NAMES[int(corruption_number)]
+    if seed is None: seed = int(np.random.randint(0, 2**63 - 1, dtype=np.int64))   # NumPy's global state decides, as in the reference
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(device or 'cpu', torch.float64) / 255
     g = make_generator(seed, x.device)
     y = corrupt_batch(x, corruption_name, severity, params, g)[0].permute(1, 2, 0).cpu().numpy()

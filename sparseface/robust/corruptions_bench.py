@@ -31,7 +31,7 @@ def corruption_draws(image:np.ndarray, # uint8 image [H, W, 3]
     except ImportError: raise ModuleNotFoundError("the reference is not installed: pip install imagecorruptions-imaug") from None
     ours, refs = [], []
     for i in range(n_draws):
-        ours.append(corrupt(image, name, severity, seed=seed + i))
+        ours.append(corrupt(image, severity, name, seed=seed + i))
         np.random.seed(seed + i); refs.append(imagecorruptions.corrupt(image, corruption_name=name, severity=severity))
     return np.stack(ours).astype(np.float64), np.stack(refs).astype(np.float64)
 
