@@ -4,14 +4,14 @@
 
 # %% ../../nbs/30_robust.corruptions.ipynb #0a922f6c
 from __future__ import annotations
-import io, math
+import io, math, threading
 from functools import lru_cache
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from ..core import Registry, check_type, check_choice, check_range, check_tensor, make_generator
+from ..core import Registry, check_type, check_choice, check_range, check_tensor, default_device, make_generator
 from ..filters import correlate2d, gaussian_filter, pad2d, disk_kernel
 
 # %% auto #0
@@ -656,6 +656,40 @@ def plot_corruptions(image, # uint8 image [H, W, 3] or float tensor [3, H, W] in
     for ax in axs.flat: ax.set_xticks([]); ax.set_yticks([])
     fig.tight_layout(); return fig
 
+# %% ../../nbs/30_robust.corruptions.ipynb #c3e5a7b9
+_LOCAL = threading.local()
+
+def _cpu_generator(seed:int) -> torch.Generator:
+    "This thread's CPU generator, reseeded with `seed` (made once: building one costs more than a small corruption)"
+    g = getattr(_LOCAL, 'g', None)
+    if g is None: g = _LOCAL.g = torch.Generator()
+    return g.manual_seed(int(seed))
+
+def _pil_jpeg(image:np.ndarray, quality) -> np.ndarray:
+    "JPEG round trip of a uint8 image with PIL (what the reference does)"
+    buf = io.BytesIO(); Image.fromarray(image).save(buf, 'JPEG', quality=int(quality)); buf.seek(0)
+    return np.asarray(Image.open(buf))
+
+def _pil_pixelate(image:np.ndarray, c:float) -> np.ndarray:
+    "PIL `BOX` down to `int(c * size)`, `NEAREST` back up (what the reference does; `pixelate` is its exact batched twin)"
+    H, W = image.shape[:2]; im = Image.fromarray(image)
+    return np.asarray(im.resize((int(W * c), int(H * c)), Image.BOX).resize((W, H), Image.NEAREST))
+
+_PIL_PATHS = {'jpeg_compression': _pil_jpeg, 'pixelate': _pil_pixelate}
+
+def _corrupt_cpu(image:np.ndarray, # Checked uint8 RGB image [H, W, 3]
+                 name:str, # Checked corruption name
+                 severity:int, # Checked severity
+                 params:str, # Checked severity table
+                 seed:int): # Seed of the draws
+    "The per-image CPU path of `corrupt`: PIL for JPEG and pixelate, else the corruption in float32 on one image without the batch checks"
+    c = PARAMS[params][name][severity - 1]
+    if name in _PIL_PATHS: return _PIL_PATHS[name](image, c)
+    f = (params == 'cifar' and CORRUPTIONS.meta(name).get('cifar')) or CORRUPTIONS[name]
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div_(255)
+    y = f(x, c, _cpu_generator(seed))[0].clamp_(0, 1).mul_(255).add_(1e-4).floor_()   # float32: k/255 * 255 is within 2e-5 of k
+    return np.ascontiguousarray(y.to(torch.uint8).permute(1, 2, 0).numpy())
+
 # %% ../../nbs/30_robust.corruptions.ipynb #934cd9e6
 def check_corruption_image(image:np.ndarray # uint8 [H, W, 3], [H, W, 1] or [H, W] (greyscale), H, W >= 32
                           ) -> np.ndarray:
@@ -685,7 +719,8 @@ def corrupt(image:np.ndarray, # uint8 image [H, W, 3], [H, W, 1] or [H, W] (grey
         check_range(corruption_number, 'corruption_number', 0, len(CORRUPTION_NAMES) - 1)
         corruption_name = CORRUPTION_NAMES[int(corruption_number)]
     if seed is None: seed = int(np.random.randint(0, 2**63 - 1, dtype=np.int64))   # NumPy's global state decides, as in the reference
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(device or 'cpu', torch.float64) / 255
-    g = make_generator(seed, x.device)
-    y = corrupt_batch(x, corruption_name, severity, params, g)[0].permute(1, 2, 0).cpu().numpy()
+    dev = torch.device('cpu') if device is None else default_device(device)
+    if dev.type == 'cpu': return _corrupt_cpu(image, corruption_name, severity, check_choice(params, list(PARAMS), 'params'), seed)
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(dev, torch.float64 if dev.type != 'mps' else torch.float32) / 255
+    y = corrupt_batch(x, corruption_name, severity, params, make_generator(seed, x.device))[0].permute(1, 2, 0).cpu().numpy()
     return np.floor(y * 255 + 1e-6).astype(np.uint8)
