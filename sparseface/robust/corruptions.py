@@ -177,6 +177,12 @@ def glass_blur(x:torch.Tensor, # Images [B, 3, H, W] in [0, 1]
     x = torch.floor(gaussian_filter(x, sigma, 'nearest').clamp(0, 1) * 255) / 255
     ph, pw, fronts = _wavefronts(H, W, d); ph, pw = ph.to(x.device), pw.to(x.device)
     src, xf = ph * W + pw, x.reshape(B, C, H * W).clone()
+    if B == 1 and x.device.type == 'cpu':                    # one image: the serial chain on pixel indices in Python, then one gather
+        idx, s_ = list(range(H * W)), src.tolist()           # (the wavefront order is a valid serial order: same result)
+        for _ in range(n):
+            off = torch.randint(-d, d, (2, B, len(ph)), generator=g, device=g.device).to(x.device)
+            for i, j in zip(s_, ((ph + off[0, 0]) * W + (pw + off[1, 0])).tolist()): idx[i] = idx[j]
+        return gaussian_filter(xf[:, :, idx].reshape(B, C, H, W), sigma, 'nearest')
     for _ in range(n):
         off = torch.randint(-d, d, (2, B, len(ph)), generator=g, device=g.device).to(x.device)   # (dy, dx) per position, as randint(-d, d)
         dst = (ph + off[0]) * W + (pw + off[1])
@@ -564,8 +570,11 @@ def spatter(x:torch.Tensor, # Images [B, 3, H, W] in [0, 1]
 def saturate(x:torch.Tensor, # Images [B, 3, H, W] in [0, 1]
              c:tuple, # (saturation factor, added saturation)
              g:torch.Generator): # Unused: deterministic
-    "HSV saturation times c[0] plus c[1]"
-    h = _rgb2hsv(x.clamp(0, 1)); return _hsv2rgb(torch.stack([h[:, 0], (h[:, 1] * c[0] + c[1]).clamp(0, 1), h[:, 2]], 1))
+    "HSV saturation times c[0] plus c[1], without an HSV round trip: with hue and value kept, every channel moves from v linearly in s"
+    x = x.clamp(0, 1); v = x.amax(1, keepdim=True); d = v - x.amin(1, keepdim=True)
+    s = d / torch.where(v > 0, v, torch.ones_like(v)); s2 = (s * c[0] + c[1]).clamp(0, 1)
+    grey = v * (1 - s2 * torch.tensor([0., 1., 1.], dtype=x.dtype, device=x.device)[None, :, None, None])   # hue 0 (red), as hsv2rgb
+    return torch.where(d > 0, v - s2 / torch.where(d > 0, s, torch.ones_like(s)) * (v - x), grey)
 
 # %% ../../nbs/30_robust.corruptions.ipynb #63a978f2
 CORRUPTION_NAMES = CORRUPTIONS.names()
@@ -668,14 +677,20 @@ def _cpu_generator(seed:int) -> torch.Generator:
 def _pil_jpeg(image:np.ndarray, quality) -> np.ndarray:
     "JPEG round trip of a uint8 image with PIL (what the reference does)"
     buf = io.BytesIO(); Image.fromarray(image).save(buf, 'JPEG', quality=int(quality)); buf.seek(0)
-    return np.asarray(Image.open(buf))
+    return np.asarray(Image.open(buf, formats=('JPEG',)))
 
 def _pil_pixelate(image:np.ndarray, c:float) -> np.ndarray:
     "PIL `BOX` down to `int(c * size)`, `NEAREST` back up (what the reference does; `pixelate` is its exact batched twin)"
     H, W = image.shape[:2]; im = Image.fromarray(image)
     return np.asarray(im.resize((int(W * c), int(H * c)), Image.BOX).resize((W, H), Image.NEAREST))
 
-_PIL_PATHS = {'jpeg_compression': _pil_jpeg, 'pixelate': _pil_pixelate}
+def _nd_gaussian_blur(image:np.ndarray, c:float) -> np.ndarray:
+    "`scipy.ndimage.gaussian_filter` in float32 per channel ('nearest', truncate 4: what `skimage.filters.gaussian` does for the reference)"
+    from scipy.ndimage import gaussian_filter as nd_gaussian
+    y = nd_gaussian(image.astype(np.float32) / 255, (c, c, 0), mode='nearest', truncate=4.)
+    return np.floor(np.clip(y, 0, 1) * 255 + 1e-4).astype(np.uint8)
+
+_PIL_PATHS = {'jpeg_compression': _pil_jpeg, 'pixelate': _pil_pixelate, 'gaussian_blur': _nd_gaussian_blur}   # NumPy/PIL twins: faster on one image
 
 def _corrupt_cpu(image:np.ndarray, # Checked uint8 RGB image [H, W, 3]
                  name:str, # Checked corruption name
@@ -718,6 +733,7 @@ def corrupt(image:np.ndarray, # uint8 image [H, W, 3], [H, W, 1] or [H, W] (grey
         if corruption_number == -1: raise ValueError("pass corruption_name or corruption_number")
         check_range(corruption_number, 'corruption_number', 0, len(CORRUPTION_NAMES) - 1)
         corruption_name = CORRUPTION_NAMES[int(corruption_number)]
+    check_corruption_name(corruption_name)
     if seed is None: seed = int(np.random.randint(0, 2**63 - 1, dtype=np.int64))   # NumPy's global state decides, as in the reference
     dev = torch.device('cpu') if device is None else default_device(device)
     if dev.type == 'cpu': return _corrupt_cpu(image, corruption_name, severity, check_choice(params, list(PARAMS), 'params'), seed)
