@@ -144,6 +144,13 @@ def _fft_correlate(x:torch.Tensor, # One image (or a few) [..., H, W] on the CPU
     else: K = x.new_zeros(Hp, Wp); K[:k.shape[0], :k.shape[1]] = k; S = torch.fft.rfft2(K).conj()
     return torch.fft.irfft2(torch.fft.rfft2(p) * S, s=(Hp, Wp))[..., :H, :W]
 
+def _gaussian(x:torch.Tensor, # Images [B, C, H, W]
+              sigma:float): # Standard deviation in pixels
+    "`gaussian_filter(x, sigma, 'nearest')`; for one CPU image SciPy's `ndimage.gaussian_filter` (what the reference calls through skimage), which costs less per call"
+    if x.shape[0] > 1 or x.device.type != 'cpu' or x.requires_grad: return gaussian_filter(x, sigma, 'nearest')
+    from scipy.ndimage import gaussian_filter as nd_gaussian
+    return torch.from_numpy(nd_gaussian(x.numpy(), (0, 0, sigma, sigma), mode='nearest', truncate=4.))
+
 # %% ../../nbs/30_robust.corruptions.ipynb #ae7f3138
 @CORRUPTIONS.register(subset='noise', deterministic=False)
 def gaussian_noise(x:torch.Tensor, # Images [B, 3, H, W] in [0, 1]
@@ -193,15 +200,16 @@ def glass_blur(x:torch.Tensor, # Images [B, 3, H, W] in [0, 1]
                g:torch.Generator): # Source of the random draws
     "Blur, quantise, `passes` of the reference's serial pixel copies from [-d, d) neighbours, blur again"
     sigma, d, n = c; B, C, H, W = x.shape
-    x = torch.floor(gaussian_filter(x, sigma, 'nearest').clamp(0, 1) * 255) / 255
+    x = torch.floor(_gaussian(x, sigma).clamp(0, 1) * 255) / 255
     ph, pw, fronts = _wavefronts(H, W, d); ph, pw = ph.to(x.device), pw.to(x.device)
     src, xf = ph * W + pw, x.reshape(B, C, H * W).clone()
-    if B == 1 and x.device.type == 'cpu':                    # one image: the serial chain on pixel indices in Python, then one gather
-        idx, s_ = list(range(H * W)), src.tolist()           # (the wavefront order is a valid serial order: same result)
+    if B == 1 and x.device.type == 'cpu':                    # one image: the wavefronts on a NumPy index array, then one gather
+        idx, sa, ends = np.arange(H * W), src.numpy(), fronts
         for _ in range(n):
-            off = torch.randint(-d, d, (2, B, len(ph)), generator=g, device=g.device).to(x.device)
-            for i, j in zip(s_, ((ph + off[0, 0]) * W + (pw + off[1, 0])).tolist()): idx[i] = idx[j]
-        return gaussian_filter(xf[:, :, idx].reshape(B, C, H, W), sigma, 'nearest')
+            off = torch.randint(-d, d, (2, B, len(ph)), generator=g, device=g.device).cpu().numpy()
+            da = sa + off[0, 0] * W + off[1, 0]
+            for s_, e_ in ends: idx[sa[s_:e_]] = idx[da[s_:e_]]
+        return _gaussian(xf[:, :, torch.from_numpy(idx)].reshape(B, C, H, W), sigma)
     for _ in range(n):
         off = torch.randint(-d, d, (2, B, len(ph)), generator=g, device=g.device).to(x.device)   # (dy, dx) per position, as randint(-d, d)
         dst = (ph + off[0]) * W + (pw + off[1])
@@ -219,10 +227,11 @@ def _motion(x:torch.Tensor, radius:int, sigma:float, angle:torch.Tensor) -> torc
     dy = -torch.ceil(i * torch.sin(a) - .5).long(); dx = -torch.ceil(i * torch.cos(a) - .5).long()   # [taps, B], float64 on the CPU (MPS has no float64)
     alive = ((dy.abs() < H) & (dx.abs() < W)).cumprod(0)       # the reference stops at the first shift past the border
     w = (k[:, None] * alive).to(x)
-    if B == 1 and x.device.type == 'cpu':                    # one image: the taps as one sparse kernel, correlated by FFT
-        R = int(max(dy.abs().max(), dx.abs().max())); K = torch.zeros(2 * R + 1, 2 * R + 1, dtype=x.dtype)
-        K.index_put_((R - dy[:, 0], R - dx[:, 0]), w[:, 0], accumulate=True)
-        return _fft_correlate(x, K, 'replicate', cache=False)
+    if B == 1 and x.device.type == 'cpu':                    # one image: one slice of the padded image per tap, no index tensors
+        R = int(max(dy.abs().max(), dx.abs().max())); p = F.pad(x, (R, R, R, R), mode='replicate'); out = torch.zeros_like(x)
+        for a, b, wt in zip(dy[:, 0].tolist(), dx[:, 0].tolist(), w[:, 0].tolist()):
+            if wt: out.add_(p[..., R - a:R - a + H, R - b:R - b + W], alpha=wt)
+        return out
     dy, dx = dy.to(x.device), dx.to(x.device)
     ys, xs = torch.arange(H, device=x.device), torch.arange(W, device=x.device)
     xf = x.reshape(B, C, H * W); out = torch.zeros_like(xf)
@@ -565,26 +574,44 @@ def _equalize(u:torch.Tensor) -> torch.Tensor:
 # %% ../../nbs/30_robust.corruptions.ipynb #34dceb58
 _EMBOSS = torch.tensor([[-2., -1., 0.], [-1., 1., 1.], [0., 1., 2.]])
 
+@lru_cache(maxsize=1)
+def _opencv():
+    "The `cv2` module if OpenCV is importable (it comes with the reference package), else None"
+    try: import cv2; return cv2
+    except ImportError: return None
+
+def _water_shading(u8:torch.Tensor) -> torch.Tensor:
+    "The reference's shading of the uint8 drop layer [B, 1, H, W] (values 0..255): Canny, distance, blur, equalise, emboss, blur"
+    cv2 = _opencv()
+    if u8.shape[0] == 1 and u8.device.type == 'cpu' and cv2 is not None:     # one CPU image: OpenCV's own calls when present (fewer, faster)
+        l8 = u8[0, 0].numpy().astype(np.uint8)
+        dist = cv2.distanceTransform(255 - cv2.Canny(l8, 50, 150), cv2.DIST_L2, 5)
+        _, dist = cv2.threshold(dist, 20, 20, cv2.THRESH_TRUNC)
+        dist = cv2.equalizeHist(cv2.blur(dist, (3, 3)).astype(np.uint8))
+        dist = cv2.blur(cv2.filter2D(dist, cv2.CV_8U, _EMBOSS.numpy()), (3, 3))
+        return torch.from_numpy(dist.astype(u8.numpy().dtype))[None, None]
+    box = torch.full((3, 3), 1 / 9., dtype=u8.dtype)
+    dist = torch.floor(correlate2d(_distance5(_canny(u8)).to(u8.dtype), box, 'mirror'))   # blur, then astype(uint8)
+    dist = _equalize(dist)
+    dist = torch.floor(correlate2d(dist, _EMBOSS.to(u8.dtype), 'mirror') + .5).clamp(0, 255)   # filter2D into uint8
+    return torch.floor(correlate2d(dist, box, 'mirror') + .5)                 # cv2.blur of uint8 rounds
+
 @CORRUPTIONS.register(subset='validation', deterministic=False)
 def spatter(x:torch.Tensor, # Images [B, 3, H, W] in [0, 1]
             c:tuple, # (mean, std, blur sigma, threshold, intensity, 0 = water / 1 = mud)
             g:torch.Generator): # Source of the random draws
     "Water drops (c[5] = 0) or mud (c[5] = 1) as `imagecorruptions.spatter`; the water shading ports its OpenCV pipeline step by step"
     B, C, H, W = x.shape
-    liquid = gaussian_filter(_normal((B, 1, H, W), g, x, c[0], c[1]), c[2], 'nearest')
+    liquid = _gaussian(_normal((B, 1, H, W), g, x, c[0], c[1]), c[2])
     liquid = torch.where(liquid < c[3], torch.zeros_like(liquid), liquid)
     if c[5] == 0:
         dt = torch.float32 if x.device.type == 'mps' else torch.float64     # integer-valued steps: exact in either
         u8 = torch.floor(liquid.to(dt) * 255).clamp(0, 255)                  # the reference's uint8 layer
-        box = torch.full((3, 3), 1 / 9., dtype=dt)
-        dist = torch.floor(correlate2d(_distance5(_canny(u8)).to(dt), box, 'mirror'))   # blur, then astype(uint8)
-        dist = _equalize(dist)
-        dist = torch.floor(correlate2d(dist, _EMBOSS.to(dt), 'mirror') + .5).clamp(0, 255)   # filter2D into uint8
-        dist = torch.floor(correlate2d(dist, box, 'mirror') + .5)            # cv2.blur of uint8 rounds
+        dist = _water_shading(u8)
         m = u8 * dist; m = (m / m.amax((1, 2, 3), keepdim=True).clamp_min(1e-12) * c[4]).to(x)   # no drops: unchanged (the reference divides by 0)
         color = torch.tensor([175, 238, 238], dtype=x.dtype, device=x.device)[None, :, None, None] / 255
         return x + m * color
-    m = gaussian_filter((liquid > c[3]).to(x), c[4], 'nearest')
+    m = _gaussian((liquid > c[3]).to(x), c[4])
     m = torch.where(m < .8, torch.zeros_like(m), m)
     color = torch.tensor([63, 42, 20], dtype=x.dtype, device=x.device)[None, :, None, None] / 255
     return x * (1 - m) + color * m
