@@ -173,8 +173,8 @@ def impulse_noise(x:torch.Tensor, # Images [B, 3, H, W] in [0, 1]
                   c:float, # Fraction of the values replaced
                   g:torch.Generator): # Source of the random draws
     "Salt and pepper like `skimage.util.random_noise(mode='s&p', amount=c)`: each value flipped with probability c, half to 1, half to 0"
-    flip, salt = _uniform(x.shape, g, x) < c, _uniform(x.shape, g, x) < .5
-    return torch.where(flip, salt.to(x), x)
+    u = _uniform(x.shape, g, x)                              # one draw: u < c flips, and given that, u < c/2 (probability 1/2) is salt
+    return torch.where(u < c, (u < c / 2).to(x), x)
 
 # %% ../../nbs/30_robust.corruptions.ipynb #109f4f85
 @CORRUPTIONS.register(subset='blur', deterministic=True)
@@ -333,6 +333,11 @@ def frost(x:torch.Tensor, # Images [B, 3, H, W] in [0, 1]
     return _frost(x, c, g, 1.)
 
 # %% ../../nbs/30_robust.corruptions.ipynb #ddcd0b20
+def _roll1(a:np.ndarray, shift:int, axis:int) -> np.ndarray:
+    "`np.roll` of a map [1, n, n] by one place (shift +-1) along axis 1 or 2, by slicing (np.roll's generality costs more than the work on small maps)"
+    if axis == 1: return np.concatenate((a[:, -1:], a[:, :-1]) if shift == 1 else (a[:, 1:], a[:, :1]), 1)
+    return np.concatenate((a[..., -1:], a[..., :-1]) if shift == 1 else (a[..., 1:], a[..., :1]), 2)
+
 def plasma_fractal(batch:int, # Number of maps
                    mapsize:int=256, # Side, a power of two
                    wibbledecay:float=3, # Decay of the random amplitude per level
@@ -343,16 +348,23 @@ def plasma_fractal(batch:int, # Number of maps
     check_range(mapsize, 'mapsize', 2); 
     if mapsize & (mapsize - 1): raise ValueError(f"mapsize must be a power of two, got {mapsize}")
     g = generator if generator is not None else make_generator(None)
-    m = torch.zeros(batch, mapsize, mapsize, device=g.device); step, wibble = mapsize, 100.
-    def wm(a): return a / 4 + wibble * (torch.rand(a.shape, generator=g, device=g.device) * 2 * wibble - wibble)
+    step, wibble = mapsize, 100.
+    if batch == 1 and g.device.type == 'cpu':                # one map: the same draws made at once, NumPy arithmetic (cheaper per call on small arrays)
+        m, roll = np.zeros((1, mapsize, mapsize), np.float32), _roll1
+        pool, at = torch.rand(mapsize * mapsize, generator=g).numpy(), [0]   # the levels use 3 (size/step)^2 < size^2 draws in all
+        def rnd(shape):
+            k = math.prod(shape); at[0] += k; return pool[at[0] - k:at[0]].reshape(shape)
+    else: m, roll, rnd = torch.zeros(batch, mapsize, mapsize, device=g.device), torch.roll, lambda shape: torch.rand(shape, generator=g, device=g.device)
+    def wm(a): return a / 4 + wibble * (rnd(a.shape) * 2 * wibble - wibble)
     while step >= 2:
         h = step // 2
-        corner = m[:, 0::step, 0::step]; sq = corner + torch.roll(corner, -1, 1); sq = sq + torch.roll(sq, -1, 2)
+        corner = m[:, 0::step, 0::step]; sq = corner + roll(corner, -1, 1); sq = sq + roll(sq, -1, 2)
         m[:, h::step, h::step] = wm(sq)
         dr = m[:, h::step, h::step]; ul = m[:, 0::step, 0::step]
-        m[:, 0::step, h::step] = wm(dr + torch.roll(dr, 1, 1) + ul + torch.roll(ul, -1, 2))
-        m[:, h::step, 0::step] = wm(dr + torch.roll(dr, 1, 2) + ul + torch.roll(ul, -1, 1))
+        m[:, 0::step, h::step] = wm(dr + roll(dr, 1, 1) + ul + roll(ul, -1, 2))
+        m[:, h::step, 0::step] = wm(dr + roll(dr, 1, 2) + ul + roll(ul, -1, 1))
         step //= 2; wibble /= wibbledecay
+    m = torch.from_numpy(m) if isinstance(m, np.ndarray) else m
     m = m - m.amin((1, 2), keepdim=True); m = m / m.amax((1, 2), keepdim=True)
     return m.to(device) if device is not None else m
 
