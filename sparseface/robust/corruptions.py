@@ -139,17 +139,12 @@ def _fft_correlate(x:torch.Tensor, # One image (or a few) [..., H, W] on the CPU
                    cache:bool=True): # Cache the kernel's spectrum (fixed kernels; not for random ones)
     "Correlation by one real FFT of the padded image: faster than direct or separable filtering for one image and a large kernel"
     H, W = x.shape[-2:]; ry, rx = k.shape[0] // 2, k.shape[1] // 2
-    p = F.pad(x, (rx, rx, ry, ry), mode=mode); Hp, Wp = p.shape[-2:]
+    from scipy.fft import next_fast_len
+    p = F.pad(x, (rx, rx, ry, ry), mode=mode)
+    Hp, Wp = next_fast_len(p.shape[-2], real=True), next_fast_len(p.shape[-1], real=True)   # zeros beyond the padding never wrap into [:H, :W]
     if cache: S = _kernel_spectrum(k.double().contiguous().numpy().tobytes(), k.shape[0], k.shape[1], Hp, Wp, x.dtype)
     else: K = x.new_zeros(Hp, Wp); K[:k.shape[0], :k.shape[1]] = k; S = torch.fft.rfft2(K).conj()
-    return torch.fft.irfft2(torch.fft.rfft2(p) * S, s=(Hp, Wp))[..., :H, :W]
-
-def _gaussian(x:torch.Tensor, # Images [B, C, H, W]
-              sigma:float): # Standard deviation in pixels
-    "`gaussian_filter(x, sigma, 'nearest')`; for one CPU image SciPy's `ndimage.gaussian_filter` (what the reference calls through skimage), which costs less per call"
-    if x.shape[0] > 1 or x.device.type != 'cpu' or x.requires_grad: return gaussian_filter(x, sigma, 'nearest')
-    from scipy.ndimage import gaussian_filter as nd_gaussian
-    return torch.from_numpy(nd_gaussian(x.numpy(), (0, 0, sigma, sigma), mode='nearest', truncate=4.))
+    return torch.fft.irfft2(torch.fft.rfft2(p, s=(Hp, Wp)) * S, s=(Hp, Wp))[..., :H, :W]
 
 # %% ../../nbs/30_robust.corruptions.ipynb #ae7f3138
 @CORRUPTIONS.register(subset='noise', deterministic=False)
@@ -194,22 +189,39 @@ def _wavefronts(H:int, W:int, d:int) -> tuple:
     order = torch.argsort(t, stable=True); ends = torch.cumsum(torch.bincount(t), 0).tolist()
     return hh.flatten()[order], ww.flatten()[order], list(zip([0] + ends[:-1], ends))
 
+@lru_cache(maxsize=64)
+def _glass_plan(H:int, W:int, d:int) -> tuple:
+    "For one image: the swap positions (NumPy, and as a list), the wavefronts, and whether a plain Python loop beats them (few pixels per wavefront)"
+    ph, pw, fronts = _wavefronts(H, W, d); sa = (ph * W + pw).numpy()
+    return sa, sa.tolist(), fronts, len(sa) < 10 * len(fronts)
+
+def _glass_one(x, sigma, d, n, g):
+    "`glass_blur` of one CPU image [1, C, H, W] in NumPy/SciPy: the same draws and the same serial chain, on a pixel index array"
+    from scipy.ndimage import gaussian_filter as nd_gaussian
+    H, W = x.shape[-2:]; sa, sl, fronts, few = _glass_plan(H, W, d); blur = (0, sigma, sigma)
+    y = np.floor(np.clip(nd_gaussian(x[0].numpy(), blur, mode='nearest', truncate=4.), 0, 1) * 255) / 255
+    idx = np.arange(H * W)
+    if few: idx = idx.tolist()
+    for _ in range(n):
+        off = torch.randint(-d, d, (2, 1, len(sa)), generator=g, device=g.device).cpu().numpy()
+        da = sa + off[0, 0] * W + off[1, 0]
+        if few:
+            for i, j in zip(sl, da.tolist()): idx[i] = idx[j]
+        else:
+            for s_, e_ in fronts: idx[sa[s_:e_]] = idx[da[s_:e_]]
+    y = y.reshape(len(y), H * W)[:, np.asarray(idx)].reshape(-1, H, W)
+    return torch.from_numpy(nd_gaussian(y, blur, mode='nearest', truncate=4.))[None]
+
 @CORRUPTIONS.register(subset='blur', deterministic=False)
 def glass_blur(x:torch.Tensor, # Images [B, 3, H, W] in [0, 1]
                c:tuple, # (blur sigma, largest displacement d, passes)
                g:torch.Generator): # Source of the random draws
     "Blur, quantise, `passes` of the reference's serial pixel copies from [-d, d) neighbours, blur again"
     sigma, d, n = c; B, C, H, W = x.shape
-    x = torch.floor(_gaussian(x, sigma).clamp(0, 1) * 255) / 255
+    if B == 1 and x.device.type == 'cpu' and not x.requires_grad: return _glass_one(x, sigma, d, n, g)
+    x = torch.floor(gaussian_filter(x, sigma, 'nearest').clamp(0, 1) * 255) / 255
     ph, pw, fronts = _wavefronts(H, W, d); ph, pw = ph.to(x.device), pw.to(x.device)
     src, xf = ph * W + pw, x.reshape(B, C, H * W).clone()
-    if B == 1 and x.device.type == 'cpu':                    # one image: the wavefronts on a NumPy index array, then one gather
-        idx, sa, ends = np.arange(H * W), src.numpy(), fronts
-        for _ in range(n):
-            off = torch.randint(-d, d, (2, B, len(ph)), generator=g, device=g.device).cpu().numpy()
-            da = sa + off[0, 0] * W + off[1, 0]
-            for s_, e_ in ends: idx[sa[s_:e_]] = idx[da[s_:e_]]
-        return _gaussian(xf[:, :, torch.from_numpy(idx)].reshape(B, C, H, W), sigma)
     for _ in range(n):
         off = torch.randint(-d, d, (2, B, len(ph)), generator=g, device=g.device).to(x.device)   # (dy, dx) per position, as randint(-d, d)
         dst = (ph + off[0]) * W + (pw + off[1])
@@ -608,24 +620,42 @@ def _water_shading(u8:torch.Tensor) -> torch.Tensor:
     dist = torch.floor(correlate2d(dist, _EMBOSS.to(u8.dtype), 'mirror') + .5).clamp(0, 255)   # filter2D into uint8
     return torch.floor(correlate2d(dist, box, 'mirror') + .5)                 # cv2.blur of uint8 rounds
 
+_WATER, _MUD = (175, 238, 238), (63, 42, 20)
+
+def _spatter_one(x, c, g):
+    "`spatter` of one CPU image [1, 3, H, W] in NumPy/SciPy (OpenCV's calls for the shading when present): the same draws, fewer calls"
+    from scipy.ndimage import gaussian_filter as nd_gaussian
+    H, W = x.shape[-2:]; img = x[0].numpy()
+    liquid = nd_gaussian(_normal((H, W), g, x, c[0], c[1]).numpy(), c[2], mode='nearest', truncate=4.)
+    liquid[liquid < c[3]] = 0
+    if c[5] == 0:
+        u8 = np.floor(liquid.astype(np.float64) * 255).clip(0, 255)
+        m = u8 * _water_shading(torch.from_numpy(u8)[None, None])[0, 0].numpy()
+        m = (m / max(m.max(), 1e-12) * c[4]).astype(img.dtype)
+        return torch.from_numpy(img + m * (np.array(_WATER, img.dtype) / 255)[:, None, None])[None]
+    m = nd_gaussian((liquid > c[3]).astype(img.dtype), c[4], mode='nearest', truncate=4.)
+    m[m < .8] = 0
+    return torch.from_numpy(img * (1 - m) + (np.array(_MUD, img.dtype) / 255)[:, None, None] * m)[None]
+
 @CORRUPTIONS.register(subset='validation', deterministic=False)
 def spatter(x:torch.Tensor, # Images [B, 3, H, W] in [0, 1]
             c:tuple, # (mean, std, blur sigma, threshold, intensity, 0 = water / 1 = mud)
             g:torch.Generator): # Source of the random draws
     "Water drops (c[5] = 0) or mud (c[5] = 1) as `imagecorruptions.spatter`; the water shading ports its OpenCV pipeline step by step"
     B, C, H, W = x.shape
-    liquid = _gaussian(_normal((B, 1, H, W), g, x, c[0], c[1]), c[2])
+    if B == 1 and x.device.type == 'cpu' and not x.requires_grad: return _spatter_one(x, c, g)
+    liquid = gaussian_filter(_normal((B, 1, H, W), g, x, c[0], c[1]), c[2], 'nearest')
     liquid = torch.where(liquid < c[3], torch.zeros_like(liquid), liquid)
     if c[5] == 0:
         dt = torch.float32 if x.device.type == 'mps' else torch.float64     # integer-valued steps: exact in either
         u8 = torch.floor(liquid.to(dt) * 255).clamp(0, 255)                  # the reference's uint8 layer
         dist = _water_shading(u8)
         m = u8 * dist; m = (m / m.amax((1, 2, 3), keepdim=True).clamp_min(1e-12) * c[4]).to(x)   # no drops: unchanged (the reference divides by 0)
-        color = torch.tensor([175, 238, 238], dtype=x.dtype, device=x.device)[None, :, None, None] / 255
+        color = torch.tensor(_WATER, dtype=x.dtype, device=x.device)[None, :, None, None] / 255
         return x + m * color
-    m = _gaussian((liquid > c[3]).to(x), c[4])
+    m = gaussian_filter((liquid > c[3]).to(x), c[4], 'nearest')
     m = torch.where(m < .8, torch.zeros_like(m), m)
-    color = torch.tensor([63, 42, 20], dtype=x.dtype, device=x.device)[None, :, None, None] / 255
+    color = torch.tensor(_MUD, dtype=x.dtype, device=x.device)[None, :, None, None] / 255
     return x * (1 - m) + color * m
 
 # %% ../../nbs/30_robust.corruptions.ipynb #7c250759
@@ -764,9 +794,9 @@ def _corrupt_cpu(image:np.ndarray, # Checked uint8 RGB image [H, W, 3]
     c = PARAMS[params][name][severity - 1]
     if name in _PIL_PATHS: return _PIL_PATHS[name](image, c)
     f = (params == 'cifar' and CORRUPTIONS.meta(name).get('cifar')) or CORRUPTIONS[name]
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div_(255)
-    y = f(x, c, _cpu_generator(seed))[0].clamp_(0, 1).mul_(255).add_(1e-4).floor_()   # float32: k/255 * 255 is within 2e-5 of k
-    return np.ascontiguousarray(y.to(torch.uint8).permute(1, 2, 0).numpy())
+    x = torch.from_numpy(image.transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255))   # NumPy in and out: fewer calls
+    y = f(x, c, _cpu_generator(seed))[0].numpy()
+    return (np.clip(y, 0, 1) * 255 + 1e-4).astype(np.uint8).transpose(1, 2, 0).copy()   # float32: k/255 * 255 is within 2e-5 of k
 
 # %% ../../nbs/30_robust.corruptions.ipynb #934cd9e6
 def check_corruption_image(image:np.ndarray # uint8 [H, W, 3], [H, W, 1] or [H, W] (greyscale), H, W >= 32
