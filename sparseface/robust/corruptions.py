@@ -768,9 +768,9 @@ def _cpu_generator(seed:int) -> torch.Generator:
     return g.manual_seed(int(seed))
 
 def _pil_jpeg(image:np.ndarray, quality) -> np.ndarray:
-    "JPEG round trip of a uint8 image with PIL (what the reference does)"
-    buf = io.BytesIO(); Image.fromarray(image).save(buf, 'JPEG', quality=int(quality)); buf.seek(0)
-    return np.asarray(Image.open(buf, formats=('JPEG',)))
+    "JPEG round trip of a uint8 image with PIL (what the reference does); decoded by PIL's JPEG decoder directly (`Image.frombytes`), which skips `Image.open`'s parsing"
+    buf = io.BytesIO(); Image.fromarray(image).save(buf, 'JPEG', quality=int(quality))
+    return np.asarray(Image.frombytes('RGB', image.shape[1::-1], buf.getvalue(), 'jpeg', 'RGB', ''))
 
 def _pil_pixelate(image:np.ndarray, c:float) -> np.ndarray:
     "PIL `BOX` down to `int(c * size)`, `NEAREST` back up (what the reference does; `pixelate` is its exact batched twin)"
@@ -789,13 +789,13 @@ def _corrupt_cpu(image:np.ndarray, # Checked uint8 RGB image [H, W, 3]
                  name:str, # Checked corruption name
                  severity:int, # Checked severity
                  params:str, # Checked severity table
-                 seed:int): # Seed of the draws
+                 seed:int|None): # Seed of the draws (None only for the deterministic corruptions)
     "The per-image CPU path of `corrupt`: PIL for JPEG and pixelate, else the corruption in float32 on one image without the batch checks"
     c = PARAMS[params][name][severity - 1]
     if name in _PIL_PATHS: return _PIL_PATHS[name](image, c)
     f = (params == 'cifar' and CORRUPTIONS.meta(name).get('cifar')) or CORRUPTIONS[name]
     x = torch.from_numpy(image.transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255))   # NumPy in and out: fewer calls
-    y = f(x, c, _cpu_generator(seed))[0].numpy()
+    y = f(x, c, None if seed is None else _cpu_generator(seed))[0].numpy()   # None: a deterministic corruption
     return (np.clip(y, 0, 1) * 255 + 1e-4).astype(np.uint8).transpose(1, 2, 0).copy()   # float32: k/255 * 255 is within 2e-5 of k
 
 # %% ../../nbs/30_robust.corruptions.ipynb #934cd9e6
@@ -827,7 +827,7 @@ def corrupt(image:np.ndarray, # uint8 image [H, W, 3], [H, W, 1] or [H, W] (grey
         check_range(corruption_number, 'corruption_number', 0, len(CORRUPTION_NAMES) - 1)
         corruption_name = CORRUPTION_NAMES[int(corruption_number)]
     check_corruption_name(corruption_name)
-    if seed is None: seed = int(np.random.randint(0, 2**63 - 1, dtype=np.int64))   # NumPy's global state decides, as in the reference
+    if seed is None and corruption_name not in DETERMINISTIC: seed = int(np.random.randint(0, 2**63 - 1, dtype=np.int64))   # NumPy's global state decides, as in the reference (which draws nothing for the deterministic ones)
     dev = torch.device('cpu') if device is None else default_device(device)
     if dev.type == 'cpu': return _corrupt_cpu(image, corruption_name, severity, check_choice(params, list(PARAMS), 'params'), seed)
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(dev, torch.float64 if dev.type != 'mps' else torch.float32) / 255
