@@ -520,6 +520,11 @@ def jpeg_roundtrip(x:torch.Tensor, # RGB images [B, 3, H, W] in [0, 1], on any d
     return (torch.stack([R, G, Bl], 1).clamp(0, 255)[..., :H, :W] / 255).to(x.dtype)
 
 # %% ../../nbs/30_robust.corruptions.ipynb #c875c7d1
+def _pil_jpeg(image:np.ndarray, quality) -> np.ndarray:
+    "JPEG round trip of a uint8 image with PIL (what the reference does); decoded by PIL's JPEG decoder directly (`Image.frombytes`), which skips `Image.open`'s parsing"
+    buf = io.BytesIO(); Image.fromarray(image).save(buf, 'JPEG', quality=int(quality))
+    return np.asarray(Image.frombytes('RGB', image.shape[1::-1], buf.getvalue(), 'jpeg', 'RGB', ''))
+
 @CORRUPTIONS.register(subset='digital', deterministic=True)
 def jpeg_compression(x:torch.Tensor, # Images [B, 3, H, W] in [0, 1]
                      c:int, # JPEG quality
@@ -528,8 +533,7 @@ def jpeg_compression(x:torch.Tensor, # Images [B, 3, H, W] in [0, 1]
     if x.device.type != 'cpu': return jpeg_roundtrip(x, int(c))
     u8 = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     out = []
-    for im in u8:                                           # per image: PIL has no batched JPEG codec
-        buf = io.BytesIO(); Image.fromarray(im).save(buf, 'JPEG', quality=int(c)); out.append(np.array(Image.open(buf)))
+    for im in u8: out.append(_pil_jpeg(im, c))              # per image: PIL has no batched JPEG codec
     return torch.from_numpy(np.stack(out)).to(x.device).permute(0, 3, 1, 2).to(x) / 255
 
 # %% ../../nbs/30_robust.corruptions.ipynb #fdf9c0f0
@@ -766,11 +770,6 @@ def _cpu_generator(seed:int) -> torch.Generator:
     g = getattr(_LOCAL, 'g', None)
     if g is None: g = _LOCAL.g = torch.Generator()
     return g.manual_seed(int(seed))
-
-def _pil_jpeg(image:np.ndarray, quality) -> np.ndarray:
-    "JPEG round trip of a uint8 image with PIL (what the reference does); decoded by PIL's JPEG decoder directly (`Image.frombytes`), which skips `Image.open`'s parsing"
-    buf = io.BytesIO(); Image.fromarray(image).save(buf, 'JPEG', quality=int(quality))
-    return np.asarray(Image.frombytes('RGB', image.shape[1::-1], buf.getvalue(), 'jpeg', 'RGB', ''))
 
 def _pil_pixelate(image:np.ndarray, c:float) -> np.ndarray:
     "PIL `BOX` down to `int(c * size)`, `NEAREST` back up (what the reference does; `pixelate` is its exact batched twin)"
