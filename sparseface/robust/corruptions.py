@@ -128,23 +128,19 @@ def _nearest_matrix(n_in:int, n_out:int) -> torch.Tensor:
 
 # %% ../../nbs/30_robust.corruptions.ipynb #f1a3c5e7
 @lru_cache(maxsize=64)
-def _kernel_spectrum(k:bytes, kh:int, kw:int, Hp:int, Wp:int, dtype) -> torch.Tensor:
-    "Conjugate real FFT of the kernel (float64 bytes, [kh, kw]) zero-padded to [Hp, Wp], cached per kernel, size and dtype"
-    K = torch.zeros(Hp, Wp, dtype=torch.float64); K[:kh, :kw] = torch.frombuffer(bytearray(k), dtype=torch.float64).reshape(kh, kw)
-    return torch.fft.rfft2(K.to(dtype)).conj()
-
-def _fft_correlate(x:torch.Tensor, # One image (or a few) [..., H, W] on the CPU
-                   k:torch.Tensor, # Kernel [kh, kw], odd sides, centred
-                   mode:str, # Border of `F.pad`: 'reflect' (reflect-101, cv2's default) or 'replicate'
-                   cache:bool=True): # Cache the kernel's spectrum (fixed kernels; not for random ones)
-    "Correlation by one real FFT of the padded image: faster than direct or separable filtering for one image and a large kernel"
-    H, W = x.shape[-2:]; ry, rx = k.shape[0] // 2, k.shape[1] // 2
+def _disk_spectrum(c:tuple, H:int, W:int, dtype) -> tuple:
+    "(radius, FFT size, conjugate real FFT) of `disk_kernel(*c)` for one H x W image: built once per size, severity and dtype"
     from scipy.fft import next_fast_len
-    p = F.pad(x, (rx, rx, ry, ry), mode=mode)
-    Hp, Wp = next_fast_len(p.shape[-2], real=True), next_fast_len(p.shape[-1], real=True)   # zeros beyond the padding never wrap into [:H, :W]
-    if cache: S = _kernel_spectrum(k.double().contiguous().numpy().tobytes(), k.shape[0], k.shape[1], Hp, Wp, x.dtype)
-    else: K = x.new_zeros(Hp, Wp); K[:k.shape[0], :k.shape[1]] = k; S = torch.fft.rfft2(K).conj()
-    return torch.fft.irfft2(torch.fft.rfft2(p, s=(Hp, Wp)) * S, s=(Hp, Wp))[..., :H, :W]
+    k = disk_kernel(*c); r = k.shape[0] // 2
+    s = (next_fast_len(H + 2 * r, real=True), next_fast_len(W + 2 * r, real=True))   # fast lengths; the zeros beyond the padding never wrap into [:H, :W]
+    K = torch.zeros(s, dtype=torch.float64); K[:k.shape[0], :k.shape[1]] = k
+    return r, s, torch.fft.rfft2(K.to(dtype)).conj()
+
+def _defocus_one(x:torch.Tensor, # One CPU image [1, C, H, W]
+                 c:tuple): # (disk radius, anti-aliasing sigma)
+    "Correlation with `disk_kernel(*c)`, reflect-101 borders, by one real FFT: for one image, faster than direct or separable filtering"
+    H, W = x.shape[-2:]; r, s, S = _disk_spectrum(tuple(c), H, W, x.dtype)
+    return torch.fft.irfft2(torch.fft.rfft2(F.pad(x, (r, r, r, r), mode='reflect'), s=s) * S, s=s)[..., :H, :W]
 
 # %% ../../nbs/30_robust.corruptions.ipynb #ae7f3138
 @CORRUPTIONS.register(subset='noise', deterministic=False)
@@ -177,7 +173,7 @@ def defocus_blur(x:torch.Tensor, # Images [B, 3, H, W] in [0, 1]
                  c:tuple, # (disk radius, anti-aliasing sigma)
                  g:torch.Generator): # Unused: deterministic
     "Correlation with the anti-aliased disk `disk_kernel(*c)`, reflect-101 borders ('mirror') as `cv2.filter2D`; one CPU image by FFT"
-    if x.shape[0] == 1 and x.device.type == 'cpu': return _fft_correlate(x, disk_kernel(*c), 'reflect')
+    if x.shape[0] == 1 and x.device.type == 'cpu': return _defocus_one(x, c)
     return correlate2d(x, disk_kernel(*c), 'mirror')
 
 # %% ../../nbs/30_robust.corruptions.ipynb #8a83daf6
