@@ -773,10 +773,9 @@ def _pil_pixelate(image:np.ndarray, c:float) -> np.ndarray:
     return np.asarray(im.resize((int(W * c), int(H * c)), Image.BOX).resize((W, H), Image.NEAREST))
 
 def _nd_gaussian_blur(image:np.ndarray, c:float) -> np.ndarray:
-    "`scipy.ndimage.gaussian_filter` in float32 per channel ('nearest', truncate 4: what `skimage.filters.gaussian` does for the reference)"
+    "`scipy.ndimage.gaussian_filter` per channel in float64 ('nearest', truncate 4), truncated to uint8: what `skimage.filters.gaussian` does for the reference, to the grey level"
     from scipy.ndimage import gaussian_filter as nd_gaussian
-    y = nd_gaussian(image.astype(np.float32) / 255, (c, c, 0), mode='nearest', truncate=4.)
-    return np.floor(np.clip(y, 0, 1) * 255 + 1e-4).astype(np.uint8)
+    return (np.clip(nd_gaussian(image / 255., (c, c, 0), mode='nearest', truncate=4.), 0, 1) * 255).astype(np.uint8)
 
 _PIL_PATHS = {'jpeg_compression': _pil_jpeg, 'pixelate': _pil_pixelate, 'gaussian_blur': _nd_gaussian_blur}   # NumPy/PIL twins: faster on one image
 
