@@ -4,14 +4,14 @@
 
 # %% ../../nbs/30_robust.corruptions.ipynb #0a922f6c
 from __future__ import annotations
-import io, math
+import io, math, threading
 from functools import lru_cache
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from ..core import Registry, check_type, check_choice, check_range, check_tensor, make_generator
+from ..core import Registry, check_type, check_choice, check_range, check_tensor, default_device, make_generator
 from ..filters import correlate2d, gaussian_filter, pad2d, disk_kernel
 
 # %% auto #0
@@ -126,6 +126,22 @@ def _nearest_matrix(n_in:int, n_out:int) -> torch.Tensor:
     src = torch.from_numpy(np.floor(np.cumsum(np.r_[.5 * s, np.full(n_out - 1, s)]))).long().clamp(max=n_in - 1)
     A = torch.zeros(n_out, n_in, dtype=torch.float64); A[torch.arange(n_out), src] = 1.; return A
 
+# %% ../../nbs/30_robust.corruptions.ipynb #f1a3c5e7
+@lru_cache(maxsize=64)
+def _disk_spectrum(c:tuple, H:int, W:int, dtype) -> tuple:
+    "(radius, FFT size, conjugate real FFT) of `disk_kernel(*c)` for one H x W image: built once per size, severity and dtype"
+    from scipy.fft import next_fast_len
+    k = disk_kernel(*c); r = k.shape[0] // 2
+    s = (next_fast_len(H + 2 * r, real=True), next_fast_len(W + 2 * r, real=True))   # fast lengths; the zeros beyond the padding never wrap into [:H, :W]
+    K = torch.zeros(s, dtype=torch.float64); K[:k.shape[0], :k.shape[1]] = k
+    return r, s, torch.fft.rfft2(K.to(dtype)).conj()
+
+def _defocus_one(x:torch.Tensor, # One CPU image [1, C, H, W]
+                 c:tuple): # (disk radius, anti-aliasing sigma)
+    "Correlation with `disk_kernel(*c)`, reflect-101 borders, by one real FFT: for one image, faster than direct or separable filtering"
+    H, W = x.shape[-2:]; r, s, S = _disk_spectrum(tuple(c), H, W, x.dtype)
+    return torch.fft.irfft2(torch.fft.rfft2(F.pad(x, (r, r, r, r), mode='reflect'), s=s) * S, s=s)[..., :H, :W]
+
 # %% ../../nbs/30_robust.corruptions.ipynb #ae7f3138
 @CORRUPTIONS.register(subset='noise', deterministic=False)
 def gaussian_noise(x:torch.Tensor, # Images [B, 3, H, W] in [0, 1]
@@ -148,15 +164,16 @@ def impulse_noise(x:torch.Tensor, # Images [B, 3, H, W] in [0, 1]
                   c:float, # Fraction of the values replaced
                   g:torch.Generator): # Source of the random draws
     "Salt and pepper like `skimage.util.random_noise(mode='s&p', amount=c)`: each value flipped with probability c, half to 1, half to 0"
-    flip, salt = _uniform(x.shape, g, x) < c, _uniform(x.shape, g, x) < .5
-    return torch.where(flip, salt.to(x), x)
+    u = _uniform(x.shape, g, x)                              # one draw: u < c flips, and given that, u < c/2 (probability 1/2) is salt
+    return torch.where(u < c, (u < c / 2).to(x), x)
 
 # %% ../../nbs/30_robust.corruptions.ipynb #109f4f85
 @CORRUPTIONS.register(subset='blur', deterministic=True)
 def defocus_blur(x:torch.Tensor, # Images [B, 3, H, W] in [0, 1]
                  c:tuple, # (disk radius, anti-aliasing sigma)
                  g:torch.Generator): # Unused: deterministic
-    "Correlation with the anti-aliased disk `disk_kernel(*c)`, reflect-101 borders ('mirror') as `cv2.filter2D`"
+    "Correlation with the anti-aliased disk `disk_kernel(*c)`, reflect-101 borders ('mirror') as `cv2.filter2D`; one CPU image by FFT"
+    if x.shape[0] == 1 and x.device.type == 'cpu': return _defocus_one(x, c)
     return correlate2d(x, disk_kernel(*c), 'mirror')
 
 # %% ../../nbs/30_robust.corruptions.ipynb #8a83daf6
@@ -168,12 +185,36 @@ def _wavefronts(H:int, W:int, d:int) -> tuple:
     order = torch.argsort(t, stable=True); ends = torch.cumsum(torch.bincount(t), 0).tolist()
     return hh.flatten()[order], ww.flatten()[order], list(zip([0] + ends[:-1], ends))
 
+@lru_cache(maxsize=64)
+def _glass_plan(H:int, W:int, d:int) -> tuple:
+    "For one image: the swap positions (NumPy, and as a list), the wavefronts, and whether a plain Python loop beats them (few pixels per wavefront)"
+    ph, pw, fronts = _wavefronts(H, W, d); sa = (ph * W + pw).numpy()
+    return sa, sa.tolist(), fronts, len(sa) < 10 * len(fronts)
+
+def _glass_one(x, sigma, d, n, g):
+    "`glass_blur` of one CPU image [1, C, H, W] in NumPy/SciPy: the same draws and the same serial chain, on a pixel index array"
+    from scipy.ndimage import gaussian_filter as nd_gaussian
+    H, W = x.shape[-2:]; sa, sl, fronts, few = _glass_plan(H, W, d); blur = (0, sigma, sigma)
+    y = np.floor(np.clip(nd_gaussian(x[0].numpy(), blur, mode='nearest', truncate=4.), 0, 1) * 255) / 255
+    idx = np.arange(H * W)
+    if few: idx = idx.tolist()
+    for _ in range(n):
+        off = torch.randint(-d, d, (2, 1, len(sa)), generator=g, device=g.device).cpu().numpy()
+        da = sa + off[0, 0] * W + off[1, 0]
+        if few:
+            for i, j in zip(sl, da.tolist()): idx[i] = idx[j]
+        else:
+            for s_, e_ in fronts: idx[sa[s_:e_]] = idx[da[s_:e_]]
+    y = y.reshape(len(y), H * W)[:, np.asarray(idx)].reshape(-1, H, W)
+    return torch.from_numpy(nd_gaussian(y, blur, mode='nearest', truncate=4.))[None]
+
 @CORRUPTIONS.register(subset='blur', deterministic=False)
 def glass_blur(x:torch.Tensor, # Images [B, 3, H, W] in [0, 1]
                c:tuple, # (blur sigma, largest displacement d, passes)
                g:torch.Generator): # Source of the random draws
     "Blur, quantise, `passes` of the reference's serial pixel copies from [-d, d) neighbours, blur again"
     sigma, d, n = c; B, C, H, W = x.shape
+    if B == 1 and x.device.type == 'cpu' and not x.requires_grad: return _glass_one(x, sigma, d, n, g)
     x = torch.floor(gaussian_filter(x, sigma, 'nearest').clamp(0, 1) * 255) / 255
     ph, pw, fronts = _wavefronts(H, W, d); ph, pw = ph.to(x.device), pw.to(x.device)
     src, xf = ph * W + pw, x.reshape(B, C, H * W).clone()
@@ -193,7 +234,13 @@ def _motion(x:torch.Tensor, radius:int, sigma:float, angle:torch.Tensor) -> torc
     a = torch.deg2rad(angle.detach().cpu().double()); i = torch.arange(width, dtype=torch.float64)[:, None]
     dy = -torch.ceil(i * torch.sin(a) - .5).long(); dx = -torch.ceil(i * torch.cos(a) - .5).long()   # [taps, B], float64 on the CPU (MPS has no float64)
     alive = ((dy.abs() < H) & (dx.abs() < W)).cumprod(0)       # the reference stops at the first shift past the border
-    w = (k[:, None] * alive).to(x); dy, dx = dy.to(x.device), dx.to(x.device)
+    w = (k[:, None] * alive).to(x)
+    if B == 1 and x.device.type == 'cpu':                    # one image: one slice of the padded image per tap, no index tensors
+        R = int(max(dy.abs().max(), dx.abs().max())); p = F.pad(x, (R, R, R, R), mode='replicate'); out = torch.zeros_like(x)
+        for a, b, wt in zip(dy[:, 0].tolist(), dx[:, 0].tolist(), w[:, 0].tolist()):
+            if wt: out.add_(p[..., R - a:R - a + H, R - b:R - b + W], alpha=wt)
+        return out
+    dy, dx = dy.to(x.device), dx.to(x.device)
     ys, xs = torch.arange(H, device=x.device), torch.arange(W, device=x.device)
     xf = x.reshape(B, C, H * W); out = torch.zeros_like(xf)
     for t in range(width):                                   # loop over the kernel taps, one gather each, vectorised over images and pixels
@@ -294,6 +341,11 @@ def frost(x:torch.Tensor, # Images [B, 3, H, W] in [0, 1]
     return _frost(x, c, g, 1.)
 
 # %% ../../nbs/30_robust.corruptions.ipynb #ddcd0b20
+def _roll1(a:np.ndarray, shift:int, axis:int) -> np.ndarray:
+    "`np.roll` of a map [1, n, n] by one place (shift +-1) along axis 1 or 2, by slicing (np.roll's generality costs more than the work on small maps)"
+    if axis == 1: return np.concatenate((a[:, -1:], a[:, :-1]) if shift == 1 else (a[:, 1:], a[:, :1]), 1)
+    return np.concatenate((a[..., -1:], a[..., :-1]) if shift == 1 else (a[..., 1:], a[..., :1]), 2)
+
 def plasma_fractal(batch:int, # Number of maps
                    mapsize:int=256, # Side, a power of two
                    wibbledecay:float=3, # Decay of the random amplitude per level
@@ -304,16 +356,23 @@ def plasma_fractal(batch:int, # Number of maps
     check_range(mapsize, 'mapsize', 2); 
     if mapsize & (mapsize - 1): raise ValueError(f"mapsize must be a power of two, got {mapsize}")
     g = generator if generator is not None else make_generator(None)
-    m = torch.zeros(batch, mapsize, mapsize, device=g.device); step, wibble = mapsize, 100.
-    def wm(a): return a / 4 + wibble * (torch.rand(a.shape, generator=g, device=g.device) * 2 * wibble - wibble)
+    step, wibble = mapsize, 100.
+    if batch == 1 and g.device.type == 'cpu':                # one map: the same draws made at once, NumPy arithmetic (cheaper per call on small arrays)
+        m, roll = np.zeros((1, mapsize, mapsize), np.float32), _roll1
+        pool, at = torch.rand(mapsize * mapsize, generator=g).numpy(), [0]   # the levels use 3 (size/step)^2 < size^2 draws in all
+        def rnd(shape):
+            k = math.prod(shape); at[0] += k; return pool[at[0] - k:at[0]].reshape(shape)
+    else: m, roll, rnd = torch.zeros(batch, mapsize, mapsize, device=g.device), torch.roll, lambda shape: torch.rand(shape, generator=g, device=g.device)
+    def wm(a): return a / 4 + wibble * (rnd(a.shape) * 2 * wibble - wibble)
     while step >= 2:
         h = step // 2
-        corner = m[:, 0::step, 0::step]; sq = corner + torch.roll(corner, -1, 1); sq = sq + torch.roll(sq, -1, 2)
+        corner = m[:, 0::step, 0::step]; sq = corner + roll(corner, -1, 1); sq = sq + roll(sq, -1, 2)
         m[:, h::step, h::step] = wm(sq)
         dr = m[:, h::step, h::step]; ul = m[:, 0::step, 0::step]
-        m[:, 0::step, h::step] = wm(dr + torch.roll(dr, 1, 1) + ul + torch.roll(ul, -1, 2))
-        m[:, h::step, 0::step] = wm(dr + torch.roll(dr, 1, 2) + ul + torch.roll(ul, -1, 1))
+        m[:, 0::step, h::step] = wm(dr + roll(dr, 1, 1) + ul + roll(ul, -1, 2))
+        m[:, h::step, 0::step] = wm(dr + roll(dr, 1, 2) + ul + roll(ul, -1, 1))
         step //= 2; wibble /= wibbledecay
+    m = torch.from_numpy(m) if isinstance(m, np.ndarray) else m
     m = m - m.amin((1, 2), keepdim=True); m = m / m.amax((1, 2), keepdim=True)
     return m.to(device) if device is not None else m
 
@@ -457,6 +516,11 @@ def jpeg_roundtrip(x:torch.Tensor, # RGB images [B, 3, H, W] in [0, 1], on any d
     return (torch.stack([R, G, Bl], 1).clamp(0, 255)[..., :H, :W] / 255).to(x.dtype)
 
 # %% ../../nbs/30_robust.corruptions.ipynb #c875c7d1
+def _pil_jpeg(image:np.ndarray, quality) -> np.ndarray:
+    "JPEG round trip of a uint8 image with PIL (what the reference does); decoded by PIL's JPEG decoder directly (`Image.frombytes`), which skips `Image.open`'s parsing"
+    buf = io.BytesIO(); Image.fromarray(image).save(buf, 'JPEG', quality=int(quality))
+    return np.asarray(Image.frombytes('RGB', image.shape[1::-1], buf.getvalue(), 'jpeg', 'RGB', ''))
+
 @CORRUPTIONS.register(subset='digital', deterministic=True)
 def jpeg_compression(x:torch.Tensor, # Images [B, 3, H, W] in [0, 1]
                      c:int, # JPEG quality
@@ -465,8 +529,7 @@ def jpeg_compression(x:torch.Tensor, # Images [B, 3, H, W] in [0, 1]
     if x.device.type != 'cpu': return jpeg_roundtrip(x, int(c))
     u8 = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     out = []
-    for im in u8:                                           # per image: PIL has no batched JPEG codec
-        buf = io.BytesIO(); Image.fromarray(im).save(buf, 'JPEG', quality=int(c)); out.append(np.array(Image.open(buf)))
+    for im in u8: out.append(_pil_jpeg(im, c))              # per image: PIL has no batched JPEG codec
     return torch.from_numpy(np.stack(out)).to(x.device).permute(0, 3, 1, 2).to(x) / 255
 
 # %% ../../nbs/30_robust.corruptions.ipynb #fdf9c0f0
@@ -486,15 +549,41 @@ def gaussian_blur(x:torch.Tensor, # Images [B, 3, H, W] in [0, 1]
     return gaussian_filter(x, c, 'nearest')
 
 # %% ../../nbs/30_robust.corruptions.ipynb #e763c1c4
-def _chamfer(edge:torch.Tensor, cap:float=20.) -> torch.Tensor:
-    "Distance (chamfer 1, sqrt 2, an approximation of L2) of every pixel to the nearest `edge` pixel, capped at `cap`"
-    d = torch.where(edge, torch.zeros_like(edge, dtype=torch.float32), torch.full_like(edge, cap, dtype=torch.float32))
-    for _ in range(int(cap)):                               # each pass propagates distances by one pixel
-        p = pad2d(d, 1, 1, 'nearest'); H, W = d.shape[-2:]
-        for dy in range(3):
-            for dx in range(3):
-                if dy == 1 and dx == 1: continue
-                d = torch.minimum(d, p[..., dy:dy + H, dx:dx + W] + (1.4142135 if dy != 1 and dx != 1 else 1.))
+_SOBEL = (13573, 65536)   # OpenCV Canny's fixed point: tan(22.5 deg) and 2 in units of 2^-15
+
+def _canny(u:torch.Tensor, # Integer-valued images [B, 1, H, W] (0..255)
+           low:float=50., # Hysteresis thresholds on the L1 gradient magnitude
+           high:float=150.) -> torch.Tensor:
+    "`cv2.Canny(u, low, high)` (aperture 3, L1 gradient) as a bool edge map, vectorised over the batch"
+    H, W = u.shape[-2:]; p = pad2d(u, 1, 1, 'nearest')                   # Sobel with BORDER_REPLICATE
+    s = lambda dy, dx: p[..., dy:dy + H, dx:dx + W]
+    gx = s(0, 2) - s(0, 0) + 2 * (s(1, 2) - s(1, 0)) + s(2, 2) - s(2, 0)
+    gy = s(2, 0) - s(0, 0) + 2 * (s(2, 1) - s(0, 1)) + s(2, 2) - s(0, 2)
+    m = gx.abs() + gy.abs(); mp = F.pad(m, (1, 1, 1, 1))                   # magnitudes beyond the border: 0
+    n = lambda dy, dx: mp[..., 1 + dy:1 + dy + H, 1 + dx:1 + dx + W]
+    ax, ay = gx.abs(), gy.abs() * 32768; t22 = ax * _SOBEL[0]; t67 = t22 + ax * _SOBEL[1]
+    keep = torch.where(ay < t22, (m > n(0, -1)) & (m >= n(0, 1)),         # non-maximum suppression, OpenCV's comparisons
+           torch.where(ay > t67, (m > n(-1, 0)) & (m >= n(1, 0)),
+           torch.where((gx < 0) != (gy < 0), (m > n(-1, 1)) & (m > n(1, -1)), (m > n(-1, -1)) & (m > n(1, 1)))))
+    cand = keep & (m > low); edge = cand & (m > high)
+    while True:                                                             # hysteresis: grow the strong edges along the candidates
+        grown = cand & (F.max_pool2d(edge.to(m.dtype), 3, 1, 1) > 0)
+        if torch.equal(grown, edge): return edge
+        edge = grown
+
+_MASK5 = [(dy, dx, 1. if abs(dy) + abs(dx) == 1 else 1.4 if abs(dy) == abs(dx) else 2.1969)   # OpenCV's 5x5 L2 mask: a, b, c
+          for dy in range(-2, 3) for dx in range(-2, 3) if {abs(dy), abs(dx)} in ({0, 1}, {1}, {1, 2})]
+
+def _distance5(edge:torch.Tensor, # Bool map [..., H, W] of the pixels distances are measured to
+               cap:float=20.) -> torch.Tensor:
+    "`cv2.distanceTransform(DIST_L2, 5)` to the nearest `edge` pixel (float32 chamfer weights 1, 1.4, 2.1969), capped at `cap`"
+    H, W = edge.shape[-2:]; big = cap + 3.
+    d = torch.where(edge, 0., big).to(torch.float32)
+    for _ in range(int(cap) + 1):                                           # each pass extends the paths by one move (cost >= 1)
+        p = F.pad(d, (2, 2, 2, 2), value=big); new = d
+        for dy, dx, w in _MASK5: new = torch.minimum(new, p[..., 2 + dy:2 + dy + H, 2 + dx:2 + dx + W] + w)
+        if torch.equal(new, d): break
+        d = new
     return d.clamp(max=cap)
 
 def _equalize(u:torch.Tensor) -> torch.Tensor:
@@ -509,29 +598,64 @@ def _equalize(u:torch.Tensor) -> torch.Tensor:
 # %% ../../nbs/30_robust.corruptions.ipynb #34dceb58
 _EMBOSS = torch.tensor([[-2., -1., 0.], [-1., 1., 1.], [0., 1., 2.]])
 
+@lru_cache(maxsize=1)
+def _opencv():
+    "The `cv2` module if OpenCV is importable (it comes with the reference package), else None"
+    try: import cv2; return cv2
+    except ImportError: return None
+
+def _water_shading(u8:torch.Tensor) -> torch.Tensor:
+    "The reference's shading of the uint8 drop layer [B, 1, H, W] (values 0..255): Canny, distance, blur, equalise, emboss, blur"
+    cv2 = _opencv()
+    if u8.shape[0] == 1 and u8.device.type == 'cpu' and cv2 is not None:     # one CPU image: OpenCV's own calls when present (fewer, faster)
+        l8 = u8[0, 0].numpy().astype(np.uint8)
+        dist = cv2.distanceTransform(255 - cv2.Canny(l8, 50, 150), cv2.DIST_L2, 5)
+        _, dist = cv2.threshold(dist, 20, 20, cv2.THRESH_TRUNC)
+        dist = cv2.equalizeHist(cv2.blur(dist, (3, 3)).astype(np.uint8))
+        dist = cv2.blur(cv2.filter2D(dist, cv2.CV_8U, _EMBOSS.numpy()), (3, 3))
+        return torch.from_numpy(dist.astype(u8.numpy().dtype))[None, None]
+    box = torch.full((3, 3), 1 / 9., dtype=u8.dtype)
+    dist = torch.floor(correlate2d(_distance5(_canny(u8)).to(u8.dtype), box, 'mirror'))   # blur, then astype(uint8)
+    dist = _equalize(dist)
+    dist = torch.floor(correlate2d(dist, _EMBOSS.to(u8.dtype), 'mirror') + .5).clamp(0, 255)   # filter2D into uint8
+    return torch.floor(correlate2d(dist, box, 'mirror') + .5)                 # cv2.blur of uint8 rounds
+
+_WATER, _MUD = (175, 238, 238), (63, 42, 20)
+
+def _spatter_one(x, c, g):
+    "`spatter` of one CPU image [1, 3, H, W] in NumPy/SciPy (OpenCV's calls for the shading when present): the same draws, fewer calls"
+    from scipy.ndimage import gaussian_filter as nd_gaussian
+    H, W = x.shape[-2:]; img = x[0].numpy()
+    liquid = nd_gaussian(_normal((H, W), g, x, c[0], c[1]).numpy(), c[2], mode='nearest', truncate=4.)
+    liquid[liquid < c[3]] = 0
+    if c[5] == 0:
+        u8 = np.floor(liquid.astype(np.float64) * 255).clip(0, 255)
+        m = u8 * _water_shading(torch.from_numpy(u8)[None, None])[0, 0].numpy()
+        m = (m / max(m.max(), 1e-12) * c[4]).astype(img.dtype)
+        return torch.from_numpy(img + m * (np.array(_WATER, img.dtype) / 255)[:, None, None])[None]
+    m = nd_gaussian((liquid > c[3]).astype(img.dtype), c[4], mode='nearest', truncate=4.)
+    m[m < .8] = 0
+    return torch.from_numpy(img * (1 - m) + (np.array(_MUD, img.dtype) / 255)[:, None, None] * m)[None]
+
 @CORRUPTIONS.register(subset='validation', deterministic=False)
 def spatter(x:torch.Tensor, # Images [B, 3, H, W] in [0, 1]
             c:tuple, # (mean, std, blur sigma, threshold, intensity, 0 = water / 1 = mud)
             g:torch.Generator): # Source of the random draws
-    "Water drops (c[5] = 0) or mud (c[5] = 1) as `imagecorruptions.spatter`; water shading emulates its OpenCV pipeline"
+    "Water drops (c[5] = 0) or mud (c[5] = 1) as `imagecorruptions.spatter`; the water shading ports its OpenCV pipeline step by step"
     B, C, H, W = x.shape
+    if B == 1 and x.device.type == 'cpu' and not x.requires_grad: return _spatter_one(x, c, g)
     liquid = gaussian_filter(_normal((B, 1, H, W), g, x, c[0], c[1]), c[2], 'nearest')
     liquid = torch.where(liquid < c[3], torch.zeros_like(liquid), liquid)
     if c[5] == 0:
-        u8 = torch.floor(liquid * 255).clamp(0, 255); mask = u8 > 0
-        nb = pad2d(mask.float(), 1, 1, 'nearest')
-        boundary = mask & ((nb[..., :-2, 1:-1] + nb[..., 2:, 1:-1] + nb[..., 1:-1, :-2] + nb[..., 1:-1, 2:]) < 4)  # Canny's edges ~ drop borders
-        box = torch.full((3, 3), 1 / 9.)
-        dist = torch.floor(correlate2d(_chamfer(boundary), box, 'mirror'))
-        dist = _equalize(dist)
-        dist = torch.floor(correlate2d(dist, _EMBOSS, 'mirror') + .5).clamp(0, 255)
-        dist = correlate2d(dist, box, 'mirror')
-        m = liquid * dist.to(x); m = m / m.amax((1, 2, 3), keepdim=True).clamp_min(1e-12) * c[4]
-        color = torch.tensor([175, 238, 238], dtype=x.dtype, device=x.device)[None, :, None, None] / 255
+        dt = torch.float32 if x.device.type == 'mps' else torch.float64     # integer-valued steps: exact in either
+        u8 = torch.floor(liquid.to(dt) * 255).clamp(0, 255)                  # the reference's uint8 layer
+        dist = _water_shading(u8)
+        m = u8 * dist; m = (m / m.amax((1, 2, 3), keepdim=True).clamp_min(1e-12) * c[4]).to(x)   # no drops: unchanged (the reference divides by 0)
+        color = torch.tensor(_WATER, dtype=x.dtype, device=x.device)[None, :, None, None] / 255
         return x + m * color
     m = gaussian_filter((liquid > c[3]).to(x), c[4], 'nearest')
     m = torch.where(m < .8, torch.zeros_like(m), m)
-    color = torch.tensor([63, 42, 20], dtype=x.dtype, device=x.device)[None, :, None, None] / 255
+    color = torch.tensor(_MUD, dtype=x.dtype, device=x.device)[None, :, None, None] / 255
     return x * (1 - m) + color * m
 
 # %% ../../nbs/30_robust.corruptions.ipynb #7c250759
@@ -539,8 +663,11 @@ def spatter(x:torch.Tensor, # Images [B, 3, H, W] in [0, 1]
 def saturate(x:torch.Tensor, # Images [B, 3, H, W] in [0, 1]
              c:tuple, # (saturation factor, added saturation)
              g:torch.Generator): # Unused: deterministic
-    "HSV saturation times c[0] plus c[1]"
-    h = _rgb2hsv(x.clamp(0, 1)); return _hsv2rgb(torch.stack([h[:, 0], (h[:, 1] * c[0] + c[1]).clamp(0, 1), h[:, 2]], 1))
+    "HSV saturation times c[0] plus c[1], without an HSV round trip: with hue and value kept, every channel moves from v linearly in s"
+    x = x.clamp(0, 1); v = x.amax(1, keepdim=True); d = v - x.amin(1, keepdim=True)
+    s = d / torch.where(v > 0, v, torch.ones_like(v)); s2 = (s * c[0] + c[1]).clamp(0, 1)
+    grey = v * (1 - s2 * torch.tensor([0., 1., 1.], dtype=x.dtype, device=x.device)[None, :, None, None])   # hue 0 (red), as hsv2rgb
+    return torch.where(d > 0, v - s2 / torch.where(d > 0, s, torch.ones_like(s)) * (v - x), grey)
 
 # %% ../../nbs/30_robust.corruptions.ipynb #63a978f2
 CORRUPTION_NAMES = CORRUPTIONS.names()
@@ -631,6 +758,40 @@ def plot_corruptions(image, # uint8 image [H, W, 3] or float tensor [3, H, W] in
     for ax in axs.flat: ax.set_xticks([]); ax.set_yticks([])
     fig.tight_layout(); return fig
 
+# %% ../../nbs/30_robust.corruptions.ipynb #c3e5a7b9
+_LOCAL = threading.local()
+
+def _cpu_generator(seed:int) -> torch.Generator:
+    "This thread's CPU generator, reseeded with `seed` (made once: building one costs more than a small corruption)"
+    g = getattr(_LOCAL, 'g', None)
+    if g is None: g = _LOCAL.g = torch.Generator()
+    return g.manual_seed(int(seed))
+
+def _pil_pixelate(image:np.ndarray, c:float) -> np.ndarray:
+    "PIL `BOX` down to `int(c * size)`, `NEAREST` back up (what the reference does; `pixelate` is its exact batched twin)"
+    H, W = image.shape[:2]; im = Image.fromarray(image)
+    return np.asarray(im.resize((int(W * c), int(H * c)), Image.BOX).resize((W, H), Image.NEAREST))
+
+def _nd_gaussian_blur(image:np.ndarray, c:float) -> np.ndarray:
+    "`scipy.ndimage.gaussian_filter` per channel in float64 ('nearest', truncate 4), truncated to uint8: what `skimage.filters.gaussian` does for the reference, to the grey level"
+    from scipy.ndimage import gaussian_filter as nd_gaussian
+    return (np.clip(nd_gaussian(image / 255., (c, c, 0), mode='nearest', truncate=4.), 0, 1) * 255).astype(np.uint8)
+
+_PIL_PATHS = {'jpeg_compression': _pil_jpeg, 'pixelate': _pil_pixelate, 'gaussian_blur': _nd_gaussian_blur}   # NumPy/PIL twins: faster on one image
+
+def _corrupt_cpu(image:np.ndarray, # Checked uint8 RGB image [H, W, 3]
+                 name:str, # Checked corruption name
+                 severity:int, # Checked severity
+                 params:str, # Checked severity table
+                 seed:int|None): # Seed of the draws (None only for the deterministic corruptions)
+    "The per-image CPU path of `corrupt`: PIL for JPEG and pixelate, else the corruption in float32 on one image without the batch checks"
+    c = PARAMS[params][name][severity - 1]
+    if name in _PIL_PATHS: return _PIL_PATHS[name](image, c)
+    f = (params == 'cifar' and CORRUPTIONS.meta(name).get('cifar')) or CORRUPTIONS[name]
+    x = torch.from_numpy(image.transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255))   # NumPy in and out: fewer calls
+    y = f(x, c, None if seed is None else _cpu_generator(seed))[0].numpy()   # None: a deterministic corruption
+    return (np.clip(y, 0, 1) * 255 + 1e-4).astype(np.uint8).transpose(1, 2, 0).copy()   # float32: k/255 * 255 is within 2e-5 of k
+
 # %% ../../nbs/30_robust.corruptions.ipynb #934cd9e6
 def check_corruption_image(image:np.ndarray # uint8 [H, W, 3], [H, W, 1] or [H, W] (greyscale), H, W >= 32
                           ) -> np.ndarray:
@@ -659,8 +820,10 @@ def corrupt(image:np.ndarray, # uint8 image [H, W, 3], [H, W, 1] or [H, W] (grey
         if corruption_number == -1: raise ValueError("pass corruption_name or corruption_number")
         check_range(corruption_number, 'corruption_number', 0, len(CORRUPTION_NAMES) - 1)
         corruption_name = CORRUPTION_NAMES[int(corruption_number)]
-    if seed is None: seed = int(np.random.randint(0, 2**63 - 1, dtype=np.int64))   # NumPy's global state decides, as in the reference
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(device or 'cpu', torch.float64) / 255
-    g = make_generator(seed, x.device)
-    y = corrupt_batch(x, corruption_name, severity, params, g)[0].permute(1, 2, 0).cpu().numpy()
+    check_corruption_name(corruption_name)
+    if seed is None and corruption_name not in DETERMINISTIC: seed = int(np.random.randint(0, 2**63 - 1, dtype=np.int64))   # NumPy's global state decides, as in the reference (which draws nothing for the deterministic ones)
+    dev = torch.device('cpu') if device is None else default_device(device)
+    if dev.type == 'cpu': return _corrupt_cpu(image, corruption_name, severity, check_choice(params, list(PARAMS), 'params'), seed)
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(dev, torch.float64 if dev.type != 'mps' else torch.float32) / 255
+    y = corrupt_batch(x, corruption_name, severity, params, make_generator(seed, x.device))[0].permute(1, 2, 0).cpu().numpy()
     return np.floor(y * 255 + 1e-6).astype(np.uint8)
