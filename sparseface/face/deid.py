@@ -276,7 +276,8 @@ def _f_stat(v:np.ndarray, # Values [N]
     cnt = oh.sum(1); mean = (oh * v[None, :, None]).sum(1) / cnt          # [P, K]
     between = (cnt * (mean - v.mean()) ** 2).sum(1) / (k - 1)
     within = ((v[None] - np.take_along_axis(mean, g, 1)) ** 2).sum(1) / (n - k)
-    with np.errstate(divide='ignore', invalid='ignore'): return np.where(within > 0, between / np.where(within > 0, within, 1), np.inf)
+    with np.errstate(divide='ignore', invalid='ignore'):                    # no seed-to-seed spread: F = inf if the settings differ, else 0
+        return np.where(within > 0, between / np.where(within > 0, within, 1), np.where(between > 1e-15, np.inf, 0.))
 
 def transfer_anova(tm:Bunch, # `transfer_matrix` result (sources and targets: the family)
                    settings:Mapping[str, str], # {network name: its training setting}; each setting trained with >= 2 seeds

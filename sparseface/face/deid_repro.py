@@ -140,8 +140,8 @@ def deid_experiment(ctx, # A `ReproContext`
     if design is not None:
         out['anova'] = av = transfer_anova(tm, design.setting, design.seed, seed=ctx.seed)
         ctx.add_table(f'{name}: mean transfer PSR of each trained source (targets of other settings and seeds), by training setting',
-                      [{'setting': st, **{f'seed {design.seed[n]}': av['mean_transfer_psr'][n] for n in design.setting if design.setting[n] == st}, 'mean': m}
-                       for st, m in av['setting_mean'].items()],
+                      [{'setting': design.setting[n], 'network': n, 'seed': design.seed[n], 'mean transfer PSR': v, 'setting mean': av['setting_mean'][design.setting[n]],
+                        'targets': len(av['targets_used'][n])} for n, v in av['mean_transfer_psr'].items()],
                       note=f"one-way ANOVA over settings, seeds as replicates: F = {av['F']:.3g} (df {av['df'][0]}, {av['df'][1]}), p (F) = {av['p_F']:.3g}, "
                            f"permutation p = {av['p_perm']:.3g}; SD of setting means {av['between_sd']:.3f}, pooled seed-to-seed SD {av['within_sd']:.3f}")
     return out
