@@ -25,9 +25,9 @@ from .deid import (IdentityClassifier, DEID_ATTACKS, protect, protection_report,
                                   identify_full_images)
 
 # %% auto #0
-__all__ = ['TRAINING_SETTINGS', 'BASE_RECIPE', 'IMPERCEPTIBLE_DB', 'HIGH_PSR', 'QUICK_EPOCHS', 'lfw_identities', 'seeded_family',
-           'train_family', 'perceptibility_verdict', 'deid_experiment', 'jpeg_table', 'full_dataset_experiment',
-           'reproduce_face_deid', 'demo_task', 'FaceDeidDemo']
+__all__ = ['TRAINING_SETTINGS', 'BASE_RECIPE', 'IMPERCEPTIBLE_DB', 'HIGH_PSR', 'DEID_QUICK_EPOCHS', 'lfw_identities',
+           'seeded_family', 'train_family', 'perceptibility_verdict', 'deid_experiment', 'jpeg_table',
+           'full_dataset_experiment', 'reproduce_face_deid', 'demo_task', 'FaceDeidDemo']
 
 # %% ../../nbs/51a_face.deid_repro.ipynb #e6bb2135
 def lfw_identities(n_ids:int=40, # Identities (embedded LFW crops, at most 100)
@@ -148,7 +148,7 @@ def deid_experiment(ctx, # A `ReproContext`
 
 
 # %% ../../nbs/51a_face.deid_repro.ipynb #4cd575b9
-QUICK_EPOCHS = 12  # Epochs of the quick run's family (CPU budget: 10 networks)
+DEID_QUICK_EPOCHS = 12  # Epochs of the quick run's family (CPU budget: 10 networks)
 
 def _quick(ctx) -> dict:
     "The quick run: the embedded LFW views task"
@@ -159,9 +159,9 @@ def _quick(ctx) -> dict:
                    'no face data set with identities is embedded; the quick run must not need the data folder')
     des = seeded_family(TRAINING_SETTINGS, 2)
     ctx.substitute(f'{len(des.family)} FaceCNNs (16-32-64 channels, 64-d embeddings; {len(TRAINING_SETTINGS)} training settings x 2 seeds, '
-                   f'every network its own seed) trained {QUICK_EPOCHS} epochs in seconds', 'the paper\'s recognition networks (unverified)',
+                   f'every network its own seed) trained {DEID_QUICK_EPOCHS} epochs in seconds', 'the paper\'s recognition networks (unverified)',
                    'no pretrained network without the face extra; CPU budget of a quick run')
-    nets = train_family(x[tr], y[tr], des.family, {**BASE_RECIPE, 'epochs': QUICK_EPOCHS}, device=ctx.device, progress=ctx.progress)
+    nets = train_family(x[tr], y[tr], des.family, {**BASE_RECIPE, 'epochs': DEID_QUICK_EPOCHS}, device=ctx.device, progress=ctx.progress)
     clfs = {n: IdentityClassifier(m, x[ga], y[ga]) for n, m in nets.items()}
     src = next(iter(nets))
     e = deid_experiment(ctx, 'lfw-views', clfs, x[pr], y[pr], src, des)
