@@ -10,11 +10,11 @@ __all__ = ['NoFaceError', 'TooManyFacesError', 'dlib_available', 'import_dlib', 
            'FACENET_FILE', 'facenet_file', 'parse_graph_def', 'read_graph_def', 'prewhiten', 'facenet_layout',
            'similarity_matrix', 'pair_scores', 'verification_report', 'gallery_probe_split', 'identification_report',
            'edc', 'edc_pauc', 'plot_roc', 'plot_cmc', 'plot_edc', 'FaceCNN', 'ArcFaceHead', 'CosFaceHead', 'HEADS',
-           'face_tensor', 'train_face_recognizer', 'embed', 'network_input_size', 'check_face_images',
-           'class_templates', 'IdentityClassifier', 'predict_logits', 'psnr_bound', 'verification_threshold',
-           'protection_report', 'DEID_ATTACKS', 'protect', 'resize_chips', 'deid_sweep', 'plot_deid_tradeoff',
-           'transfer_matrix', 'transfer_spread', 'plot_transfer_matrix', 'chip_affine', 'paste_back',
-           'require_face_extra', 'identify_full_images']
+           'face_tensor', 'train_face_recognizer', 'embed', 'network_input_size', 'class_templates',
+           'IdentityClassifier', 'predict_logits', 'identified', 'protection_rates', 'psnr_bound',
+           'verification_threshold', 'protection_report', 'DEID_ATTACKS', 'protect', 'resize_chips', 'deid_sweep',
+           'plot_deid_tradeoff', 'transfer_matrix', 'transfer_anova', 'plot_transfer_matrix', 'chip_affine',
+           'paste_back', 'require_face_extra', 'identify_full_images']
 
 # %% ../../nbs/50_face.ipynb #ce1cb0af
 from .detect import (NoFaceError, TooManyFacesError, dlib_available, import_dlib, model_file, detect_faces, landmarks,
@@ -25,9 +25,9 @@ from .facenet import FaceNet, FACENET_FILE, facenet_file, parse_graph_def, read_
 from .eval import (similarity_matrix, pair_scores, verification_report, gallery_probe_split,
                                   identification_report, edc, edc_pauc, plot_roc, plot_cmc, plot_edc)
 from .train import FaceCNN, ArcFaceHead, CosFaceHead, HEADS, face_tensor, train_face_recognizer, embed
-from .deid import (network_input_size, check_face_images, class_templates, IdentityClassifier, predict_logits, psnr_bound,
+from .deid import (network_input_size, class_templates, IdentityClassifier, predict_logits, identified, protection_rates, psnr_bound,
                                   verification_threshold, protection_report, DEID_ATTACKS, protect, resize_chips, deid_sweep,
-                                  plot_deid_tradeoff, transfer_matrix, transfer_spread, plot_transfer_matrix, chip_affine, paste_back,
+                                  plot_deid_tradeoff, transfer_matrix, transfer_anova, plot_transfer_matrix, chip_affine, paste_back,
                                   require_face_extra, identify_full_images)
 
 # %% ../../nbs/50_face.ipynb #603e3410
@@ -38,5 +38,5 @@ _all_ = ['NoFaceError', 'TooManyFacesError', 'dlib_available', 'import_dlib', 'm
          'read_graph_def', 'prewhiten', 'facenet_layout', 'similarity_matrix', 'pair_scores', 'verification_report', 'gallery_probe_split',
          'identification_report', 'edc', 'edc_pauc', 'plot_roc', 'plot_cmc', 'plot_edc', 'FaceCNN', 'ArcFaceHead',
          'CosFaceHead', 'HEADS', 'face_tensor', 'train_face_recognizer', 'embed',
-         'network_input_size', 'check_face_images', 'class_templates', 'IdentityClassifier', 'predict_logits', 'psnr_bound', 'verification_threshold', 'protection_report', 'DEID_ATTACKS', 'protect',
-         'resize_chips', 'deid_sweep', 'plot_deid_tradeoff', 'transfer_matrix', 'transfer_spread', 'plot_transfer_matrix', 'chip_affine', 'paste_back', 'require_face_extra', 'identify_full_images']
+         'network_input_size', 'class_templates', 'IdentityClassifier', 'predict_logits', 'identified', 'protection_rates', 'psnr_bound', 'verification_threshold', 'protection_report', 'DEID_ATTACKS', 'protect',
+         'resize_chips', 'deid_sweep', 'plot_deid_tradeoff', 'transfer_matrix', 'transfer_anova', 'plot_transfer_matrix', 'chip_affine', 'paste_back', 'require_face_extra', 'identify_full_images']

@@ -5,7 +5,7 @@
 # %% ../../nbs/51_face.deid.ipynb #6ad78d74
 from __future__ import annotations
 import math
-from typing import Sequence
+from typing import Sequence, Mapping
 import numpy as np
 import torch
 from torch import nn
@@ -17,43 +17,24 @@ from ..metrics import psnr, ssim, fnmr_at_fmr
 from ..attacks import BIM, ILLC, kurakin_steps, run_attack
 from .detect import INSTALL_FACE, dlib_available, chip_geometry, warp_affine, find_faces, NoFaceError
 from .train import FaceCNN, embed
+from .recognition import check_chips
 
 # %% auto #0
-__all__ = ['DEID_ATTACKS', 'network_input_size', 'check_face_images', 'class_templates', 'IdentityClassifier', 'predict_logits',
-           'psnr_bound', 'verification_threshold', 'protection_report', 'protect', 'resize_chips', 'deid_sweep',
-           'plot_deid_tradeoff', 'transfer_matrix', 'transfer_spread', 'plot_transfer_matrix', 'chip_affine',
-           'paste_back', 'require_face_extra', 'identify_full_images']
+__all__ = ['DEID_ATTACKS', 'network_input_size', 'class_templates', 'IdentityClassifier', 'predict_logits', 'resize_chips',
+           'identified', 'protection_rates', 'psnr_bound', 'verification_threshold', 'protection_report', 'protect',
+           'deid_sweep', 'plot_deid_tradeoff', 'transfer_matrix', 'transfer_anova', 'plot_transfer_matrix',
+           'chip_affine', 'paste_back', 'require_face_extra', 'identify_full_images']
 
 # %% ../../nbs/51_face.deid.ipynb #d6e4ca22
 def network_input_size(net:nn.Module # A recogniser
                       ) -> int|None:
-    "The chip side a recogniser expects (its `input_size`, or the dlib port's `size`); None for size-agnostic networks"
+    "The chip side a recogniser expects (its `input_size`); None for size-agnostic networks"
     s = getattr(net, 'input_size', None)
-    if s is None: s = getattr(net, 'size', None)
     if s is None: return None
     if isinstance(s, (tuple, list)):
         if len(set(int(v) for v in s)) != 1: raise ValueError(f"non-square input size {tuple(s)} is not supported")
         s = s[0]
     return int(s)
-
-def check_face_images(x, # Chips [B, C, H, W], float in [0, 1]
-                      name:str='images', # Argument name for the messages
-                      size:int|None=None # Required side (the network's `input_size`); None: any
-                     ) -> torch.Tensor:
-    "`x` unchanged if it is a float tensor of chips [B, C, H, W] in [0, 1] of side `size`; else a `TypeError`/`ValueError` saying what to pass"
-    if not isinstance(x, torch.Tensor): raise TypeError(f"{name} must be a torch.Tensor of chips [B, C, H, W] in [0, 1], got {type(x).__name__}")
-    if not x.is_floating_point(): raise TypeError(f"{name} must be a float tensor in [0, 1], got dtype {x.dtype} (divide uint8 images by 255)")
-    if x.ndim != 4 or x.shape[1] not in (1, 3):
-        hint = ' (a single chip? add a batch dimension with x[None])' if x.ndim == 3 else ' (channels last? use x.permute(0, 3, 1, 2))' if x.ndim == 4 and x.shape[-1] in (1, 3) else ''
-        raise ValueError(f"{name} must have shape [B, C, H, W] with C = 1 or 3, got {tuple(x.shape)}{hint}")
-    if size is not None and tuple(x.shape[-2:]) != (size, size):
-        raise ValueError(f"{name} are {x.shape[-2]}x{x.shape[-1]} chips but the network's input_size is {size}: "
-                         f"align them at that size (face_chips(image, size={size})) or resize them")
-    if x.numel():
-        lo, hi = (float(v) for v in torch.aminmax(x.detach()))
-        if not (math.isfinite(lo) and math.isfinite(hi)): raise ValueError(f"{name} contains NaN or infinite values")
-        if lo < 0 or hi > 1: raise ValueError(f"{name} must have values in [0, 1], got min {lo:.4g}, max {hi:.4g}" + (' (0-255 values? divide by 255)' if hi > 1.5 else ''))
-    return x
 
 # %% ../../nbs/51_face.deid.ipynb #b1d072e3
 def _as_labels(labels, # Identities: list, array or tensor [N] of integers
@@ -99,7 +80,7 @@ class IdentityClassifier(nn.Module):
             self.register_buffer('templates', torch.empty(0))
         else:
             if gallery is None or gallery_labels is None: raise ValueError("pass gallery chips and gallery_labels (template logits), or head and classes")
-            check_face_images(gallery, 'gallery', size)
+            check_chips(gallery, size, name='gallery')
             size = size or gallery.shape[-1]
             T, self.classes = class_templates(embed(net, gallery, batch_size=batch_size, device=module_device(net)), gallery_labels)
             self.register_buffer('templates', T.to(module_device(net)))
@@ -109,8 +90,8 @@ class IdentityClassifier(nn.Module):
                      input_size:int|None=None): # Chip side (the training chips' side, for the size check)
         "The classifier of a network trained in-project, with its head's own logits"
         return cls(result.net, head=result.head, classes=result.classes, input_size=input_size)
-    def forward(self, x): # Chips [B, C, S, S] in [0, 1]
-        check_face_images(x, 'x', self.input_size)
+    def forward(self, x): # Chips [B, 3, S, S] in [0, 1]
+        check_chips(x, self.input_size, check_values=False)           # shape only: no device sync at every attack step
         e = self.net(x)
         if self.head is not None: return self.head(e)
         return self.scale * F.linear(F.normalize(e.float(), dim=1), self.templates.to(e.device))
@@ -136,6 +117,29 @@ def predict_logits(model:nn.Module, # A classifier (e.g. `IdentityClassifier`)
     dev = module_device(model)
     with eval_mode(model):
         return torch.cat([model(x[i:i + batch_size].to(dev)).float().cpu() for i in range(0, len(x), batch_size)]) if len(x) else torch.empty(0, 0)
+
+def resize_chips(x:torch.Tensor, # Chips [N, C, H, W] in [0, 1]
+                 size:int|None # Target side; None or equal: unchanged
+                ) -> torch.Tensor:
+    "Chips resized to `size` (antialiased bilinear), to show one network's chips to another network with a different input size"
+    if size is None or tuple(x.shape[-2:]) == (size, size): return x
+    return F.interpolate(x, size=(size, size), mode='bilinear', antialias=True, align_corners=False).clamp(0, 1)
+
+def identified(model:nn.Module, # An `IdentityClassifier`
+               x:torch.Tensor, # Chips [N, 3, S, S] in [0, 1] (resized to the model's input_size)
+               labels, # Their identities [N]
+               batch_size:int=256 # Chips per forward pass
+              ) -> torch.Tensor:
+    "Whether each chip is identified (rank-1) as its own identity: bool [N] (CPU)"
+    y = model.class_index(labels)
+    if len(y) != len(x): raise ValueError(f"labels has {len(y)} entries for {len(x)} chips")
+    return predict_logits(model, resize_chips(x, model.input_size), batch_size).argmax(1) == y
+
+def protection_rates(ok_clean:torch.Tensor, # Identified when clean [N] (bool)
+                     ok_protected:torch.Tensor # Identified when protected [N] (bool)
+                    ) -> tuple[float, float]:
+    "PSR over all probes (1 - rank-1 protected) and PSR among the probes identified when clean (nan if none)"
+    return float(1 - ok_protected.double().mean()), float(1 - ok_protected[ok_clean].double().mean()) if ok_clean.any() else math.nan
 
 def psnr_bound(eps255:float # L-infinity size of the perturbation, in 0-255 units
               ) -> float:
@@ -165,7 +169,7 @@ def protection_report(model:IdentityClassifier, # The (white- or black-box) clas
                      ) -> dict:
     "Rank-1 clean/protected, PSR (all probes; among clean-correct), verification PSR at `fmr`, PSNR/SSIM (mean, min) and the bound"
     if not isinstance(model, IdentityClassifier): raise TypeError(f"model must be an IdentityClassifier, got {type(model).__name__}")
-    check_face_images(clean, 'clean'); check_face_images(protected, 'protected')
+    check_chips(clean, name='clean'); check_chips(protected, name='protected')
     if clean.shape != protected.shape: raise ValueError(f"clean {tuple(clean.shape)} and protected {tuple(protected.shape)} must have the same shape")
     y = model.class_index(labels)
     if len(y) != len(clean): raise ValueError(f"labels has {len(y)} entries for {len(clean)} chips")
@@ -177,9 +181,9 @@ def protection_report(model:IdentityClassifier, # The (white- or black-box) clas
     q = psnr(protected.cpu().float(), clean.cpu().float(), data_range=1.0)
     side = min(clean.shape[-2:])                                   # chips under 11 px: a uniform window of the largest odd side that fits
     v = ssim(protected.cpu().float(), clean.cpu().float(), data_range=1.0, **({} if side >= 11 else {'gaussian': False, 'win_size': side - 1 + side % 2}))
+    psr_all, psr_cc = protection_rates(ok_c, ok_p)
     rep = {'probes': len(y), 'rank1_clean': float(ok_c.double().mean()), 'rank1_protected': float(ok_p.double().mean()),
-           'psr': float(1 - ok_p.double().mean()),
-           'psr_clean_correct': float(1 - ok_p[ok_c].double().mean()) if ok_c.any() else math.nan,
+           'psr': psr_all, 'psr_clean_correct': psr_cc,
            'fmr': f, 'fmr_clean': float((imp >= thr).double().mean()), 'threshold': thr, 'fnmr_clean': float((gen_c < thr).double().mean()), 'psr_verification': float((gen_p < thr).double().mean()),
            'psnr': float(q.mean()), 'psnr_min': float(q.min()), 'ssim': float(v.mean()), 'linf255': float((protected - clean).abs().max() * 255)}
     if eps255 is not None: rep |= {'psnr_bound': psnr_bound(eps255), 'bound_holds': bool(rep['psnr_min'] >= psnr_bound(eps255) - 1e-3)}
@@ -203,7 +207,7 @@ def protect(model:IdentityClassifier, # The classifier to attack (white box)
     check_choice(attack, list(DEID_ATTACKS), 'attack')
     check_range(eps255, 'eps255', 0); check_range(alpha255, 'alpha255', 0, lo_open=True)
     check_type(steps, (int, np.integer), 'steps'); check_range(int(steps), 'steps', 0)
-    x = check_face_images(images, 'images', model.input_size)
+    x = check_chips(images, model.input_size, name='images')
     y = model.class_index(labels)
     if len(y) != len(x): raise ValueError(f"labels has {len(y)} entries for {len(x)} images")
     if eps255 == 0 or len(x) == 0: return x.detach().clone()
@@ -212,13 +216,6 @@ def protect(model:IdentityClassifier, # The classifier to attack (white box)
     return run_attack(atk, x.to(dev), y.to(dev), batch_size=batch_size, progress=progress).detach().to(x.device)
 
 # %% ../../nbs/51_face.deid.ipynb #4afc1f76
-def resize_chips(x:torch.Tensor, # Chips [N, C, H, W] in [0, 1]
-                 size:int|None # Target side; None or equal: unchanged
-                ) -> torch.Tensor:
-    "Chips resized to `size` (antialiased bilinear), to show one network's chips to another network with a different input size"
-    if size is None or tuple(x.shape[-2:]) == (size, size): return x
-    return F.interpolate(x, size=(size, size), mode='bilinear', antialias=True, align_corners=False).clamp(0, 1)
-
 def deid_sweep(model:IdentityClassifier, # White-box classifier the attacks run against
                images:torch.Tensor, # Probe chips [N, C, S, S] in [0, 1]
                labels, # Their identities [N]
@@ -229,18 +226,19 @@ def deid_sweep(model:IdentityClassifier, # White-box classifier the attacks run 
                batch_size:int=64, # Chips per attack batch
                progress:bool=True # Progress bar over (attack, eps)
               ) -> list[dict]:
-    "One row per (attack, eps): steps, white-box rank-1/PSR/verification PSR/PSNR/SSIM and the bound, and each target's PSR"
+    "One row per (attack, eps): steps, white-box rank-1/PSR/verification PSR/PSNR/SSIM and the bound, and each target's PSR (`psr <name>`: among its clean-correct probes; `psr_all <name>`: all)"
     check_type(eps255, (list, tuple, np.ndarray), 'eps255'); check_type(attacks, (list, tuple), 'attacks')
     for a in attacks: check_choice(a, list(DEID_ATTACKS), 'attacks')
     for e in eps255: check_range(e, 'eps255', 0)
     targets = dict(targets or {})
-    rows, todo = [], [(a, float(e)) for a in attacks for e in eps255]
+    rows, todo, ok_t = [], [(a, float(e)) for a in attacks for e in eps255], {}
     for a, e in tqdm(todo, disable=not progress, desc='deid sweep', leave=False):
         xp = protect(model, images, labels, a, e, batch_size=batch_size)
         r = protection_report(model, images, xp, labels, fmr, e)
         row = {'attack': a.upper(), 'eps255': e, 'steps': kurakin_steps(e / 255) if e > 0 else 0, **r}
-        for n, t in targets.items():
-            row[f'psr {n}'] = protection_report(t, resize_chips(images, t.input_size), resize_chips(xp, t.input_size), labels, fmr)['psr']
+        for n, t in targets.items():                                      # black box: identification only, clean results computed once
+            if n not in ok_t: ok_t[n] = identified(t, images, labels)
+            row[f'psr_all {n}'], row[f'psr {n}'] = protection_rates(ok_t[n], identified(t, xp, labels))   # all probes; the target's clean-correct ones
         rows.append(row)
     return rows
 
@@ -265,45 +263,78 @@ def plot_deid_tradeoff(rows:list[dict], # `deid_sweep` rows
 # %% ../../nbs/51_face.deid.ipynb #1873d354
 def transfer_matrix(sources:dict, # {name: IdentityClassifier} the attacks run against
                     targets:dict, # {name: IdentityClassifier} that identify the protected chips
-                    images:dict|torch.Tensor, # Probe chips [N, C, S, S], or {source name: chips} where sources need different sizes
+                    images:dict|torch.Tensor, # Probe chips [N, 3, S, S], or {source name: chips} where sources need different sizes
                     labels, # Their identities [N]
                     attack:str='bim', # 'bim' or 'illc'
                     eps255:float=8., # Budget in 0-255 units
                     batch_size:int=64, # Chips per attack batch
                     progress:bool=True # Progress bar over sources
                    ) -> Bunch:
-    "PSR [S, T] of chips protected on each source and identified by each target, with the clean rank-1 of each target"
+    "PSR [S, T] among the probes each target identifies when clean (`psr`), and over all probes (`psr_all`), with each target's clean rank-1"
     check_type(sources, dict, 'sources'); check_type(targets, dict, 'targets')
     if not sources or not targets: raise ValueError("sources and targets must each name at least one IdentityClassifier")
-    psr = np.zeros((len(sources), len(targets)))
-    clean = {}
+    psr, psr_all = np.zeros((len(sources), len(targets))), np.zeros((len(sources), len(targets)))
+    clean, ok_c = {}, {}
     for i, (sn, s) in enumerate(tqdm(sources.items(), disable=not progress, desc='transfer', leave=False)):
         x = images[sn] if isinstance(images, dict) else images
         xp = protect(s, x, labels, attack, eps255, batch_size=batch_size)
-        for j, (tn, t) in enumerate(targets.items()):
-            r = protection_report(t, resize_chips(x, t.input_size), resize_chips(xp, t.input_size), labels)
-            psr[i, j] = r['psr']; clean[tn] = r['rank1_clean']
-    return Bunch(psr=psr, sources=list(sources), targets=list(targets), rank1_clean=clean, attack=attack.upper(), eps255=float(eps255))
+        for j, (tn, t) in enumerate(targets.items()):                     # identification only; clean results once per (chips, target)
+            key = (id(x), tn)
+            if key not in ok_c: ok_c[key] = identified(t, x, labels)
+            psr_all[i, j], psr[i, j] = protection_rates(ok_c[key], identified(t, xp, labels))
+            clean[tn] = float(ok_c[key].double().mean())
+    return Bunch(psr=psr, psr_all=psr_all, sources=list(sources), targets=list(targets), rank1_clean=clean, attack=attack.upper(), eps255=float(eps255))
 
-def transfer_spread(tm:Bunch, # `transfer_matrix` result
-                    seed_group:Sequence[str], # Sources that differ only in their seed (at least 2)
-                    ratio:float=2., # The claim holds when the parameter range exceeds `ratio` x the seed range
-                    among:Sequence[str]|None=None # The family compared (sources and targets); None: all sources and targets
-                   ) -> dict:
-    "Each source's mean black-box PSR (targets of `among` other than itself) and the range across the family's sources vs across seed-only variants"
-    if len(seed_group) < 2: raise ValueError("seed_group needs at least 2 sources that differ only in their seed")
-    miss = [n for n in seed_group if n not in tm.sources]
-    if miss: raise ValueError(f"seed_group names {miss} that are not sources of the matrix ({tm.sources})")
-    among = list(tm.sources) if among is None else list(among)
-    means = {}
-    for i, sn in enumerate(tm.sources):
-        if sn not in among: continue
-        others = [j for j, tn in enumerate(tm.targets) if tn != sn and tn in among]
-        means[sn] = float(tm.psr[i, others].mean()) if others else math.nan
-    allv = np.array(list(means.values())); seedv = np.array([means[n] for n in seed_group])
-    rng_all, rng_seed = float(np.ptp(allv)), float(np.ptp(seedv))
-    return {'mean_transfer_psr': means, 'range_all_sources': rng_all, 'range_seed_only': rng_seed,
-            'holds': bool(rng_all > ratio * rng_seed and rng_all > 0.05), 'ratio': float(ratio)}
+def _f_stat(v:np.ndarray, # Values [N]
+            g:np.ndarray # Group index of each value, [P, N] (one row per labelling)
+           ) -> np.ndarray:
+    "One-way ANOVA F of `v` for each labelling row of `g` (vectorised over rows)"
+    k, n = int(g.max()) + 1, len(v)
+    oh = g[..., None] == np.arange(k)                                   # [P, N, K]
+    cnt = oh.sum(1); mean = (oh * v[None, :, None]).sum(1) / cnt          # [P, K]
+    between = (cnt * (mean - v.mean()) ** 2).sum(1) / (k - 1)
+    within = ((v[None] - np.take_along_axis(mean, g, 1)) ** 2).sum(1) / (n - k)
+    with np.errstate(divide='ignore', invalid='ignore'):                    # no seed-to-seed spread: F = inf if the settings differ, else 0
+        return np.where(within > 0, between / np.where(within > 0, within, 1), np.where(between > 1e-15, np.inf, 0.))
+
+def transfer_anova(tm:Bunch, # `transfer_matrix` result (sources and targets: the family)
+                   settings:Mapping[str, str], # {network name: its training setting}; each setting trained with >= 2 seeds
+                   seeds:Mapping[str, int]|None=None, # {network name: its seed}; targets sharing the source's seed are left out where possible
+                   n_perm:int=9999, # Random relabellings for the permutation p-value
+                   alpha:float=0.05, # The claim holds when the permutation p-value is below alpha
+                   seed:int=0 # Seed of the permutations
+                  ) -> dict:
+    "Does mean transfer PSR depend on the training setting? One-way ANOVA over settings with seeds as replicates: F, p (F distribution and permutation)"
+    from scipy.stats import f as f_dist
+    check_type(n_perm, (int, np.integer), 'n_perm'); check_range(int(n_perm), 'n_perm', 1)
+    check_range(alpha, 'alpha', 0, 1, lo_open=True, hi_open=True)
+    names = list(settings)
+    miss = [n for n in names if n not in tm.sources or n not in tm.targets]
+    if miss: raise ValueError(f"settings names {miss} that are not both sources and targets of the matrix")
+    seeds = dict(seeds or {})
+    groups = list(dict.fromkeys(settings[n] for n in names))
+    reps = {s: sum(settings[n] == s for n in names) for s in groups}
+    if len(groups) < 2 or min(reps.values()) < 2:
+        raise ValueError(f"need at least 2 settings, each trained with at least 2 seeds, got {reps}")
+    means, used = {}, {}
+    for n in names:
+        other = [t for t in names if settings[t] != settings[n]]
+        strict = [t for t in other if seeds.get(t, object()) != seeds.get(n)]  # neither setting nor seed shared, where possible
+        used[n] = strict or other
+        v = tm.psr[tm.sources.index(n), [tm.targets.index(t) for t in used[n]]]
+        means[n] = float(np.nanmean(v)) if np.isfinite(v).any() else math.nan
+    v = np.array([means[n] for n in names]); g = np.array([groups.index(settings[n]) for n in names])
+    if not np.isfinite(v).all(): raise ValueError(f"no finite transfer PSR for {[n for n in names if not math.isfinite(means[n])]} (no target identifies a probe when clean)")
+    F = float(_f_stat(v, g[None])[0])
+    rng = np.random.default_rng(int(seed))
+    perm = np.argsort(rng.random((int(n_perm), len(g))), 1)
+    p_perm = float((1 + (_f_stat(v, g[perm]) >= F - 1e-12).sum()) / (1 + int(n_perm)))
+    k, n = len(groups), len(v)
+    sm = {s: float(v[g == i].mean()) for i, s in enumerate(groups)}
+    within_sd = float(math.sqrt(sum(((v[g == i] - v[g == i].mean()) ** 2).sum() for i in range(k)) / (n - k)))
+    return {'mean_transfer_psr': means, 'targets_used': used, 'setting_mean': sm, 'F': F, 'df': (k - 1, n - k),
+            'p_F': float(f_dist.sf(F, k - 1, n - k)) if math.isfinite(F) else 0., 'p_perm': p_perm,
+            'between_sd': float(np.std(list(sm.values()), ddof=1)), 'within_sd': within_sd, 'alpha': float(alpha), 'holds': bool(p_perm < alpha)}
 
 def plot_transfer_matrix(tm:Bunch, # `transfer_matrix` result
                          ax=None): # A matplotlib `Axes`; default: a new figure
@@ -311,9 +342,9 @@ def plot_transfer_matrix(tm:Bunch, # `transfer_matrix` result
     import matplotlib.pyplot as plt
     if ax is None: fig, ax = plt.subplots(figsize=(1.2 + 0.55 * len(tm.targets), 1 + 0.45 * len(tm.sources)), layout='constrained')
     im = ax.imshow(tm.psr, vmin=0, vmax=1, cmap='viridis')
-    for (i, j), v in np.ndenumerate(tm.psr): ax.text(j, i, f'{v:.2f}', ha='center', va='center', fontsize=7, color='w' if v < .6 else 'k')
+    for (i, j), v in np.ndenumerate(tm.psr): ax.text(j, i, f'{v:.2f}' if math.isfinite(v) else '-', ha='center', va='center', fontsize=7, color='w' if v < .6 else 'k')
     ax.set_xticks(range(len(tm.targets)), tm.targets, rotation=45, ha='right', fontsize=7); ax.set_yticks(range(len(tm.sources)), tm.sources, fontsize=7)
-    ax.set(xlabel='target (identifies)', ylabel='source (attacked)', title=f"PSR, {tm.attack} eps = {tm.eps255:g}/255")
+    ax.set(xlabel='target (identifies)', ylabel='source (attacked)', title=f"PSR (target's clean-correct probes), {tm.attack} eps = {tm.eps255:g}/255")
     ax.figure.colorbar(im, ax=ax, shrink=.8)
     return ax.figure
 
@@ -355,7 +386,7 @@ def paste_back(image, # uint8 image [H, W, 3] (or [H, W] grey, returned as RGB)
     if im.dtype != np.uint8 or im.ndim not in (2, 3) or (im.ndim == 3 and im.shape[-1] != 3):
         raise ValueError(f"image must be a uint8 array [H, W, 3] or [H, W], got dtype {im.dtype} and shape {im.shape}")
     if im.ndim == 2: im = np.repeat(im[..., None], 3, -1)
-    check_face_images(chips, 'chips'); check_face_images(protected, 'protected')
+    check_chips(chips, name='chips'); check_chips(protected, name='protected')
     if chips.shape != protected.shape or chips.shape[1] != 3: raise ValueError(f"chips {tuple(chips.shape)} and protected {tuple(protected.shape)} must be RGB chips of the same shape")
     A = chip_affine(points, chips.shape[-1], padding)
     if len(A) != len(chips): raise ValueError(f"points has {len(A)} faces for {len(chips)} chips")

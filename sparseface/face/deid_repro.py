@@ -21,13 +21,13 @@ from .recognition import RECOGNIZERS, load_recognizer
 from .eval import gallery_probe_split
 from .train import FaceCNN, train_face_recognizer
 from .deid import (IdentityClassifier, DEID_ATTACKS, protect, protection_report, predict_logits, deid_sweep, plot_deid_tradeoff,
-                                  transfer_matrix, transfer_spread, plot_transfer_matrix, resize_chips, psnr_bound, paste_back,
+                                  transfer_matrix, transfer_anova, plot_transfer_matrix, resize_chips, psnr_bound, paste_back,
                                   identify_full_images)
 
 # %% auto #0
-__all__ = ['FAMILY', 'BASE_RECIPE', 'IMPERCEPTIBLE_DB', 'HIGH_PSR', 'lfw_identities', 'train_family', 'perceptibility_verdict',
-           'deid_experiment', 'jpeg_table', 'full_dataset_experiment', 'reproduce_face_deid', 'demo_task',
-           'FaceDeidDemo']
+__all__ = ['TRAINING_SETTINGS', 'BASE_RECIPE', 'IMPERCEPTIBLE_DB', 'HIGH_PSR', 'DEID_QUICK_EPOCHS', 'lfw_identities',
+           'seeded_family', 'train_family', 'perceptibility_verdict', 'deid_experiment', 'jpeg_table',
+           'full_dataset_experiment', 'reproduce_face_deid', 'demo_task', 'FaceDeidDemo']
 
 # %% ../../nbs/51a_face.deid_repro.ipynb #e6bb2135
 def lfw_identities(n_ids:int=40, # Identities (embedded LFW crops, at most 100)
@@ -56,19 +56,32 @@ def lfw_identities(n_ids:int=40, # Identities (embedded LFW crops, at most 100)
     return x.expand(-1, 3, -1, -1).contiguous(), np.repeat(np.arange(n_ids), views), np.tile(np.arange(views), n_ids)
 
 # %% ../../nbs/51a_face.deid_repro.ipynb #98b84036
-# The family: one base recipe, and variants that each change one training parameter (or only the seed)
-FAMILY = {'base': {}, 'seed 1': {'seed': 1}, 'seed 2': {'seed': 2}, 'lr 1e-2': {'lr': 1e-2}, 'epochs 8': {'epochs': 8},
-          'wd 5e-2': {'weight_decay': 5e-2}, 'no augment': {'augment': False}, 'cosface': {'head': 'cosface'}, 'softmax': {'head': 'linear'}}
+# The training settings: the base recipe and variants that each change one training parameter
+TRAINING_SETTINGS = {'base': {}, 'lr 1e-2': {'lr': 1e-2}, 'wd 5e-2': {'weight_decay': 5e-2}, 'no augment': {'augment': False}, 'softmax': {'head': 'linear'}}
 BASE_RECIPE = dict(lr=3e-3, epochs=16, weight_decay=5e-4, augment=True, head='arcface', seed=0, batch_size=32, crop_pad=2)
+
+def seeded_family(settings:dict=TRAINING_SETTINGS, # {setting: changes to the base recipe}
+                  n_seeds:int=2 # Seeds per setting (replicates; at least 2 for the transfer test)
+                 ) -> Bunch:
+    "Every setting with `n_seeds` seeds, each network its own seed: `family` {name: changes}, `setting` {name: setting}, `seed` {name: seed}"
+    check_type(settings, dict, 'settings'); check_type(n_seeds, (int, np.integer), 'n_seeds'); check_range(int(n_seeds), 'n_seeds', 1)
+    fam, sett, seed = {}, {}, {}
+    for i, (s, ch) in enumerate(settings.items()):
+        if 'seed' in ch: raise ValueError(f"setting {s!r} sets a seed: seeds are the replicates, given by seeded_family")
+        for k in range(int(n_seeds)):
+            n = f'{s} s{i * int(n_seeds) + k}'
+            fam[n], sett[n], seed[n] = {**ch, 'seed': i * int(n_seeds) + k}, s, i * int(n_seeds) + k
+    return Bunch(family=fam, setting=sett, seed=seed)
 
 def train_family(x:torch.Tensor, # Training chips [N, 3, S, S]
                  y:np.ndarray, # Identities [N]
-                 family:dict=FAMILY, # {name: changes to the base recipe}
+                 family:dict|None=None, # {name: changes to the base recipe}; default: `seeded_family().family`
                  base:dict=BASE_RECIPE, # The base recipe (arguments of `train_face_recognizer`)
                  widths=(16, 32, 64), # FaceCNN widths
                  emb_dim:int=64, # Embedding size
                  device=None, progress:bool=False) -> dict:
     "Small FaceCNNs trained with `train_face_recognizer`, differing from the base recipe only as `family` says: {name: net}"
+    family = seeded_family().family if family is None else family
     nets = {}
     for name, ch in tqdm(family.items(), disable=not progress, desc='family', leave=False):
         kw = {**base, **ch}
@@ -104,29 +117,39 @@ def deid_experiment(ctx, # A `ReproContext`
                     probes:dict|torch.Tensor, # Probe chips, or {network name: chips} when input sizes differ
                     labels, # Probe identities
                     source:str, # The network the sweeps attack (white box)
-                    seed_group:list|None=None, # Sources differing only in their seed (for `transfer_spread`)
+                    design:Bunch|None=None, # `seeded_family(...)` of the trained networks (for `transfer_anova`); None: no transfer test
                     eps255=(1, 2, 4, 8, 16), # Sweep budgets
-                    transfer_eps255:float=8., # Budget of the transfer matrix
-                    family:list|None=None # The trained family's names (the transfer-dependence test compares these only); None: all
+                    transfer_eps255:float=8. # Budget of the transfer matrix
                    ) -> dict:
     "Sweeps on `source`, the transfer matrix over `classifiers`, tables and figures in `ctx`; returns numbers and the verdict inputs"
     px = (lambda n: probes[n]) if isinstance(probes, dict) else (lambda n: probes)
     others = {n: c for n, c in classifiers.items() if n != source}
     rows = deid_sweep(classifiers[source], px(source), labels, eps255, targets=others, progress=ctx.progress)
-    ctx.add_table(f'{name}: BIM and ILLC against {source} (white box; "psr <net>": the same chips identified by another network)', _sweep_table(rows),
-                  note='PSR = 1 - rank-1 of protected probes (headline); psr_clean_correct: among probes identified when clean; '
-                       'psr_verification: protected probes below the clean threshold at the stated FMR; psnr_bound = 20 log10(255/eps).')
+    ctx.add_table(f'{name}: BIM and ILLC against {source} (white box; "psr <net>": the same chips identified by another network, among the probes it identifies when clean)', _sweep_table(rows),
+                  note='PSR = 1 - rank-1 of protected probes (white-box headline); psr_clean_correct: among probes identified when clean; '
+                       'psr_verification: protected probes below the clean threshold at the stated FMR; psnr_bound = 20 log10(255/eps); '
+                       'black-box columns exclude the target\'s own clean errors.')
     ctx.save_figure(plot_deid_tradeoff(rows, f'{name}: PSR vs imperceptibility ({source}, white box)'), f'{name}_tradeoff',
                     f'{name}: protection success rate against PSNR and SSIM, BIM and ILLC, eps = {", ".join(f"{e:g}" for e in eps255)}/255')
     tm = transfer_matrix(classifiers, classifiers, probes, labels, 'bim', transfer_eps255, progress=ctx.progress)
-    ctx.add_table(f'{name}: transfer matrix, PSR of BIM eps = {transfer_eps255:g}/255 (rows: source attacked; columns: target)',
-                  [{'source': s, **{t: float(tm.psr[i, j]) for j, t in enumerate(tm.targets)}} for i, s in enumerate(tm.sources)])
-    ctx.save_figure(plot_transfer_matrix(tm), f'{name}_transfer', f'{name}: source x target PSR (BIM eps = {transfer_eps255:g}/255)')
+    ctx.add_table(f'{name}: transfer matrix, PSR of BIM eps = {transfer_eps255:g}/255 among the probes each target identifies when clean (rows: source attacked; columns: target)',
+                  [{'source': s, **{t: float(tm.psr[i, j]) for j, t in enumerate(tm.targets)}} for i, s in enumerate(tm.sources)],
+                  note='clean rank-1 of each target: ' + ', '.join(f'{k} {v:.2f}' for k, v in tm.rank1_clean.items()))
+    ctx.save_figure(plot_transfer_matrix(tm), f'{name}_transfer', f'{name}: source x target PSR among each target\'s clean-correct probes (BIM eps = {transfer_eps255:g}/255)')
     out = {'rows': rows, 'tm': tm, 'clean rank-1': tm.rank1_clean}
-    if seed_group: out['spread'] = transfer_spread(tm, seed_group, among=family)
+    if design is not None:
+        out['anova'] = av = transfer_anova(tm, design.setting, design.seed, seed=ctx.seed)
+        ctx.add_table(f'{name}: mean transfer PSR of each trained source (targets of other settings and seeds), by training setting',
+                      [{'setting': design.setting[n], 'network': n, 'seed': design.seed[n], 'mean transfer PSR': v, 'setting mean': av['setting_mean'][design.setting[n]],
+                        'targets': len(av['targets_used'][n])} for n, v in av['mean_transfer_psr'].items()],
+                      note=f"one-way ANOVA over settings, seeds as replicates: F = {av['F']:.3g} (df {av['df'][0]}, {av['df'][1]}), p (F) = {av['p_F']:.3g}, "
+                           f"permutation p = {av['p_perm']:.3g}; SD of setting means {av['between_sd']:.3f}, pooled seed-to-seed SD {av['within_sd']:.3f}")
     return out
 
+
 # %% ../../nbs/51a_face.deid_repro.ipynb #4cd575b9
+DEID_QUICK_EPOCHS = 12  # Epochs of the quick run's family (CPU budget: 10 networks)
+
 def _quick(ctx) -> dict:
     "The quick run: the embedded LFW views task"
     x, y, v = lfw_identities(40, 8, 32, seed=ctx.seed)
@@ -134,12 +157,15 @@ def _quick(ctx) -> dict:
     ctx.substitute('40 embedded LFW crops (25 px, upsampled to 32), each crop one identity; 8 synthetic views per crop '
                    '(shift, mirror, brightness/contrast, noise): 4 train, 2 gallery, 2 probes', 'the paper\'s face data sets (unverified)',
                    'no face data set with identities is embedded; the quick run must not need the data folder')
-    ctx.substitute('nine FaceCNNs (16-32-64 channels, 64-d embeddings) trained 16 epochs in seconds', 'the paper\'s recognition networks (unverified)',
+    des = seeded_family(TRAINING_SETTINGS, 2)
+    ctx.substitute(f'{len(des.family)} FaceCNNs (16-32-64 channels, 64-d embeddings; {len(TRAINING_SETTINGS)} training settings x 2 seeds, '
+                   f'every network its own seed) trained {DEID_QUICK_EPOCHS} epochs in seconds', 'the paper\'s recognition networks (unverified)',
                    'no pretrained network without the face extra; CPU budget of a quick run')
-    nets = train_family(x[tr], y[tr], device=ctx.device, progress=ctx.progress)
+    nets = train_family(x[tr], y[tr], des.family, {**BASE_RECIPE, 'epochs': DEID_QUICK_EPOCHS}, device=ctx.device, progress=ctx.progress)
     clfs = {n: IdentityClassifier(m, x[ga], y[ga]) for n, m in nets.items()}
-    e = deid_experiment(ctx, 'lfw-views', clfs, x[pr], y[pr], 'base', ['base', 'seed 1', 'seed 2'])
-    jpeg_table(ctx, 'lfw-views', clfs['base'], x[pr], y[pr])
+    src = next(iter(nets))
+    e = deid_experiment(ctx, 'lfw-views', clfs, x[pr], y[pr], src, des)
+    jpeg_table(ctx, 'lfw-views', clfs[src], x[pr], y[pr])
     return e
 
 def jpeg_table(ctx, name:str, # Data set name
@@ -177,21 +203,23 @@ def _claims(ctx, e:dict, # `deid_experiment` result
     numbers |= {f'{name}: best white-box PSR at PSNR >= 40 dB': pv['best_psr_imperceptible'], f'{name}: PSNR where white-box PSR >= 0.9': pv['psnr_at_high_psr']}
     ctx.claim(f'{name}: a high PSR (>= 0.9) is not reached with imperceptible perturbations (PSNR >= 40 dB), white box', pv['best_psr_imperceptible'],
               holds=pv['holds'], expect='best PSR at PSNR >= 40 dB below 0.9; 0.9 reached only at lower PSNR (the paper\'s qualitative claim)')
-    bb = [k for k in rows[0] if k.startswith('psr ')]
+    bb = [k for k in rows[0] if k.startswith('psr ')]                      # black box: among each target's clean-correct probes
     if bb:
         for r in rows: r['psr black-box mean'] = float(np.mean([r[k] for k in bb]))
         pb = perceptibility_verdict(rows, 'psr black-box mean')
         numbers[f'{name}: best black-box PSR (mean over targets) at PSNR >= 40 dB'] = pb['best_psr_imperceptible']
         ctx.claim(f'{name}: the same, black box (mean PSR over the other networks)', pb['best_psr_imperceptible'], holds=pb['holds'],
                   expect='best mean black-box PSR at PSNR >= 40 dB below 0.9')
-    if 'spread' in e:
-        s = e['spread']
-        numbers |= {f'{name}: range of mean transfer PSR across all sources': s['range_all_sources'],
-                    f'{name}: range across seed-only variants': s['range_seed_only']}
-        ctx.claim(f'{name}: black-box transfer depends on the source\'s training parameters (range of mean transfer PSR across sources '
-                  f'> {s["ratio"]:g} x the range across seed-only variants)', s['range_all_sources'], holds=s['holds'],
-                  expect=f'parameter range well above the seed-only range ({s["range_seed_only"]:.3f} here)')
-        ctx.note(f'{name}: mean transfer PSR by source: ' + ', '.join(f'{k} {v:.2f}' for k, v in s['mean_transfer_psr'].items()))
+    if 'anova' in e:
+        av = e['anova']
+        numbers |= {f'{name}: transfer ANOVA F (settings, seeds as replicates)': av['F'], f'{name}: transfer ANOVA permutation p': av['p_perm'],
+                    f'{name}: SD of setting mean transfer PSR': av['between_sd'], f'{name}: seed-to-seed SD of transfer PSR': av['within_sd']}
+        ctx.claim(f'{name}: black-box transfer depends on the source\'s training parameters (one-way ANOVA of mean transfer PSR over '
+                  f'{len(av["setting_mean"])} settings, seeds as replicates; targets share neither setting nor seed; permutation p < {av["alpha"]:g})',
+                  av['p_perm'], holds=av['holds'],
+                  expect=f'p < {av["alpha"]:g}: setting means spread (SD {av["between_sd"]:.3f}) beyond the seed-to-seed spread (SD {av["within_sd"]:.3f}) '
+                         f'more than random relabelling of the settings explains; F = {av["F"]:.3g}')
+        ctx.note(f'{name}: mean transfer PSR by source (among targets\' clean-correct probes): ' + ', '.join(f'{k} {v:.2f}' for k, v in av['mean_transfer_psr'].items()))
     return numbers
 
 # %% ../../nbs/51a_face.deid_repro.ipynb #31b0fdbf
@@ -215,7 +243,8 @@ def full_dataset_experiment(ctx, # A `ReproContext`
                             eps255=(1, 2, 4, 8, 16), # Sweep budgets
                             transfer_eps255:float=8., # Budget of the transfer matrix
                             paste_eps255=(2, 8), # Budgets of the paste-back case
-                            family:dict=FAMILY, # The trained family
+                            settings:dict=TRAINING_SETTINGS, # The trained family's settings (each with `n_seeds` seeds)
+                            n_seeds:int=2, # Seeds per setting
                             epochs:int=40 # Epochs of the family's base recipe
                            ) -> dict:
     "The full protocol on one face set: detection, split, pretrained + trained classifiers, sweeps, transfer, paste-back and (optional) JPEG"
@@ -233,11 +262,11 @@ def full_dataset_experiment(ctx, # A `ReproContext`
             0, torch.from_numpy(keep), torch.cat([dlib_face_chips(d.images[k], d.points[k], size=sz) for k in keep]))
         chips[n] = c[P]; clfs[n] = IdentityClassifier(net, c[G], y[gi])
     small = resize_chips(d.chips, 64)
-    fam = train_family(small[G], y[gi], family, base={**BASE_RECIPE, 'epochs': int(epochs)}, device=ctx.device, progress=ctx.progress)
+    des = seeded_family(settings, n_seeds)
+    fam = train_family(small[G], y[gi], des.family, base={**BASE_RECIPE, 'epochs': int(epochs)}, device=ctx.device, progress=ctx.progress)
     for n, m in fam.items(): chips[n] = small[P]; clfs[n] = IdentityClassifier(m, small[G], y[gi])
-    seeds = [n for n in ('base', 'seed 1', 'seed 2') if n in fam]
     src = next(iter(pretrained))
-    e = deid_experiment(ctx, ds, clfs, chips, y[pi], src, seeds if len(seeds) >= 2 else None, eps255, transfer_eps255, list(fam))
+    e = deid_experiment(ctx, ds, clfs, chips, y[pi], src, des if len(settings) >= 2 and n_seeds >= 2 else None, eps255, transfer_eps255)
     numbers |= {f'{ds}: clean rank-1 {k}': v for k, v in e['clean rank-1'].items()}
     numbers |= _claims(ctx, e, ds)
     clf, rows = clfs[src], []                      # the real case: paste back, re-detect, re-align, identify

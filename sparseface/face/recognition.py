@@ -354,24 +354,31 @@ def _copy_dlib_weights(convs:list, # The 29 `nn.Conv2d`, input side first
     fc.weight.copy_(torch.from_numpy(np.ascontiguousarray(w['weight'].T)))
 
 # %% ../../nbs/50b_face.recognition.ipynb #fd1b000c
-def check_chips(x, # The forward pass's input
-                size:tuple, # Expected (height, width)
+def check_chips(x, # The chips to check
+                size:tuple|int|None=None, # Expected (height, width), or a side for square chips; None: any size
                 check_values:bool=True, # Also check the values are finite and in [0, 1] (costs a device sync)?
-                align:str='dlib.get_face_chip' # How the chips are aligned (named in the shape error)
-               ):
-    "Raise a `TypeError`/`ValueError` naming the likely mistake unless `x` is a float tensor of RGB chips [B, 3, *size] in [0, 1]"
-    if not isinstance(x, torch.Tensor): raise TypeError(f"x must be a torch.Tensor of RGB chips [B,3,{size[0]},{size[1]}], got {type(x).__name__}")
-    if not x.is_floating_point(): raise TypeError(f"x must be a floating tensor with values in [0, 1], got dtype {x.dtype} (divide uint8 images by 255)")
-    if x.ndim != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != size:
+                align:str='dlib.get_face_chip', # How the chips are aligned (named in the shape error)
+                name:str='x' # Argument name for the messages
+               ) -> torch.Tensor:
+    "`x` unchanged if it is a float tensor of RGB chips [B, 3, *size] in [0, 1]; else a `TypeError`/`ValueError` naming the likely mistake"
+    if isinstance(size, (int, np.integer)): size = (int(size), int(size))
+    want = f"[B, 3, {size[0]}, {size[1]}]" if size is not None else '[B, 3, H, W]'
+    if not isinstance(x, torch.Tensor): raise TypeError(f"{name} must be a torch.Tensor of RGB chips {want} in [0, 1], got {type(x).__name__}")
+    if not x.is_floating_point(): raise TypeError(f"{name} must be a floating tensor with values in [0, 1], got dtype {x.dtype} (divide uint8 images by 255)")
+    if x.ndim != 4 or x.shape[1] != 3:
         hint = ' (channels last? use x.permute(0, 3, 1, 2))' if x.ndim == 4 and x.shape[-1] == 3 else \
                ' (a single chip? add a batch dimension with x[None])' if x.ndim == 3 else \
                ' (grey chips? repeat them to 3 channels)' if x.ndim == 4 and x.shape[1] == 1 else ''
-        raise ValueError(f"x must have shape [B, 3, {size[0]}, {size[1]}] (RGB chips aligned like {align}), got {tuple(x.shape)}{hint}")
-    if not (check_values and x.numel()): return
+        raise ValueError(f"{name} must have shape {want} (RGB chips aligned like {align}), got {tuple(x.shape)}{hint}")
+    if size is not None and tuple(x.shape[2:]) != tuple(size):
+        raise ValueError(f"{name} must have shape {want} (RGB chips aligned like {align}), got {tuple(x.shape)}: "
+                         f"the network's input_size is {size[0]}; align the chips at that size or resize them")
+    if not (check_values and x.numel()): return x
     lo, hi = (float(v) for v in torch.aminmax(x.detach()))
-    if not (np.isfinite(lo) and np.isfinite(hi)): raise ValueError("x contains NaN or infinite values")
+    if not (np.isfinite(lo) and np.isfinite(hi)): raise ValueError(f"{name} contains NaN or infinite values")
     if lo < -1e-3 or hi > 1 + 1e-3:
-        raise ValueError(f"x must have values in [0, 1], got min {lo:.4g}, max {hi:.4g}" + (' (0-255 pixel values? divide by 255)' if hi > 1.5 else ''))
+        raise ValueError(f"{name} must have values in [0, 1], got min {lo:.4g}, max {hi:.4g}" + (' (0-255 pixel values? divide by 255)' if hi > 1.5 else ''))
+    return x
 
 # %% ../../nbs/50b_face.recognition.ipynb #d784a49d
 class DlibResNet(nn.Module):
