@@ -4,8 +4,9 @@
 
 # %% ../../nbs/51a_face.deid_repro.ipynb #9c0bb60b
 from __future__ import annotations
-import functools, math, time
+import functools, math, re, time
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 import ipywidgets as W
@@ -27,7 +28,8 @@ from .deid import (IdentityClassifier, DEID_ATTACKS, protect, protection_report,
 # %% auto #0
 __all__ = ['TRAINING_SETTINGS', 'BASE_RECIPE', 'IMPERCEPTIBLE_DB', 'HIGH_PSR', 'DEID_QUICK_EPOCHS', 'lfw_identities',
            'seeded_family', 'train_family', 'perceptibility_verdict', 'deid_experiment', 'jpeg_table',
-           'full_dataset_experiment', 'reproduce_face_deid', 'demo_task', 'FaceDeidDemo']
+           'full_dataset_experiment', 'reproduce_face_deid', 'deid_record_tables', 'deid_record_summary', 'demo_task',
+           'FaceDeidDemo']
 
 # %% ../../nbs/51a_face.deid_repro.ipynb #e6bb2135
 def lfw_identities(n_ids:int=40, # Identities (embedded LFW crops, at most 100)
@@ -212,7 +214,7 @@ def _claims(ctx, e:dict, # `deid_experiment` result
                   expect='best mean black-box PSR at PSNR >= 40 dB below 0.9')
     if 'anova' in e:
         av = e['anova']
-        numbers |= {f'{name}: transfer ANOVA F (settings, seeds as replicates)': av['F'], f'{name}: transfer ANOVA permutation p': av['p_perm'],
+        numbers |= {f'{name}: transfer ANOVA F (settings, seeds as replicates)': av['F'], f'{name}: transfer ANOVA permutation p': av['p_perm'], f'{name}: transfer ANOVA p (F distribution)': av['p_F'],
                     f'{name}: SD of setting mean transfer PSR': av['between_sd'], f'{name}: seed-to-seed SD of transfer PSR': av['within_sd']}
         ctx.claim(f'{name}: black-box transfer depends on the source\'s training parameters (one-way ANOVA of mean transfer PSR over '
                   f'{len(av["setting_mean"])} settings, seeds as replicates; targets share neither setting nor seed; permutation p < {av["alpha"]:g})',
@@ -311,6 +313,83 @@ def reproduce_face_deid(ctx # A `ReproContext`
         return _claims(ctx, e, 'lfw-views') | {f'lfw-views: clean rank-1 {k}': v for k, v in e['clean rank-1'].items()}
     if not dlib_available(): raise ImportError('the full face-deid reproduction detects faces with dlib: pip install "sparseface[face]"')
     return _full(ctx)
+
+# %% ../../nbs/51a_face.deid_repro.ipynb #a51d0e02
+def _record_rows(rec:dict, # A `run_reproduction` record
+                 start:str # The start of the table's title
+                ) -> tuple[str, list[dict]]:
+    "Title and rows of the first table of `rec` whose title starts with `start`"
+    for t in rec['tables']:
+        if t['title'].startswith(start): return t['title'], t['rows']
+    raise ValueError(f"rec has no table whose title starts with {start!r} (a face-deid record of that data set?)")
+
+def deid_record_tables(rec:dict, # A face-deid record (`run_reproduction('face-deid', ...)`)
+                       name:str='lfw-views' # The data set (the tables' title prefix)
+                      ) -> Bunch:
+    "The record's tables as DataFrames: `sweep` (white box, with the mean black-box PSR), `by_setting` (with each network's clean rank-1), `jpeg` (None if absent)"
+    check_type(rec, dict, 'rec'); check_type(name, str, 'name')
+    title, rows = _record_rows(rec, f'{name}: BIM and ILLC against ')
+    sw = pd.DataFrame(rows); bb = [k for k in sw.columns if k.startswith('psr ')]
+    keep = ['attack', 'eps255', 'steps', 'rank1_clean', 'psr', 'psr_clean_correct', 'psr_verification', 'psnr', 'psnr_bound', 'ssim']
+    for k in keep[1:] + bb: sw[k] = pd.to_numeric(sw[k], errors='coerce')           # the JSON stores inf as 'inf'
+    sweep = sw[keep].assign(**{'psr black-box mean': sw[bb].mean(axis=1) if bb else np.nan})
+    _, rows = _record_rows(rec, f'{name}: mean transfer PSR')
+    bs = pd.DataFrame(rows)
+    bs['clean rank-1'] = [rec['numbers'].get(f'{name}: clean rank-1 {n}', np.nan) for n in bs.network]
+    try: jp = pd.DataFrame(_record_rows(rec, f'{name} (optional): JPEG')[1])
+    except ValueError: jp = None
+    src = re.search(r' against (.+?) \(white box', title).group(1)
+    t_eps = re.search(r'BIM eps = ([0-9.]+)/255', _record_rows(rec, f'{name}: transfer matrix')[0]).group(1)
+    return Bunch(sweep=sweep, by_setting=bs, jpeg=jp, source=src, transfer_eps255=float(t_eps))
+
+def _verdict(rec:dict, start:str) -> str:
+    "The verdict of the first claim of `rec` starting with `start`"
+    return next(c['verdict'] for c in rec['claims'] if c['claim'].startswith(start))
+
+def deid_record_summary(rec:dict, # A face-deid record (`run_reproduction('face-deid', ...)`)
+                        name:str='lfw-views' # The data set
+                       ) -> str:
+    "Markdown bullets of the record's results: run time, clean accuracy, PSNR bound, claim 1 (white and black box), claim 2 (ANOVA), JPEG"
+    t = deid_record_tables(rec, name); sw, bs, nu = t.sweep, t.by_setting, rec['numbers']
+    bim = sw[sw.attack == 'BIM'].set_index('eps255'); illc = sw[sw.attack == 'ILLC'].set_index('eps255')
+    e255 = lambda e: f'{e:g}'
+    out = [f"- *Run*: {rec['cpu_seconds']:.1f} s of CPU ({rec['seconds']:.1f} s wall). {len(bs)} networks, clean rank-1 "
+           f"{bs['clean rank-1'].min():.2f}–{bs['clean rank-1'].max():.2f}; the white-box source `{t.source}` identifies "
+           f"{sw.rank1_clean.iloc[0]:.3f} of the probes when clean, so its PSR (1 − rank-1) starts at {1 - sw.rank1_clean.iloc[0]:.3f} without an attack."]
+    pos = sw[sw.eps255 > 0]; gap = pos.psnr - pos.psnr_bound
+    out.append(f"- *PSNR bound, {_verdict(rec, f'{name}: every protected image')}*: smallest per-image margin "
+               f"{nu[f'{name}: smallest per-image PSNR minus the bound (dB)']:.2g} dB (the check allows 1e-3 dB of float32 round-off); "
+               f"the mean PSNR sits {gap.min():.2f} dB ({pos.attack[gap.idxmin()]}, ε = {e255(pos.eps255[gap.idxmin()])}) to {gap.max():.2f} dB "
+               f"({pos.attack[gap.idxmax()]}, ε = {e255(pos.eps255[gap.idxmax()])}) above the bound.")
+    quiet = sw[sw.psnr >= IMPERCEPTIBLE_DB]; b = quiet.loc[quiet.psr.idxmax()] if len(quiet) else None
+    hi = sw[sw.psr >= HIGH_PSR]; h = hi.loc[hi.psnr.idxmax()] if len(hi) else None
+    s1 = (f"the best white-box PSR at PSNR ≥ {IMPERCEPTIBLE_DB:g} dB is {b.psr:.2f} ({b.attack}, ε = {e255(b.eps255)}; "
+          f"{b.psr_clean_correct:.2f} among the probes identified when clean)" if b is not None else f"no budget keeps PSNR ≥ {IMPERCEPTIBLE_DB:g} dB")
+    s2 = (f"PSR {HIGH_PSR:g} needs ε = {e255(h.eps255)} ({h.attack}, {h.psnr:.1f} dB)" if h is not None else f"no budget reaches PSR {HIGH_PSR:g}")
+    worse = [e for e in illc.index if e > 0 and e in bim.index and illc.psr[e] >= bim.psr[e]]
+    s3 = 'ILLC protects less than BIM at every ε > 0' if not worse else f"ILLC protects at least as well as BIM at ε = {', '.join(map(e255, worse))}"
+    out.append(f"- *Claim 1, {_verdict(rec, f'{name}: a high PSR')}*: {s1}; {s2}. Black box (mean over the other networks, among each "
+               f"target's clean-correct probes) the best at ≥ {IMPERCEPTIBLE_DB:g} dB is "
+               f"{nu.get(f'{name}: best black-box PSR (mean over targets) at PSNR >= 40 dB', math.nan):.2f}. {s3}.")
+    g = bs.groupby('setting', sort=False)
+    means = ', '.join(f"{s} {d['setting mean'].iloc[0]:.2f} ({', '.join(f'{v:.2f}' for v in d['mean transfer PSR'])})" for s, d in g)
+    sizes = g.size(); n_part = math.factorial(len(bs)) // math.prod(math.factorial(int(m)) for m in sizes) // math.prod(math.factorial(int(c)) for c in sizes.value_counts())
+    sm = g['setting mean'].first(); top = sm.idxmax(); td = bs[bs.setting == top]
+    out.append(f"- *Claim 2, {_verdict(rec, f'{name}: black-box transfer depends')}*: mean transfer PSR of BIM ε = {e255(t.transfer_eps255)} "
+               f"(targets of other settings and other seeds, among their clean-correct probes), by setting (seeds): {means}. "
+               f"SD of the setting means {nu[f'{name}: SD of setting mean transfer PSR']:.3f}, pooled seed-to-seed SD {nu[f'{name}: seed-to-seed SD of transfer PSR']:.3f}; "
+               f"one-way ANOVA F = {nu[f'{name}: transfer ANOVA F (settings, seeds as replicates)']:.3g} (df {len(sizes) - 1}, {len(bs) - len(sizes)}), "
+               f"p = {nu[f'{name}: transfer ANOVA p (F distribution)']:.2g} from the F distribution, permutation p = {nu[f'{name}: transfer ANOVA permutation p']:.2g} "
+               f"(the smallest attainable with {len(bs)} networks in these groups is about 1/{n_part:,}). Highest setting mean: {top}; lowest: {sm.idxmin()}; "
+               f"the {top} networks identify {', '.join(f'{v:.2f}' for v in td['clean rank-1'])} of the probes when clean and transfer at "
+               f"{', '.join(f'{v:.2f}' for v in td['mean transfer PSR'])}. All mean transfer PSRs lie in "
+               f"{bs['mean transfer PSR'].min():.2f}–{bs['mean transfer PSR'].max():.2f}.")
+    if t.jpeg is not None and len(t.jpeg):
+        q = [k for k in t.jpeg.columns if k.startswith('PSR after JPEG')][0]; qc = [k for k in t.jpeg.columns if k.startswith('PSR of the clean chips')][0]
+        out.append(f"- *JPEG (optional)*: {q[len('PSR after '):]} re-compression of the BIM-protected chips changes PSR "
+                   + ', '.join(f"from {r.PSR:.2f} to {r[q]:.2f} at ε = {e255(r.eps255)}" for _, r in t.jpeg.iterrows())
+                   + f" (JPEG alone, no attack: {t.jpeg[qc].iloc[0]:.2f}; the source's clean error {1 - sw.rank1_clean.iloc[0]:.3f}).")
+    return '\n'.join(out)
 
 # %% ../../nbs/51a_face.deid_repro.ipynb #c83e277e
 @functools.lru_cache(maxsize=2)
