@@ -188,7 +188,7 @@ def voila_command(folder:str|Path, # Folder of demo notebooks
 # %% ../nbs/06_cli.ipynb #bf6b5cea
 def _low_priority():
     "In the thumbnail renderer: yield the CPU to the server and the demos' kernels"
-    try: os.nice(19)
+    try: os.nice(10)
     except (AttributeError, OSError): pass
 
 def serve_demos(names=None, # Demo names; default all
