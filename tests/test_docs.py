@@ -32,7 +32,7 @@ DOCS = Path(os.environ.get('SPARSEFACE_DOCS_DIR') or REPO/'docs').resolve()
 PAGES = sorted(p.relative_to(DOCS).as_posix() for p in DOCS.rglob('*.html')) if DOCS.exists() else []
 CHROMIUM = '/usr/bin/chromium'   # the `browser` fixture (Debian chromium via playwright, never downloaded) is in conftest.py
 VIEW = 'application/vnd.jupyter.widget-view+json'
-MATHJAX = '_static/mathjax/tex-svg-full.js'
+MATHJAX = '_static/mathjax/startup.js'
 
 try:
     import playwright.sync_api  # noqa: F401

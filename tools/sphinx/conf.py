@@ -29,8 +29,10 @@ myst_heading_slug_func = 'docs_myst.slugify'         # pandoc's algorithm, as Qu
 myst_dmath_double_inline = True
 
 # math: vendored MathJax 3 with SVG output (TeX fonts as paths: no font files, nothing fetched)
-mathjax_path = 'mathjax/tex-svg-full.js'
-mathjax3_config = {'svg': {'fontCache': 'global'}}
+# MathJax's components instead of the single 2.2 MB `tex-svg-full.js` (no tracked file over 2 MB): the loader
+# (startup.js) loads core, the TeX input with every extension (input/tex-full) and the SVG output with its font
+mathjax_path = 'mathjax/startup.js'
+mathjax3_config = {'loader': {'load': ['input/tex-full', 'output/svg']}, 'svg': {'fontCache': 'global'}}
 
 html_theme = 'furo'
 html_theme_options = {'top_of_page_buttons': [], 'navigation_with_keys': True}
