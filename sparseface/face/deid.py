@@ -114,9 +114,7 @@ def predict_logits(model:nn.Module, # A classifier (e.g. `IdentityClassifier`)
                   ) -> torch.Tensor:
     "Logits [N, K] (float32, CPU) of `x`, in eval mode on the model's device, in batches"
     check_type(batch_size, (int, np.integer), 'batch_size'); check_range(int(batch_size), 'batch_size', 1)
-    dev = module_device(model)
-    with eval_mode(model):
-        return torch.cat([model(x[i:i + batch_size].to(dev)).float().cpu() for i in range(0, len(x), batch_size)]) if len(x) else torch.empty(0, 0)
+    return embed(model, x, batch_size) if len(x) else torch.empty(0, 0)   # the face core's batched eval-mode forward
 
 def resize_chips(x:torch.Tensor, # Chips [N, C, H, W] in [0, 1]
                  size:int|None # Target side; None or equal: unchanged

@@ -262,5 +262,6 @@ def embed(net:nn.Module, # An embedding net
           device=None): # Device; default: the net's
     "Embeddings [N, D] of images in eval mode (float32, on the CPU)"
     X = face_tensor(X)
-    dev = next(net.parameters()).device if device is None else default_device(device)
-    with eval_mode(net): return torch.cat([net(X[i:i + batch_size].to(dev)).float().cpu() for i in range(0, len(X), batch_size)])
+    dev = module_device(net) if device is None else default_device(device)
+    with eval_mode(net), torch.no_grad():   # inference: no autograd graph
+        return torch.cat([net(X[i:i + batch_size].to(dev)).float().cpu() for i in range(0, len(X), batch_size)])
