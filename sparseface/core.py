@@ -14,8 +14,8 @@ import torch
 # %% auto #0
 __all__ = ['REPRODUCTIONS', 'BENCHMARKS', 'closest_names', 'UnknownNameError', 'DataNotFoundError', 'check_type', 'check_choice',
            'check_range', 'check_tensor', 'n_samples', 'check_xy', 'check_numeric', 'default_device', 'module_device',
-           'eval_mode', 'torch_threads', 'memory_mb', 'reset_peak_memory', 'set_seed', 'make_generator', 'Registry',
-           'ensure_dir']
+           'eval_mode', 'to_device', 'batch_len', 'batch_slice', 'call_model', 'torch_threads', 'memory_mb',
+           'reset_peak_memory', 'set_seed', 'make_generator', 'Registry', 'ensure_dir']
 
 # %% ../nbs/00_core.ipynb #eb75b8bd
 def closest_names(name, # The name asked for
@@ -212,6 +212,34 @@ def eval_mode(model:torch.nn.Module): # The model (all its submodules) to evalua
     try: yield model
     finally:
         for m, t in modes: m.training = t
+
+# %% ../nbs/00_core.ipynb #c7e1b002
+def to_device(x, # A tensor, or a tuple/list/dict of tensors (other values pass unchanged)
+              device, # The target device
+              non_blocking:bool=False): # Asynchronous copy where possible
+    "`x` moved to `device`, keeping its tuple/list/dict structure"
+    if isinstance(x, torch.Tensor): return x.to(device, non_blocking=non_blocking)
+    if isinstance(x, (tuple, list)): return type(x)(to_device(e, device, non_blocking) for e in x)
+    if isinstance(x, dict): return {k: to_device(v, device, non_blocking) for k, v in x.items()}
+    return x
+
+def batch_len(x # A tensor, or a tuple/list of tensors sharing their first dimension
+             ) -> int:
+    "Samples in a batch: the first dimension of the tensor, or of the first tensor of a tuple/list"
+    if isinstance(x, (tuple, list)):
+        if not x: raise ValueError("a batch of several inputs must hold at least one tensor, got an empty sequence")
+        x = x[0]
+    return len(x)
+
+def batch_slice(x, # A tensor, or a tuple/list of tensors sharing their first dimension
+                index): # A slice or index tensor over the samples
+    "The samples `index` of a batch, keeping its tuple/list structure"
+    return type(x)(t[index] for t in x) if isinstance(x, (tuple, list)) else x[index]
+
+def call_model(model:Callable, # A model
+               x): # One input tensor, or a tuple/list of inputs passed as positional arguments
+    "`model(*x)` for a tuple/list batch of several inputs, `model(x)` otherwise"
+    return model(*x) if isinstance(x, (tuple, list)) else model(x)
 
 # %% ../nbs/00_core.ipynb #c7e1a0b6
 @contextmanager

@@ -13,7 +13,7 @@ from torch import nn
 import torch.distributed as dist
 from fastcore.basics import patch
 from tqdm.auto import tqdm
-from .core import check_type, check_choice, check_range, check_xy, default_device, module_device, make_generator, set_seed, REPRODUCTIONS, eval_mode
+from .core import check_type, check_choice, check_range, check_xy, default_device, module_device, make_generator, set_seed, REPRODUCTIONS, eval_mode, to_device, batch_len, call_model
 from .metrics import accuracy
 
 # %% auto #0
@@ -231,13 +231,13 @@ def __call__(self:Trainer, event:str): # One of `EVENTS`
 @patch
 def _batch(self:Trainer, xb, yb):
     "One training step on `(xb, yb)`: events `before_batch` … `after_batch`"
-    self.xb, self.yb = xb.to(self.device, non_blocking=True), yb.to(self.device, non_blocking=True)
-    self.global_bs = self._global_size(len(self.xb))
+    self.xb, self.yb = to_device(xb, self.device, True), yb.to(self.device, non_blocking=True)  # xb: a tensor or a tuple of inputs
+    self.global_bs = self._global_size(batch_len(self.xb))
     try:
         self('before_batch')
         self._forward()
         self._step()
-        self._tl += self.loss.detach() * len(self.xb); self._tn += len(self.xb)
+        n = batch_len(self.xb); self._tl += self.loss.detach() * n; self._tn += n
     except CancelBatch: pass
     try: self('after_batch')
     finally: self.iter += 1  # `iter` is the 0-based index of the current batch; it counts batches done afterwards
@@ -246,7 +246,7 @@ def _batch(self:Trainer, xb, yb):
 def _forward(self:Trainer):
     "Predictions and loss of the batch"
     with self._autocast():
-        self.pred = self._net(self.xb); self('after_pred')
+        self.pred = call_model(self._net, self.xb); self('after_pred')
         self.loss = self.loss_fn(self.pred, self.yb); self('after_loss')
     if not torch.isfinite(self.loss): raise FloatingPointError(f"loss became {self.loss.item()} at epoch {self.epoch}, step {self.iter}; lower lr or check the inputs for NaN")
 
@@ -255,7 +255,7 @@ def _forward(self:Trainer):
 def _step(self:Trainer):
     "Backward pass (DDP averages the gradients over ranks), clipping, optimizer step and per-step scheduler step"
     self.opt.zero_grad(set_to_none=True)
-    w = self.world_size * len(self.xb) / self.global_bs     # 1 unless the ranks' shares of the batch differ in size
+    w = self.world_size * batch_len(self.xb) / self.global_bs     # 1 unless the ranks' shares of the batch differ in size
     loss = self.loss if w == 1 else self.loss * w
     (self.scaler.scale(loss) if self.scaler else loss).backward(); self('after_backward')
     if self.scaler: self.scaler.unscale_(self.opt)
@@ -330,7 +330,7 @@ def predict(self:Trainer, data): # An iterable of `(x, y)` batches, or a tensor/
     with eval_mode(self.model):
         preds, ys = [], []
         for xb, yb in data:
-            with self._autocast(): preds.append(self.model(xb.to(self.device)).float())
+            with self._autocast(): preds.append(call_model(self.model, to_device(xb, self.device)).float())
             ys.append(yb.to(self.device))
     if isinstance(data, ArrayLoader) and data.world_size > 1:
         pos = data.positions().to(self.device)

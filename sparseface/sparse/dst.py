@@ -12,7 +12,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 from fastcore.basics import patch
-from ..core import Registry, check_type, check_choice, check_range, make_generator
+from ..core import Registry, check_type, check_choice, check_range, make_generator, batch_len, batch_slice
 from ..train import Callback
 from .layers import SparseLayer, MaskedMixin, SparseLinear, sparse_layers, output_positions
 
@@ -462,8 +462,8 @@ class FlopsCounter(Callback):
     def after_pred(self):
         "Add the FLOPs of this training batch"
         if not self.trainer.training: return
-        if self._pos is None: self._pos = output_positions(self.trainer.model, self.trainer.xb[:1])
-        n = len(self.trainer.xb)
+        if self._pos is None: self._pos = output_positions(self.trainer.model, batch_slice(self.trainer.xb, slice(0, 1)))
+        n = batch_len(self.trainer.xb)
         self.flops += self._per_sample() * n; self.samples += n
 
 # %% ../../nbs/11_sparse.dst.ipynb #5a31836c

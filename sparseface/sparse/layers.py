@@ -12,7 +12,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from fastcore.basics import patch
-from ..core import Registry, UnknownNameError, check_type, check_choice, check_range, check_tensor, make_generator, module_device, eval_mode
+from ..core import Registry, UnknownNameError, check_type, check_choice, check_range, check_tensor, make_generator, module_device, eval_mode, to_device, batch_len, call_model
 
 # %% auto #0
 __all__ = ['DISTRIBUTIONS', 'SparseLayer', 'MaskedMixin', 'MaskedLinear', 'MaskedConv1d', 'MaskedConv2d', 'to_torch_sparse',
@@ -683,20 +683,20 @@ def memory_bytes(model:nn.Module, # A model
 _FLOP_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, SparseLinear)
 
 def output_positions(model:nn.Module, # A model
-                     example:torch.Tensor # A batch of inputs
+                     example # A batch of inputs: a tensor, or a tuple of input tensors (models of several inputs)
                     ) -> dict:
     "Output positions P_l per sample of every linear/conv/sparse layer, measured with forward hooks on `example`"
     pos, hooks = {}, []
     def hook(name, m):
         def f(mod, inp, out):
             n_out = out.shape[-1] if isinstance(mod, (nn.Linear, SparseLinear)) else out.shape[1]
-            pos[name] = out.numel() // n_out // len(example)
+            pos[name] = out.numel() // n_out // batch_len(example)
         return f
     for n, m in model.named_modules():
         if isinstance(m, _FLOP_TYPES): hooks.append(m.register_forward_hook(hook(n, m)))
     try:
         with torch.no_grad():
-            with eval_mode(model): model(example.to(module_device(model)))
+            with eval_mode(model): call_model(model, to_device(example, module_device(model)))
     finally:
         for h in hooks: h.remove()
     return pos
