@@ -15,13 +15,13 @@ from ..data import load_dataset, chronological_split, standardize, ETT_HOUR_LENG
 
 # %% auto #0
 __all__ = ['TIME_FEATURES', 'SPLITS', 'FORECAST_DEFAULTS', 'time_features', 'split_borders', 'WindowLoader', 'ForecastData',
-           'forecast_metrics', 'make_forecast_data', 'synthetic_series', 'load_forecast_data']
+           'forecast_metrics', 'make_forecast_data', 'synthetic_series', 'load_forecast_data', 'plot_windows']
 
 # %% ../../nbs/14_timeseries.data.ipynb #e14da006
 _TF = {  # calendar field -> value in [-0.5, 0.5] (the official `timefeatures.py` formulas)
     'second': lambda d: d.second / 59.0 - 0.5, 'minute': lambda d: d.minute / 59.0 - 0.5,
-    'hour': lambda d: d.hour / 23.0 - 0.5, 'dayofweek': lambda d: d.dayofweek / 6.0 - 0.5,
-    'dayofmonth': lambda d: (d.day - 1) / 30.0 - 0.5, 'dayofyear': lambda d: (d.dayofyear - 1) / 365.0 - 0.5,
+    'hour': lambda d: d.hour / 23.0 - 0.5, 'dayofweek': lambda d: d.day_of_week / 6.0 - 0.5,
+    'dayofmonth': lambda d: (d.day - 1) / 30.0 - 0.5, 'dayofyear': lambda d: (d.day_of_year - 1) / 365.0 - 0.5,
     'month': lambda d: (d.month - 1) / 11.0 - 0.5,
     'week': lambda d: (np.asarray(d.isocalendar().week, dtype=np.float64) - 1) / 52.0 - 0.5}
 _DAY = ['dayofweek', 'dayofmonth', 'dayofyear']
@@ -129,7 +129,7 @@ def __iter__(self:WindowLoader):
     order = order.to(self.device)
     for i in range(len(self)): yield self.batch(order[i * self.bs:(i + 1) * self.bs])
 
-# %% ../../nbs/14_timeseries.data.ipynb #e14da015
+# %% ../../nbs/14_timeseries.data.ipynb #e14da018
 class ForecastData:
     "A scaled multivariate series with its time marks, look-back/label/horizon sizes and train/val/test parts"
     def __init__(self, values:torch.Tensor, # `[T, C]` float32 values (scaled when `scale`)
@@ -155,7 +155,7 @@ class ForecastData:
         w = ', '.join(f'{k} {self.n_windows(k)}' for k in self.splits)
         return f"ForecastData({self.n_vars} vars, seq_len={self.seq_len}, label_len={self.label_len}, pred_len={self.pred_len}, freq={self.freq!r}; windows: {w})"
 
-# %% ../../nbs/14_timeseries.data.ipynb #e14da016
+# %% ../../nbs/14_timeseries.data.ipynb #e14da019
 @patch
 def n_windows(self:ForecastData, split:str): # 'train', 'val' or 'test'
     "Number of windows of `split`: rows - seq_len - pred_len + 1"
@@ -188,7 +188,7 @@ def inverse_transform(self:ForecastData, y): # Scaled values `[..., n_vars]` (te
     if isinstance(y, np.ndarray): return (y * self.scaler_std.numpy() + self.scaler_mean.numpy()).astype(y.dtype)
     return (y * self.scaler_std.to(y.device) + self.scaler_mean.to(y.device)).to(y.dtype)
 
-# %% ../../nbs/14_timeseries.data.ipynb #e14da017
+# %% ../../nbs/14_timeseries.data.ipynb #e14da01a
 def forecast_metrics(pred, # Predictions `[N, H, C]` (or any shape), tensor or array
                      true # Ground truth of the same shape
                     ) -> dict:
@@ -211,7 +211,7 @@ def metrics(self:ForecastData, pred, # Predictions `[N, H, n_vars]` on the norma
         out.update(mse_original=o['mse'], mae_original=o['mae'])
     return out
 
-# %% ../../nbs/14_timeseries.data.ipynb #e14da019
+# %% ../../nbs/14_timeseries.data.ipynb #e14da01c
 def _as_frame(series, dates, date_col, columns, freq):
     "The series as (values float64 [T, C], DatetimeIndex, column names)"
     if isinstance(series, pd.DataFrame):
@@ -280,7 +280,7 @@ def make_forecast_data(series, # DataFrame with a `date_col` and numeric columns
     return ForecastData(torch.from_numpy(vals.astype(np.float32)), marks, borders, int(seq_len), int(label_len), int(pred_len),
                         freq, cols, mean, std, idx)
 
-# %% ../../nbs/14_timeseries.data.ipynb #e14da01b
+# %% ../../nbs/14_timeseries.data.ipynb #e14da01e
 def synthetic_series(n_steps:int=2000, # Rows
                      n_vars:int=4, # Channels
                      freq:str='h', # Frequency of the date column
@@ -311,7 +311,7 @@ def synthetic_series(n_steps:int=2000, # Rows
     return df, dict(signal=signal, noise=noise, amp_daily=amp_d, amp_weekly=amp_w, phase_daily=ph_d, phase_weekly=ph_w, slope=slope,
                     periods=tuple(periods), rho=rho, sigma=sigma)
 
-# %% ../../nbs/14_timeseries.data.ipynb #e14da023
+# %% ../../nbs/14_timeseries.data.ipynb #e14da028
 FORECAST_DEFAULTS = {'national_illness': dict(seq_len=36, label_len=18, pred_len=24)}  # per-dataset sizes of the official scripts
 
 def load_forecast_data(name:str, # A name in `TIMESERIES_SETS`: 'ETTh1', 'ETTh2', 'ETTm1', 'ETTm2', 'exchange_rate', 'national_illness', ...
@@ -324,3 +324,35 @@ def load_forecast_data(name:str, # A name in `TIMESERIES_SETS`: 'ETTh1', 'ETTh2'
     split = {ETT_HOUR_LENGTHS: 'ett_hour', ETT_MINUTE_LENGTHS: 'ett_minute'}.get(ds.split_lengths, 'custom')
     opts = {'split': split, **FORECAST_DEFAULTS.get(name, {}), **kw}
     return make_forecast_data(ds.df, **opts)
+
+# %% ../../nbs/14_timeseries.data.ipynb #e14da02e
+def plot_windows(data:ForecastData, # The series
+                 split:str='test', # 'train', 'val' or 'test'
+                 index:int=0, # Window index within `split`
+                 channels:list|None=None, # Channel indices to draw; None: the first three
+                 pred=None, # Optional prediction `[pred_len, n_vars]` (or `[1, pred_len, n_vars]`) of this window
+                 ax=None): # Matplotlib axes; None: a new figure
+    "Draw one window: look-back (solid), the label part shaded, the horizon's truth (faint) and a prediction (dashed)"
+    import matplotlib.pyplot as plt
+    check_choice(split, list(data.splits), 'split'); check_type(index, (int, np.integer), 'index')
+    check_range(index, 'index', 0, data.n_windows(split) - 1)
+    channels = list(range(min(3, data.n_vars))) if channels is None else list(channels)
+    for c in channels: check_range(c, 'channels', 0, data.n_vars - 1)
+    L, l, H = data.seq_len, data.label_len, data.pred_len
+    (xe, _, _, _), y = data.loader(split, shuffle=False, device='cpu').batch([index])
+    if pred is not None:
+        pred = torch.as_tensor(pred).detach().cpu().float()
+        check_tensor(pred[0] if pred.ndim == 3 else pred, 'pred', shape=(H, data.n_vars), finite=False)
+        pred = pred[0] if pred.ndim == 3 else pred
+    fig, ax = (plt.subplots(figsize=(8, 3)) if ax is None else (ax.figure, ax))
+    t = np.arange(-L, H)
+    for j, c in enumerate(channels):
+        ax.plot(t[:L], xe[0, :, c], color=f'C{j}', label=data.columns[c])
+        ax.plot(t[L - 1:], torch.cat([xe[0, -1:, c], y[0, :, c]]), color=f'C{j}', alpha=.5)   # joined to the look-back
+        if pred is not None: ax.plot(t[L:], pred[:, c], color=f'C{j}', ls='--', lw=2)
+    if l: ax.axvspan(-l - .5, -.5, color='0.5', alpha=0.12, lw=0)
+    ax.axvline(-.5, color='k', lw=.6)
+    ax.set(xlabel='steps from the forecast origin', ylabel='normalised value' if data.scaler_mean is not None else 'value',
+           title=f"{split} window {index}: look-back {L} (label {l} shaded), horizon {H}" + (" (dashed: prediction)" if pred is not None else ''))
+    ax.legend(loc='upper left', fontsize=8)
+    return fig
