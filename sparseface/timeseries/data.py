@@ -36,6 +36,12 @@ def _freq_unit(freq):
     if unit not in TIME_FEATURES: raise ValueError(f"freq must be one of {sorted(TIME_FEATURES)} (optionally with a multiple, e.g. '15min'), got {freq!r}")
     return unit
 
+def _date_index(n, freq, start):
+    "`n` datetimes at `freq` (the time-feature frequency, e.g. 'h', '15min', 'd') from `start`"
+    unit = _freq_unit(freq)
+    alias = {'t': 'min', 'min': 'min', 'h': 'h', 's': 's', 'd': 'D', 'b': 'B', 'w': 'W', 'm': 'MS', 'q': 'QS', 'y': 'YS', 'a': 'YS'}[unit]
+    return pd.date_range(start, periods=n, freq=freq[:len(freq) - len(freq.lstrip('0123456789'))] + alias)
+
 def time_features(dates, # Datetimes: a DatetimeIndex, Series, or array-like of dates/strings
                   freq:str='h' # Sampling frequency: 'h', 't' (minutes), 's', 'd', 'b', 'w', 'm', 'q', 'y' (see the table)
                  ) -> np.ndarray:
@@ -135,10 +141,13 @@ class ForecastData:
     def __init__(self, values:torch.Tensor, # `[T, C]` float32 values (scaled when `scale`)
                  marks:torch.Tensor, # `[T, k]` float32 time features
                  borders:dict, # 'train'/'val'/'test' -> (border1, border2) rows, look-back included
-                 seq_len:int, label_len:int, pred_len:int, # Look-back, decoder start, horizon
+                 seq_len:int, # Look-back L
+                 label_len:int, # Decoder start: look-back steps that open the decoder input
+                 pred_len:int, # Horizon H
                  freq:str='h', # Frequency of the time features
                  columns:list|None=None, # Channel names
-                 scaler_mean=None, scaler_std=None, # Per-channel scaler statistics (None: unscaled)
+                 scaler_mean=None, # Per-channel mean of the training rows (None: unscaled)
+                 scaler_std=None, # Per-channel population std of the training rows (None: unscaled)
                  dates=None): # The datetimes of the rows (a DatetimeIndex), if known
         self.values, self.marks, self.borders, self.dates = values, marks, borders, dates
         self.seq_len, self.label_len, self.pred_len, self.freq = seq_len, label_len, pred_len, freq
@@ -149,7 +158,9 @@ class ForecastData:
         self.splits = {k: (values[a:b], marks[a:b]) for k, (a, b) in borders.items()}
 
     @property
-    def n_marks(self): "Time features per step, k"; return self.marks.shape[1]
+    def n_marks(self):
+        "Time features per step, k"
+        return self.marks.shape[1]
 
     def __repr__(self):
         w = ', '.join(f'{k} {self.n_windows(k)}' for k in self.splits)
@@ -215,7 +226,11 @@ def metrics(self:ForecastData, pred, # Predictions `[N, H, n_vars]` on the norma
 def _as_frame(series, dates, date_col, columns, freq):
     "The series as (values float64 [T, C], DatetimeIndex, column names)"
     if isinstance(series, pd.DataFrame):
-        if date_col in series.columns: dates = pd.DatetimeIndex(pd.to_datetime(series[date_col]))
+        if date_col in series.columns:
+            if dates is not None: raise ValueError(f"give the dates either as the {date_col!r} column (date_col) or as dates, not both")
+            dates = series[date_col]
+        elif dates is None:
+            raise ValueError(f"series has no {date_col!r} column (date_col); its columns are {list(series.columns)}: name the date column, pass dates=, or pass an array")
         cols = [c for c in series.columns if c != date_col] if columns is None else list(columns)
         missing = [c for c in cols if c not in series.columns]
         if missing: raise ValueError(f"columns {missing} are not in series; its columns are {list(series.columns)}")
@@ -230,13 +245,12 @@ def _as_frame(series, dates, date_col, columns, freq):
         cols = [f'x{i}' for i in range(n)] if columns is None else list(columns)
         if len(cols) != n: raise ValueError(f"columns must name the {n} columns of series, got {len(cols)} names")
     else: raise TypeError(f"series must be a pandas DataFrame or a 2-D array/tensor, got {type(series).__name__}")
-    if dates is None:  # a synthetic index at `freq`, from 2020-01-01
-        unit = _freq_unit(freq)
-        alias = {'t': 'min', 'min': 'min', 'h': 'h', 's': 's', 'd': 'D', 'b': 'B', 'w': 'W', 'm': 'MS', 'q': 'QS', 'y': 'YS', 'a': 'YS'}[unit]
-        mult = freq[:len(freq) - len(freq.lstrip('0123456789'))]
-        dates = pd.date_range('2020-01-01', periods=len(vals), freq=(mult or '') + alias)
-    else: dates = pd.DatetimeIndex(pd.to_datetime(dates))
+    if dates is None: dates = _date_index(len(vals), freq, '2020-01-01')   # a synthetic index at `freq`
+    else:
+        try: dates = pd.DatetimeIndex(pd.to_datetime(dates))
+        except (ValueError, TypeError) as e: raise ValueError(f"dates must be datetimes or parseable date strings ({e})") from None
     if len(dates) != len(vals): raise ValueError(f"dates must have one entry per row of series ({len(vals)}), got {len(dates)}")
+    if not dates.is_monotonic_increasing: raise ValueError("the dates of series must be in increasing order (rows in time order)")
     return vals, dates, [str(c) for c in cols]
 
 def make_forecast_data(series, # DataFrame with a `date_col` and numeric columns, or a `[T, C]` array/tensor
@@ -294,7 +308,7 @@ def synthetic_series(n_steps:int=2000, # Rows
     "A DataFrame `date, x0..x{n_vars-1}` of daily + weekly seasonality with per-channel phases, a linear trend and AR(1) noise"
     for v, n in ((n_steps, 'n_steps'), (n_vars, 'n_vars')): check_type(v, (int, np.integer), n); check_range(v, n, 1)
     check_range(rho, 'rho', -1, 1, lo_open=True, hi_open=True); check_range(sigma, 'sigma', 0)
-    unit = _freq_unit(freq)
+    _freq_unit(freq)
     g = make_generator(seed)
     u = lambda lo, hi: (lo + (hi - lo) * torch.rand(n_vars, generator=g, dtype=torch.float64)).numpy()
     amp_d, amp_w, ph_d, ph_w, slope = u(1, 2), u(.5, 1), u(0, 2 * math.pi), u(0, 2 * math.pi), u(-1, 1)
@@ -304,9 +318,7 @@ def synthetic_series(n_steps:int=2000, # Rows
               + slope * t / n_steps)
     noise = lfilter([sigma], [1.0, -rho], eta, axis=0)            # eps(t) = rho eps(t-1) + sigma eta(t), eps(-1) = 0
     df = pd.DataFrame(signal + noise, columns=[f'x{i}' for i in range(n_vars)])
-    mult = freq[:len(freq) - len(freq.lstrip('0123456789'))]
-    alias = {'t': 'min', 'min': 'min', 'h': 'h', 's': 's', 'd': 'D', 'b': 'B', 'w': 'W', 'm': 'MS', 'q': 'QS', 'y': 'YS', 'a': 'YS'}[unit]
-    df.insert(0, 'date', pd.date_range(start, periods=n_steps, freq=mult + alias))
+    df.insert(0, 'date', _date_index(n_steps, freq, start))
     if not return_components: return df
     return df, dict(signal=signal, noise=noise, amp_daily=amp_d, amp_weekly=amp_w, phase_daily=ph_d, phase_weekly=ph_w, slope=slope,
                     periods=tuple(periods), rho=rho, sigma=sigma)
@@ -325,7 +337,7 @@ def load_forecast_data(name:str, # A name in `TIMESERIES_SETS`: 'ETTh1', 'ETTh2'
     opts = {'split': split, **FORECAST_DEFAULTS.get(name, {}), **kw}
     return make_forecast_data(ds.df, **opts)
 
-# %% ../../nbs/14_timeseries.data.ipynb #e14da02e
+# %% ../../nbs/14_timeseries.data.ipynb #e14da02f
 def plot_windows(data:ForecastData, # The series
                  split:str='test', # 'train', 'val' or 'test'
                  index:int=0, # Window index within `split`
