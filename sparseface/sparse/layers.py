@@ -636,10 +636,14 @@ def sparsify(model:nn.Module, # The model to convert
     g = make_generator(generator, 'cpu') if generator is None or isinstance(generator, (int, np.integer)) else check_type(generator, torch.Generator, 'generator')
     N = {n: math.prod(s) for n, s in shapes.items()}
     k = _exact_counts(p, N, int(round(density * sum(N.values()))) if density is not None else None) if sampling == 'exact' else None
+    aliases = {}  # a module shared by several parents (FEDformer's Fourier blocks) is replaced under every name
+    for a, mod in model.named_modules(remove_duplicate=False): aliases.setdefault(id(mod), []).append(a)
     for n, m in targets.items():
         mask = random_mask(shapes[n], k=k[n], generator=g) if k is not None else random_mask(shapes[n], p=p[n], generator=g)
         if not isinstance(m, MaskedMixin):
-            m = _MASKED[type(m)].from_dense(m, grad_mode=grad_mode); _set_submodule(model, n, m)
+            new = _MASKED[type(m)].from_dense(m, grad_mode=grad_mode)
+            for a in aliases[id(m)]: _set_submodule(model, a, new)
+            m = new
         else: m.grad_mode = grad_mode
         m.set_mask(mask.to(m.weight.device))
     return model
@@ -716,7 +720,7 @@ def output_positions(model:nn.Module, # A model
         def f(mod, inp, out):
             if isinstance(mod, WeightTensor): pos[name] = pos.get(name, 0) + mod.macs_per_weight; return  # summed over calls
             n_out = out.shape[-1] if isinstance(mod, (nn.Linear, SparseLinear)) else out.shape[1]
-            pos[name] = out.numel() // n_out // batch_len(example)
+            pos[name] = pos.get(name, 0) + out.numel() // n_out // batch_len(example)  # summed over calls (shared layers)
         return f
     for n, m in model.named_modules():
         if isinstance(m, _FLOP_TYPES): hooks.append(m.register_forward_hook(hook(n, m)))
