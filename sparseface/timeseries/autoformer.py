@@ -191,7 +191,8 @@ def _complex_weight(in_channels, out_channels, n_heads, n_modes, generator):
         check_type(v, int, nm)
         if v % n_heads: raise ValueError(f"{nm} ({v}) must be divisible by n_heads ({n_heads})")
     shape, scale = (n_heads, in_channels // n_heads, out_channels // n_heads, n_modes), 1 / (in_channels * out_channels)
-    return [WeightTensor(scale * torch.rand(shape, generator=generator), macs_per_weight=2) for _ in range(2)]
+    dev = generator.device if generator is not None else None  # drawn where the generator lives, kept on the CPU like nn.Linear's
+    return [WeightTensor(scale * torch.rand(shape, generator=generator, device=dev).cpu(), macs_per_weight=2) for _ in range(2)]
 
 def _select(x_ft, index):
     "Coefficients at `index` along the last axis; indices beyond the spectrum give 0 (the reference skips them)"
@@ -350,7 +351,7 @@ class FEDformer(DecompForecaster):
                  mode_select:str='random', # 'random' or 'low'
                  version:str='fourier', # Only 'fourier' (the wavelet version is not implemented)
                  position:bool=True, # Positional encoding in the embeddings (TSL: True; PALS's FEDformer: False)
-                 generator:torch.Generator|np.random.RandomState|int|None=None): # Mode draws and Fourier weights (see `fourier_modes`)
+                 generator:torch.Generator|np.random.RandomState|int|None=None): # Mode draws and Fourier weights; a RandomState replays TSL's draws (weights: torch's global RNG)
         super().__init__(n_vars, seq_len, label_len, pred_len)
         _check_decomp_config(d_model, n_heads, e_layers, d_layers, d_ff, dropout, moving_avg)
         check_choice(version, ('fourier',), 'version')
