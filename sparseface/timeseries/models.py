@@ -15,7 +15,7 @@ __all__ = ['FREQ_FEATURES', 'FORECASTERS', 'MovingAvg', 'SeriesDecomp', 'TokenEm
            'TimeFeatureEmbedding', 'DataEmbedding', 'DataEmbedding_wo_pos', 'FullAttention', 'DSAttention',
            'ProbAttention', 'AttentionLayer', 'EncoderLayer', 'ConvLayer', 'Encoder', 'DecoderLayer', 'Decoder',
            'Forecaster', 'create_forecaster', 'Transformer', 'forecaster_inputs', 'Informer', 'Projector',
-           'NSTransformer', 'DLinear']
+           'NSTransformer', 'DLinear', 'Transpose', 'PatchEmbedding', 'FlattenHead', 'PatchTST']
 
 # %% ../../nbs/14a_timeseries.models.ipynb #4a1516da
 class MovingAvg(nn.Module):
@@ -190,7 +190,8 @@ class ProbAttention(nn.Module):
                 keys:torch.Tensor, # [B, L_K, H, D]
                 values:torch.Tensor, # [B, L_K, H, D]
                 attn_mask=None, # Ignored: the causal mask of the active rows is built here
-                tau=None, delta=None # Ignored (one signature for all attentions)
+                tau=None, # Ignored (one signature for all attentions)
+                delta=None # Ignored
                ) -> tuple:
         "`(context, attention or None)`; context [B, H, L_Q, D] if `mix` else [B, L_Q, H, D]"
         B, LQ, H, D = queries.shape; LK = keys.shape[1]
@@ -523,8 +524,9 @@ class Informer(Forecaster):
                ) -> torch.Tensor:
         "Forecast [B, pred_len, N]"
         self.check_inputs(x_enc, x_dec)
-        enc_out, _ = self.encoder(self.enc_embedding(x_enc, x_mark_enc))
-        return self.decoder(self.dec_embedding(x_dec, x_mark_dec), enc_out)[:, -self.pred_len:, :]
+        enc_in, dec_in = self.enc_embedding(x_enc, x_mark_enc), self.dec_embedding(x_dec, x_mark_dec)  # TSL's order of random draws (dropout, key samples)
+        enc_out, _ = self.encoder(enc_in)
+        return self.decoder(dec_in, enc_out)[:, -self.pred_len:, :]
 
 # %% ../../nbs/14a_timeseries.models.ipynb #51d5c6a1
 class Projector(nn.Module):
@@ -625,7 +627,9 @@ class DLinear(Forecaster):
             for m in (self.Linear_Seasonal, self.Linear_Trend): m.weight.fill_(1.0 / seq_len)
 
     def forward(self, x_enc:torch.Tensor, # Look-back window [B, seq_len, N]
-                x_mark_enc=None, x_dec=None, x_mark_dec=None # Unused (the common forecaster signature)
+                x_mark_enc=None, # Unused (the common forecaster signature)
+                x_dec=None, # Unused
+                x_mark_dec=None # Unused
                ) -> torch.Tensor:
         "Forecast [B, pred_len, N]"
         self.check_inputs(x_enc)
@@ -635,3 +639,96 @@ class DLinear(Forecaster):
             out = self.Linear_Seasonal(seasonal.reshape(B, N * L, 1)) + self.Linear_Trend(trend.reshape(B, N * L, 1))
             return out.view(B, N, self.pred_len).transpose(1, 2)
         return (self.Linear_Seasonal(seasonal) + self.Linear_Trend(trend)).transpose(1, 2)
+
+# %% ../../nbs/14a_timeseries.models.ipynb #0fab5e19
+class Transpose(nn.Module):
+    "Swap two axes (a module, so it fits into `nn.Sequential`; TSL's `Transpose`)"
+    def __init__(self, dim0:int, # First axis
+                 dim1:int): # Second axis
+        super().__init__()
+        self.dims = (dim0, dim1)
+
+    def forward(self, x:torch.Tensor # Any tensor
+               ) -> torch.Tensor:
+        "`x.transpose(dim0, dim1)`"
+        return x.transpose(*self.dims)
+
+class PatchEmbedding(nn.Module):
+    "Cut each channel into overlapping patches and embed them: replicate padding, unfold, bias-free linear + positional encoding (TSL `PatchEmbedding`)"
+    def __init__(self, d_model:int, # Embedding size
+                 patch_len:int, # Steps per patch
+                 stride:int, # Steps between patch starts
+                 padding:int, # Steps of end padding (repeating the last value)
+                 dropout:float): # Dropout rate
+        super().__init__()
+        self.patch_len, self.stride = patch_len, stride
+        self.padding_patch_layer = nn.ReplicationPad1d((0, padding))
+        self.value_embedding = nn.Linear(patch_len, d_model, bias=False)
+        self.position_embedding = PositionalEmbedding(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x:torch.Tensor # Series, channels first [B, N, L]
+               ) -> tuple:
+        "`(patches embedded [B*N, P, d_model], N)`"
+        n_vars = x.shape[1]
+        x = self.padding_patch_layer(x).unfold(dimension=-1, size=self.patch_len, step=self.stride)   # [B, N, P, patch_len]
+        x = x.reshape(-1, x.shape[2], x.shape[3])
+        return self.dropout(self.value_embedding(x) + self.position_embedding(x)), n_vars
+
+class FlattenHead(nn.Module):
+    "Flatten the last two axes and map them linearly to the horizon (TSL `FlattenHead`)"
+    def __init__(self, nf:int, # Flattened features per channel (d_model * P)
+                 target_window:int, # Output steps
+                 head_dropout:float=0.): # Dropout after the map
+        super().__init__()
+        self.flatten = nn.Flatten(start_dim=-2)
+        self.linear = nn.Linear(nf, target_window)
+        self.dropout = nn.Dropout(head_dropout)
+
+    def forward(self, x:torch.Tensor # [B, N, d_model, P]
+               ) -> torch.Tensor:
+        "[B, N, target_window]"
+        return self.dropout(self.linear(self.flatten(x)))
+
+@FORECASTERS.register('patchtst')
+class PatchTST(Forecaster):
+    "PatchTST: channel-independent Transformer encoder over patches of each series (Nie et al. 2023; TSL `models/PatchTST.py`)"
+    def __init__(self, n_vars:int, # Channels N
+                 seq_len:int, # Look-back length
+                 label_len:int, # Decoder's known steps (unused; one signature for all forecasters)
+                 pred_len:int, # Horizon
+                 d_model:int=512, # Model width
+                 n_heads:int=8, # Attention heads
+                 e_layers:int=2, # Encoder layers
+                 d_ff:int=2048, # Feed-forward width
+                 factor:int=3, # Attention factor (unused by full attention; TSL's signature)
+                 dropout:float=0.05, # Dropout rate (attention, feed-forward and head)
+                 activation:str='gelu', # 'gelu' or 'relu'
+                 patch_len:int=16, # Steps per patch
+                 stride:int=8): # Steps between patch starts (also the end padding)
+        super().__init__(n_vars, seq_len, label_len, pred_len)
+        _check_width(d_model, n_heads, e_layers, 1, d_ff, dropout)
+        for n, v in (('patch_len', patch_len), ('stride', stride)): check_type(v, int, n); check_range(v, n, lo=1)
+        if patch_len > seq_len + stride: raise ValueError(f"patch_len must be <= seq_len + stride ({seq_len + stride}), got {patch_len}")
+        self.patch_embedding = PatchEmbedding(d_model, patch_len, stride, stride, dropout)
+        self.encoder = Encoder([EncoderLayer(AttentionLayer(FullAttention(False, factor, attention_dropout=dropout), d_model, n_heads), d_model, d_ff,
+                                             dropout=dropout, activation=activation) for _ in range(e_layers)],
+                               norm_layer=nn.Sequential(Transpose(1, 2), nn.BatchNorm1d(d_model), Transpose(1, 2)))
+        self.n_patches = (seq_len + stride - patch_len) // stride + 1
+        self.head_nf = d_model * self.n_patches
+        self.head = FlattenHead(self.head_nf, pred_len, head_dropout=dropout)
+
+    def forward(self, x_enc:torch.Tensor, # Look-back window [B, seq_len, N]
+                x_mark_enc=None, # Unused (the common forecaster signature)
+                x_dec=None, # Unused
+                x_mark_dec=None # Unused
+               ) -> torch.Tensor:
+        "Forecast [B, pred_len, N]"
+        self.check_inputs(x_enc)
+        means = x_enc.mean(1, keepdim=True).detach()
+        x = x_enc - means
+        stdev = torch.sqrt(torch.var(x, dim=1, keepdim=True, unbiased=False) + 1e-5)
+        enc_out, n_vars = self.patch_embedding((x / stdev).permute(0, 2, 1))
+        enc_out, _ = self.encoder(enc_out)
+        enc_out = enc_out.reshape(-1, n_vars, enc_out.shape[-2], enc_out.shape[-1]).permute(0, 1, 3, 2)   # [B, N, d_model, P]
+        return self.head(enc_out).permute(0, 2, 1) * stdev + means
