@@ -396,13 +396,18 @@ class Forecaster(nn.Module):
         self.n_vars, self.seq_len, self.label_len, self.pred_len = n_vars, seq_len, label_len, pred_len
 
     def check_inputs(self, x_enc:torch.Tensor, # Look-back window [B, seq_len, n_vars]
-                     x_dec:torch.Tensor|None=None # Decoder input [B, label_len + pred_len, n_vars], or None
+                     x_dec:torch.Tensor|None=None, # Decoder input [B, label_len + pred_len, n_vars], or None
+                     x_mark_enc:torch.Tensor|None=None, # Time features of the window [B, seq_len, k], or None
+                     x_mark_dec:torch.Tensor|None=None # Time features of the decoder input [B, label_len + pred_len, k], or None
                     ):
-        "Raise a `ValueError` naming the input whose shape does not fit the model's window sizes"
-        if x_enc.ndim != 3 or tuple(x_enc.shape[1:]) != (self.seq_len, self.n_vars):
-            raise ValueError(f"x_enc must be [B, seq_len={self.seq_len}, n_vars={self.n_vars}], got {tuple(x_enc.shape)}")
-        if x_dec is not None and (x_dec.ndim != 3 or tuple(x_dec.shape[1:]) != (self.label_len + self.pred_len, self.n_vars)):
-            raise ValueError(f"x_dec must be [B, label_len + pred_len={self.label_len + self.pred_len}, n_vars={self.n_vars}], got {tuple(x_dec.shape)}")
+        "Raise a `ValueError` naming the input whose shape does not fit the model's window sizes (and `self.n_marks` time features, if set)"
+        L_dec, k = self.label_len + self.pred_len, getattr(self, 'n_marks', None)
+        for name, x, L, c in (('x_enc', x_enc, self.seq_len, self.n_vars), ('x_dec', x_dec, L_dec, self.n_vars),
+                              ('x_mark_enc', x_mark_enc, self.seq_len, k), ('x_mark_dec', x_mark_dec, L_dec, k)):
+            if x is None: continue
+            if x.ndim != 3 or x.shape[1] != L or (c is not None and x.shape[2] != c):
+                what = 'n_vars' if name in ('x_enc', 'x_dec') else 'time features'
+                raise ValueError(f"{name} must be [B, {L}, {c if c is not None else 'k'}] ({what} last), got {tuple(x.shape)}")
 
 def create_forecaster(name:str, # A name in `FORECASTERS`, e.g. 'transformer', 'informer', 'ns-transformer', 'dlinear'
                       n_vars:int, # Channels N
@@ -463,6 +468,7 @@ class Transformer(Forecaster):
                  freq:str='h'): # Sampling frequency (4 time features for 'h')
         super().__init__(n_vars, seq_len, label_len, pred_len)
         check_widths(d_model, n_heads, e_layers, d_layers, d_ff, dropout)
+        self.n_marks = FREQ_FEATURES[check_choice(freq, FREQ_FEATURES, 'freq')]
         full = lambda mask: (lambda: FullAttention(mask, factor, attention_dropout=dropout))
         self.enc_embedding = DataEmbedding(n_vars, d_model, embed, freq, dropout)
         self.encoder = _encoder(full(False), d_model, n_heads, e_layers, d_ff, dropout, activation)
@@ -475,7 +481,7 @@ class Transformer(Forecaster):
                 x_mark_dec:torch.Tensor|None # Its time features (or None)
                ) -> torch.Tensor:
         "Forecast [B, pred_len, N]"
-        self.check_inputs(x_enc, x_dec)
+        self.check_inputs(x_enc, x_dec, x_mark_enc, x_mark_dec)
         enc_out, _ = self.encoder(self.enc_embedding(x_enc, x_mark_enc))
         return self.decoder(self.dec_embedding(x_dec, x_mark_dec), enc_out)[:, -self.pred_len:, :]
 
@@ -517,6 +523,7 @@ class Informer(Forecaster):
                  generator:torch.Generator|None=None): # Draws the ProbSparse key samples; None = global RNG (as TSL)
         super().__init__(n_vars, seq_len, label_len, pred_len)
         check_widths(d_model, n_heads, e_layers, d_layers, d_ff, dropout)
+        self.n_marks = FREQ_FEATURES[check_choice(freq, FREQ_FEATURES, 'freq')]
         prob = lambda mask: (lambda: ProbAttention(mask, factor, attention_dropout=dropout, mix=mix, generator=generator))
         self.enc_embedding = DataEmbedding(n_vars, d_model, embed, freq, dropout)
         self.dec_embedding = DataEmbedding(n_vars, d_model, embed, freq, dropout)
@@ -529,7 +536,7 @@ class Informer(Forecaster):
                 x_mark_dec:torch.Tensor|None # Its time features (or None)
                ) -> torch.Tensor:
         "Forecast [B, pred_len, N]"
-        self.check_inputs(x_enc, x_dec)
+        self.check_inputs(x_enc, x_dec, x_mark_enc, x_mark_dec)
         enc_in, dec_in = self.enc_embedding(x_enc, x_mark_enc), self.dec_embedding(x_dec, x_mark_dec)  # TSL's order of random draws (dropout, key samples)
         enc_out, _ = self.encoder(enc_in)
         return self.decoder(dec_in, enc_out)[:, -self.pred_len:, :]
@@ -580,6 +587,7 @@ class NSTransformer(Forecaster):
                  tau_max:float|None=80.0): # Clamp of log(tau) before exp (TSL); None = no clamp (PALS repository)
         super().__init__(n_vars, seq_len, label_len, pred_len)
         check_widths(d_model, n_heads, e_layers, d_layers, d_ff, dropout)
+        self.n_marks = FREQ_FEATURES[check_choice(freq, FREQ_FEATURES, 'freq')]
         ds = lambda mask: (lambda: DSAttention(mask, factor, attention_dropout=dropout))
         self.tau_max = tau_max
         self.enc_embedding = DataEmbedding(n_vars, d_model, embed, freq, dropout)
@@ -595,7 +603,7 @@ class NSTransformer(Forecaster):
                 x_mark_dec:torch.Tensor|None # Decoder time features (or None)
                ) -> torch.Tensor:
         "Forecast [B, pred_len, N]"
-        self.check_inputs(x_enc, x_dec)
+        self.check_inputs(x_enc, x_dec, x_mark_enc, x_mark_dec)
         x_raw = x_enc.detach()
         mean = x_enc.mean(1, keepdim=True).detach()
         x = x_enc - mean
