@@ -402,12 +402,11 @@ class Forecaster(nn.Module):
                     ):
         "Raise a `ValueError` naming the input whose shape does not fit the model's window sizes (and `self.n_marks` time features, if set)"
         L_dec, k = self.label_len + self.pred_len, getattr(self, 'n_marks', None)
-        for name, x, L, c in (('x_enc', x_enc, self.seq_len, self.n_vars), ('x_dec', x_dec, L_dec, self.n_vars),
-                              ('x_mark_enc', x_mark_enc, self.seq_len, k), ('x_mark_dec', x_mark_dec, L_dec, k)):
+        for name, x, L, c, Ln, cn in (('x_enc', x_enc, self.seq_len, self.n_vars, 'seq_len', 'n_vars'), ('x_dec', x_dec, L_dec, self.n_vars, 'label_len + pred_len', 'n_vars'),
+                                      ('x_mark_enc', x_mark_enc, self.seq_len, k, 'seq_len', 'k'), ('x_mark_dec', x_mark_dec, L_dec, k, 'label_len + pred_len', 'k')):
             if x is None: continue
             if x.ndim != 3 or x.shape[1] != L or (c is not None and x.shape[2] != c):
-                what = 'n_vars' if name in ('x_enc', 'x_dec') else 'time features'
-                raise ValueError(f"{name} must be [B, {L}, {c if c is not None else 'k'}] ({what} last), got {tuple(x.shape)}")
+                raise ValueError(f"{name} must be [B, {Ln}={L}, {cn}={c if c is not None else 'any'}], got {tuple(x.shape)}")
 
 def create_forecaster(name:str, # A name in `FORECASTERS`, e.g. 'transformer', 'informer', 'ns-transformer', 'dlinear'
                       n_vars:int, # Channels N
