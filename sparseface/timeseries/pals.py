@@ -17,7 +17,7 @@ from fastcore.basics import patch
 from ..core import check_type, check_choice, check_range, set_seed, batch_slice
 from ..train import Trainer, Callback, EarlyStopping
 from ..sparse.layers import sparsify, sparse_layers, forward_flops, SparseLinear
-from ..sparse.dst import DSTEngine, DSTCallback, PalsBudget, CosineSchedule
+from ..sparse.dst import DSTEngine, DSTCallback, PalsBudget, KeepBudget, CosineSchedule
 
 # %% auto #0
 __all__ = ['pals_status', 'count_dense_params', 'model_sparsity', 'param_reduction', 'flops_reduction', 'final_prune_epoch',
@@ -160,8 +160,8 @@ def before_fit(self:PALS):
     self.dense_params = count_dense_params(tr.model)
     _make_masked(tr.model, 1.0, self.seed, 'PALS')
     w = update_window(_steps_per_epoch(tr, 'PALS'), tr.n_epochs, self.update_every, self.prune_epoch)
-    self.window, self.budget = w, PalsBudget(self.lambda_pr, 'stable')
-    self.engine = DSTEngine(tr.model, prune='magnitude', grow='gradient', budget=self.budget,
+    self.window, self.budget = w, PalsBudget(self.lambda_pr, 'stable', from_removed=True)
+    self.engine = DSTEngine(tr.model, prune='magnitude_threshold', grow='gradient_sorted', budget=self.budget,
                             drop_fraction=CosineSchedule(self.drop_fraction, self.drop_min, horizon_epochs=None),
                             update_every=self.update_every, stop_update=w['stop_update'], generator=self.seed)
     self.best_loss, self.best_sparsity, self.sparsity = 1e4, 0.0, 0.0   # the code: L* = 10^4, S* = S = 1 - initial density
@@ -240,7 +240,7 @@ def before_fit(self:GraNet):
     n = _steps_per_epoch(tr, 'GraNet')
     self.window = update_window(n, tr.n_epochs, self.update_every, self.prune_epoch)
     self.start_update, self.start_step = int(self.init_prune_epoch * n / self.update_every), self.init_prune_epoch * n
-    self.engine = DSTEngine(tr.model, prune='magnitude', grow='gradient', budget='keep',
+    self.engine = DSTEngine(tr.model, prune='magnitude_threshold', grow='gradient_sorted', budget=KeepBudget(from_removed=True),
                             drop_fraction=CosineSchedule(self.drop_fraction, self.drop_min, horizon_epochs=None),
                             update_every=self.update_every, before_update=self._global_prune, generator=self.seed)
     self.trajectory = []
@@ -249,21 +249,20 @@ def before_fit(self:GraNet):
 @patch
 @torch.no_grad()
 def _global_prune(self:GraNet, engine, t):
-    "Keep the floor(N d_u) largest |w| over all masked tensors (N their positions); the rest of each layer goes"
-    u = t // engine.update_every
-    d = granet_density(u, self.window['stop_update'], self.final_density, self.initial_density, self.start_update)
+    "The code's global prune: keep the masked weights with |w| above the int(N d_u)-th largest |w| of all N masked positions"
+    d = granet_density(t // engine.update_every, self.window['stop_update'], self.final_density, self.initial_density, self.start_update)
     self._target = d
     if d is None: return
     layers = engine.layers
     keep = int(sum(m.n_total for m in layers.values()) * d)
-    vals = [m.active_values().abs() for m in layers.values()]
-    allv = torch.cat([v.float().cpu() for v in vals])
-    if keep >= len(allv): return
-    kept = torch.zeros(len(allv), dtype=torch.bool); kept[allv.topk(keep).indices] = True
-    i = 0
-    for (name, m), v in zip(layers.items(), vals):
-        n_drop = int((~kept[i:i + len(v)]).sum()); i += len(v)
-        if n_drop: engine.update_layer(name, n_drop, 0)
+    vals = [m.active_values().abs().float() for m in layers.values()]
+    n_zero = sum(m.n_total - m.nnz for m in layers.values())       # inactive positions score 0 in the code's ranking
+    allv = torch.cat([v.cpu() for v in vals] + [torch.zeros(n_zero)])
+    if keep < 1: thr = math.inf
+    else: thr = float(allv.topk(keep).values[-1])
+    for m, v in zip(layers.values(), vals):
+        rm = m.active_index()[v <= thr]                            # the code's `> acceptable_score`: ties at the threshold go too
+        if len(rm): m.update_topology(rm, rm[:0], optimizer=engine.optimizer)
 
 # %% ../../nbs/15_timeseries.pals.ipynb #a82dd433
 @patch
