@@ -294,11 +294,11 @@ class _GatedStopping(EarlyStopping):
     def after_epoch(self):
         if self.gate(): EarlyStopping.after_epoch(self)
 
-def _loaders(data, batch_size, seed):
+def _loaders(data, batch_size, eval_batch_size, seed):
     if hasattr(data, 'loader'):
         return (data.loader('train', batch_size=batch_size, shuffle=True, seed=seed),
-                data.loader('val', batch_size=batch_size, shuffle=False, seed=seed),
-                data.loader('test', batch_size=batch_size, shuffle=False, seed=seed))
+                data.loader('val', batch_size=eval_batch_size, shuffle=False, seed=seed),
+                data.loader('test', batch_size=eval_batch_size, shuffle=False, seed=seed))
     if isinstance(data, Mapping):
         missing = [k for k in ('train', 'val', 'test') if k not in data]
         if missing: raise ValueError(f"data has no {missing} batches: pass a mapping with 'train', 'val' and 'test'")
@@ -312,6 +312,7 @@ def fit_forecaster(model:nn.Module, # A forecaster taking (x_enc, x_mark_enc, x_
                    epochs:int=10, # Training epochs E
                    lr:float=1e-4, # Adam learning rate (halved after every epoch from the second on)
                    batch_size:int=32, # Batch size (ForecastData only)
+                   eval_batch_size:int=256, # Batch size of the validation and test passes (ForecastData only; the MSE is over all windows either way)
                    patience:int=3, # Early-stopping patience on the validation MSE
                    update_every:int=20, # Delta T of PALS/GraNet (5 for ILI)
                    lambda_pr:float=1.1, # PALS prune-rate factor
@@ -325,11 +326,11 @@ def fit_forecaster(model:nn.Module, # A forecaster taking (x_enc, x_mark_enc, x_
                   ) -> Bunch:
     "Train a forecaster dense, with PALS or with GraNet by the PALS recipe; test MSE/MAE, sparsity, parameters and FLOPs"
     check_type(model, nn.Module, 'model'); check_choice(method, ('dense', 'pals', 'granet'), 'method')
-    for v, n in ((epochs, 'epochs'), (batch_size, 'batch_size'), (patience, 'patience')):
+    for v, n in ((epochs, 'epochs'), (batch_size, 'batch_size'), (eval_batch_size, 'eval_batch_size'), (patience, 'patience')):
         check_type(v, (int, np.integer), n); check_range(v, n, 1 if n != 'patience' else 0)
     check_range(lr, 'lr', 0, lo_open=True)
     set_seed(seed)
-    train_dl, val_dl, test_dl = _loaders(data, batch_size, seed)
+    train_dl, val_dl, test_dl = _loaders(data, batch_size, eval_batch_size, seed)
     dense_params = count_dense_params(model)
     sparse_cb = (PALS(lambda_pr, lambda_lf, update_every, seed=seed) if method == 'pals' else
                  GraNet(final_density, update_every, seed=seed) if method == 'granet' else None)
