@@ -12,6 +12,7 @@ PUBLIC = {
     'sparseface.freq': ['dfm', 'adcs', 'filter_images'],
     'sparseface.sparse': ['DSTEngine', 'MaskedLinear', 'SparseLinear'],
     'sparseface.face': ['load_recognizer', 'face_chips', 'detect_faces'],
+    'sparseface.timeseries': ['create_forecaster', 'make_forecast_data', 'PALS', 'pals_status', 'fit_forecaster'],
 }
 HEAVY = ('matplotlib', 'ipywidgets', 'IPython')
 _IMPORT = """
