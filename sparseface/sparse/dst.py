@@ -333,6 +333,13 @@ def _layer(self:DSTEngine, layer):
     if not isinstance(layer, SparseLayer): raise TypeError(f"layer must be a layer name or a sparse layer, got {type(layer).__name__}")
     return layer
 
+def _recorded_grad(layer):
+    "The layer's recorded dense gradient; None if recording was on but the layer took no part in the backward pass"
+    try: return layer.dense_grad()
+    except RuntimeError:
+        if getattr(layer, 'track_dense_grad', False): return None
+        raise
+
 @patch
 @torch.no_grad()
 def update_layer(self:DSTEngine, layer, # A managed layer's name, or any sparse layer
@@ -345,8 +352,9 @@ def update_layer(self:DSTEngine, layer, # A managed layer's name, or any sparse 
     n_prune = max(0, min(int(n_prune), len(active)))
     removed = active[self.prune_fn(m.active_values(), n_prune, generator=self.generator)] if n_prune else _empty(active.device)
     n_grow = max(0, min(int(n_grow), m.n_total - len(active) + len(removed)))
-    grad = m.dense_grad() if (n_grow and self.needs_grad) else None
-    added = self.grow_fn(_eligible(m, removed), n_grow, grad=grad, generator=self.generator) if n_grow else _empty(active.device)
+    grad, grow = (_recorded_grad(m) if (n_grow and self.needs_grad) else None), self.grow_fn
+    if n_grow and self.needs_grad and grad is None: grow = random_grow  # unused in the forward pass: random regrowth, as PALS's code
+    added = grow(_eligible(m, removed), n_grow, grad=grad, generator=self.generator) if n_grow else _empty(active.device)
     back = torch.isin(added, removed)  # pruned and regrown in the same update: kept as it was (the reference code)
     m.update_topology(removed[~torch.isin(removed, added)], added[~back], optimizer=self.optimizer, reset_state=self.reset_optimizer_state)
     return {'removed': removed, 'added': added, 'new': added[~back]}

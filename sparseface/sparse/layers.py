@@ -15,10 +15,10 @@ from fastcore.basics import patch
 from ..core import Registry, UnknownNameError, check_type, check_choice, check_range, check_tensor, make_generator, module_device, eval_mode, to_device, batch_len, call_model
 
 # %% auto #0
-__all__ = ['DISTRIBUTIONS', 'SparseLayer', 'MaskedMixin', 'MaskedLinear', 'MaskedConv1d', 'MaskedConv2d', 'to_torch_sparse',
-           'sample_positions', 'SparseLinear', 'layer_densities', 'random_mask', 'sparse_layers', 'apply_masks',
-           'sparsify', 'to_sparse', 'count_params', 'memory_bytes', 'output_positions', 'forward_flops',
-           'training_flops', 'peak_train_memory']
+__all__ = ['DISTRIBUTIONS', 'SparseLayer', 'MaskedMixin', 'MaskedLinear', 'MaskedConv1d', 'MaskedConv2d', 'WeightTensor',
+           'MaskedWeightTensor', 'to_torch_sparse', 'sample_positions', 'SparseLinear', 'layer_densities',
+           'random_mask', 'sparse_layers', 'apply_masks', 'sparsify', 'to_sparse', 'count_params', 'memory_bytes',
+           'output_positions', 'forward_flops', 'training_flops', 'peak_train_memory']
 
 # %% ../../nbs/10_sparse.layers.ipynb #0cbcd356
 class SparseLayer:
@@ -118,7 +118,7 @@ def from_dense(cls:MaskedMixin, module:nn.Module, # The layer to wrap (its param
                mask=None, # Boolean mask; None = dense
                grad_mode:str='masked'): # 'masked' or 'dense'
     "A masked layer that shares `module`'s parameters (an existing optimizer keeps working)"
-    base = [b for b in cls.__mro__ if b.__module__.startswith('torch.nn')][0]
+    base = [b for b in cls.__mro__[1:] if issubclass(b, nn.Module) and not issubclass(b, SparseLayer)][0]  # nn.Linear, ..., WeightTensor
     if type(module) is not base: raise TypeError(f"{cls.__name__}.from_dense needs an exact {base.__name__}, got {type(module).__name__}")
     new = cls.__new__(cls)
     new.__dict__.update({k: (copy.copy(v) if isinstance(v, (dict, set, list)) else v) for k, v in module.__dict__.items()})
@@ -225,6 +225,31 @@ class MaskedConv2d(MaskedMixin, nn.Conv2d):
     def forward(self, x): "Convolution with `weight * mask`"; return self._conv_forward(x, self.masked_weight(), self.bias) # A batch
 
 _MASKED = {nn.Linear: MaskedLinear, nn.Conv1d: MaskedConv1d, nn.Conv2d: MaskedConv2d}
+
+# %% ../../nbs/10_sparse.layers.ipynb #51b16cde
+class WeightTensor(nn.Module):
+    "A bare weight tensor as a module: `forward()` returns it (so that `sparsify` can mask weights used outside Linear/Conv layers)"
+    def __init__(self, data:torch.Tensor, # Initial values, at least 2-D, floating (copied into the parameter)
+                 macs_per_weight:int=1): # Multiply-adds per weight entry, per sample and per call (FLOP counting)
+        super().__init__()
+        data = torch.as_tensor(check_tensor(data, 'data', dtype_kind='f'))
+        if data.ndim < 2: raise ValueError(f"data must have at least 2 dimensions, got shape {tuple(data.shape)}")
+        check_type(macs_per_weight, int, 'macs_per_weight'); check_range(macs_per_weight, 'macs_per_weight', 1)
+        self.weight, self.macs_per_weight = nn.Parameter(data.detach().clone()), macs_per_weight
+        self.register_parameter('bias', None)
+    def forward(self) -> torch.Tensor: "The weight"; return self.weight
+    def extra_repr(self): "Shape and cost"; return f'shape={tuple(self.weight.shape)}, macs_per_weight={self.macs_per_weight}'
+
+class MaskedWeightTensor(MaskedMixin, WeightTensor):
+    "`WeightTensor` whose `forward()` returns `weight * mask`"
+    def __init__(self, data:torch.Tensor, # Initial values, at least 2-D
+                 macs_per_weight:int=1, # Multiply-adds per weight entry, per sample and per call
+                 mask=None, # Boolean mask like `data`; None = dense
+                 grad_mode:str='masked'): # 'masked' or 'dense'
+        super().__init__(data, macs_per_weight); self._init_masking(mask, grad_mode)
+    def forward(self) -> torch.Tensor: "The effective weight `weight * mask`"; return self.masked_weight()
+
+_MASKED[WeightTensor] = MaskedWeightTensor
 
 # %% ../../nbs/10_sparse.layers.ipynb #eb484de0
 warnings.filterwarnings('ignore', message='Sparse CSR tensor support is in beta state')  # torch warns once per process
@@ -595,26 +620,30 @@ def sparsify(model:nn.Module, # The model to convert
              power:float=1.0, # Exponent on the raw scores
              generator:torch.Generator|int|None=None, # A generator or a seed for the masks
              inplace:bool=True): # Convert `model` itself (True) or a deep copy (False)
-    "Convert the model's Linear/Conv1d/Conv2d layers to masked layers and draw ER/ERK/uniform masks"
+    "Convert the model's Linear/Conv1d/Conv2d layers and bare `WeightTensor`s to masked layers and draw ER/ERK/uniform masks"
     check_type(model, nn.Module, 'model')
     check_choice(sampling, ('exact', 'bernoulli'), 'sampling'); check_choice(grad_mode, ('masked', 'dense'), 'grad_mode')
     if isinstance(dense_layers, str): dense_layers = [dense_layers]
     dense_layers = set(dense_layers)
     if not inplace: model = copy.deepcopy(model)
     cands = {n: m for n, m in model.named_modules() if type(m) in _MASKED or isinstance(m, MaskedMixin)}
-    if not cands: raise ValueError(f"model has no nn.Linear, nn.Conv1d or nn.Conv2d layers to sparsify ({type(model).__name__})")
-    if dense_layers - set(cands): raise ValueError(f"dense_layers {sorted(dense_layers - set(cands))} are not Linear/Conv layers of the model; choose from {list(cands)}")
+    if not cands: raise ValueError(f"model has no nn.Linear, nn.Conv1d, nn.Conv2d or WeightTensor layers to sparsify ({type(model).__name__})")
+    if dense_layers - set(cands): raise ValueError(f"dense_layers {sorted(dense_layers - set(cands))} are not Linear/Conv/WeightTensor layers of the model; choose from {list(cands)}")
     targets = {n: m for n, m in cands.items() if n not in dense_layers}
-    if not targets: raise ValueError("every Linear/Conv layer is listed in dense_layers: nothing to sparsify")
+    if not targets: raise ValueError("every Linear/Conv/WeightTensor layer is listed in dense_layers: nothing to sparsify")
     shapes = {n: tuple(m.weight.shape) for n, m in targets.items()}
     p = layer_densities(shapes, density, distribution, epsilon, power)
     g = make_generator(generator, 'cpu') if generator is None or isinstance(generator, (int, np.integer)) else check_type(generator, torch.Generator, 'generator')
     N = {n: math.prod(s) for n, s in shapes.items()}
     k = _exact_counts(p, N, int(round(density * sum(N.values()))) if density is not None else None) if sampling == 'exact' else None
+    aliases = {}  # a module shared by several parents (FEDformer's Fourier blocks) is replaced under every name
+    for a, mod in model.named_modules(remove_duplicate=False): aliases.setdefault(id(mod), []).append(a)
     for n, m in targets.items():
         mask = random_mask(shapes[n], k=k[n], generator=g) if k is not None else random_mask(shapes[n], p=p[n], generator=g)
         if not isinstance(m, MaskedMixin):
-            m = _MASKED[type(m)].from_dense(m, grad_mode=grad_mode); _set_submodule(model, n, m)
+            new = _MASKED[type(m)].from_dense(m, grad_mode=grad_mode)
+            for a in aliases[id(m)]: _set_submodule(model, a, new)
+            m = new
         else: m.grad_mode = grad_mode
         m.set_mask(mask.to(m.weight.device))
     return model
@@ -680,17 +709,18 @@ def memory_bytes(model:nn.Module, # A model
     return df
 
 # %% ../../nbs/10_sparse.layers.ipynb #6527e702
-_FLOP_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, SparseLinear)
+_FLOP_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, SparseLinear, WeightTensor)
 
 def output_positions(model:nn.Module, # A model
                      example # A batch of inputs: a tensor, or a tuple of input tensors (models of several inputs)
                     ) -> dict:
-    "Output positions P_l per sample of every linear/conv/sparse layer, measured with forward hooks on `example`"
+    "Output positions P_l per sample of every linear/conv/sparse layer (for a `WeightTensor`: multiply-adds per weight), measured with forward hooks on `example`"
     pos, hooks = {}, []
     def hook(name, m):
         def f(mod, inp, out):
+            if isinstance(mod, WeightTensor): pos[name] = pos.get(name, 0) + mod.macs_per_weight; return  # summed over calls
             n_out = out.shape[-1] if isinstance(mod, (nn.Linear, SparseLinear)) else out.shape[1]
-            pos[name] = out.numel() // n_out // batch_len(example)
+            pos[name] = pos.get(name, 0) + out.numel() // n_out // batch_len(example)  # summed over calls (shared layers)
         return f
     for n, m in model.named_modules():
         if isinstance(m, _FLOP_TYPES): hooks.append(m.register_forward_hook(hook(n, m)))
@@ -706,13 +736,13 @@ def forward_flops(model:nn.Module, # A model
                   example:torch.Tensor|None=None, # A batch of inputs, to measure output positions (needed for conv layers)
                   include_bias:bool=False # Count bias additions too?
                  ) -> pd.DataFrame:
-    "Forward FLOPs per sample of every linear/conv layer, counted from the masks (2 per multiply-add), with a 'total' row"
+    "Forward FLOPs per sample of every linear/conv/`WeightTensor` layer, counted from the masks (2 per multiply-add), with a 'total' row"
     layers = {n: m for n, m in model.named_modules() if isinstance(m, _FLOP_TYPES)}
     if not layers: raise ValueError(f"model has no linear or convolutional layers to count ({type(model).__name__})")
     if example is not None: pos = output_positions(model, example)
     else:
-        conv = [n for n, m in layers.items() if isinstance(m, (nn.Conv1d, nn.Conv2d))]
-        if conv: raise ValueError(f"model has convolutional layers {conv}: pass `example` (an input batch) to count output positions")
+        conv = [n for n, m in layers.items() if isinstance(m, (nn.Conv1d, nn.Conv2d, WeightTensor))]
+        if conv: raise ValueError(f"model has convolutional or WeightTensor layers {conv}: pass `example` (an input batch) to count output positions")
         pos = {n: 1 for n in layers}
     rows = []
     for n, m in layers.items():
