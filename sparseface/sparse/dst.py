@@ -194,7 +194,7 @@ class KeepBudget(BudgetPolicy):
 # %% ../../nbs/11_sparse.dst.ipynb #dc084b02
 @BUDGETS.register('pals')
 class PalsBudget(BudgetPolicy):
-    "PALS: 'shrink' prunes ceil(zeta nnz lam) and grows floor(pruned/lam); 'expand' grows floor(pruned lam); 'stable' keeps nnz"
+    "PALS: 'shrink' prunes ceil(zeta nnz lam) and grows floor(pruned (1/lam)); 'expand' grows floor(pruned lam); 'stable' keeps nnz"
     def __init__(self, factor:float=1.1, # The prune-rate factor lambda > 1
                  mode:str='stable'): # 'shrink', 'expand' or 'stable' (set by PALS before each update)
         check_range(factor, 'factor', 1, lo_open=True)
@@ -202,7 +202,7 @@ class PalsBudget(BudgetPolicy):
     def __call__(self, name:str, nnz:int, n_total:int, zeta:float) -> tuple:
         check_choice(self.mode, ('shrink', 'expand', 'stable'), 'mode')
         if self.mode == 'shrink':
-            k = math.ceil(zeta * nnz * self.factor); return k, math.floor(k / self.factor)
+            k = math.ceil(zeta * nnz * self.factor); return k, math.floor(k * (1 / self.factor))  # the code's int(k * (1/lam)), not floor(k/lam)
         k = math.ceil(zeta * nnz)
         return (k, math.floor(k * self.factor)) if self.mode == 'expand' else (k, k)
     def __repr__(self): return f'PalsBudget(factor={self.factor}, mode={self.mode!r})'
@@ -277,6 +277,8 @@ class DSTEngine:
                  budget='keep', # Budget policy: 'keep', 'pals', 'target', or an object
                  update_every:int=10, # Steps between topology updates (Delta T)
                  stop_step:int|None=None, # No updates after this optimiser step (None: update for the whole run)
+                 stop_update:int|None=None, # No updates whose index floor(t/update_every) is >= this (the GraNet/PALS code's rule)
+                 before_update:Callable|None=None, # Called as before_update(engine, t) at the start of every update (GraNet's global prune)
                  reset_optimizer_state:bool=False, # Zero the optimizer's per-weight state of regrown weights?
                  optimizer:torch.optim.Optimizer|None=None, # Needed for state handling; DSTCallback uses the trainer's
                  generator:torch.Generator|int|None=None, # Randomness of the rules (a generator or a seed)
@@ -284,10 +286,13 @@ class DSTEngine:
         self.model, self.layers = model, _managed_layers(model, layers)
         check_type(update_every, int, 'update_every'); check_range(update_every, 'update_every', 1)
         if stop_step is not None: check_range(stop_step, 'stop_step', 0)
+        if stop_update is not None: check_type(stop_update, (int, np.integer), 'stop_update'); check_range(stop_update, 'stop_update', 0)
+        if before_update is not None and not callable(before_update): raise TypeError(f"before_update must be a callable (engine, t) -> None, got {type(before_update).__name__}")
         self.prune_fn, self.grow_fn = _resolve(PRUNE_RULES, prune, 'prune'), _resolve(GROW_RULES, grow, 'grow')
         self.schedule, self.budget = as_schedule(drop_fraction), as_budget(budget)
         if hasattr(self.budget, 'setup'): self.budget.setup(self.layers)
         self.update_every, self.stop_step, self.reset_optimizer_state, self.optimizer = update_every, stop_step, reset_optimizer_state, optimizer
+        self.stop_update, self.before_update = None if stop_update is None else int(stop_update), before_update
         self.generator = make_generator(generator, 'cpu') if generator is None or isinstance(generator, (int, np.integer)) else check_type(generator, torch.Generator, 'generator')
         self.t, self.n_updates, self.history = 0, 0, []
         self._record(zeta=float('nan'), stats={n: (0, 0) for n in self.layers})
@@ -309,7 +314,8 @@ def needs_grad(self:DSTEngine) -> bool:
 def will_update(self:DSTEngine, t:int # Optimiser steps done
                ) -> bool:
     "Is there a topology update after optimiser step `t`?"
-    return t > 0 and t % self.update_every == 0 and (self.stop_step is None or t <= self.stop_step)
+    return t > 0 and t % self.update_every == 0 and (self.stop_step is None or t <= self.stop_step) \
+        and (self.stop_update is None or t // self.update_every < self.stop_update)
 
 @patch
 def track_grad(self:DSTEngine, on:bool=True # Record (True) or stop recording (False)
@@ -367,6 +373,7 @@ def step(self:DSTEngine, t:int|None=None # Optimiser step for the schedule; defa
     t = self.t if t is None else t
     zeta = float(self.schedule(t))
     check_range(zeta, 'drop fraction', 0, 1)
+    if self.before_update is not None: self.before_update(self, t)
     stats = {}
     for name, m in self.layers.items():
         r = self.update_layer(name, *self.budget(name, m.nnz, m.n_total, zeta))
