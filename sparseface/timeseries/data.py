@@ -10,8 +10,8 @@ import pandas as pd
 import torch
 from scipy.signal import lfilter
 from fastcore.basics import patch
-from ..core import check_type, check_choice, check_range, check_tensor, default_device, make_generator
-from ..data import load_dataset, chronological_split, standardize, ETT_HOUR_LENGTHS, ETT_MINUTE_LENGTHS, TIMESERIES_SETS, data_available
+from ..core import check_type, check_choice, check_range, check_tensor, make_generator
+from ..data import load_dataset, chronological_split, standardize, ETT_HOUR_LENGTHS, ETT_MINUTE_LENGTHS, TIMESERIES_SETS
 
 # %% auto #0
 __all__ = ['TIME_FEATURES', 'SPLITS', 'FORECAST_DEFAULTS', 'time_features', 'split_borders', 'WindowLoader', 'ForecastData',
