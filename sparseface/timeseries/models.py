@@ -190,7 +190,8 @@ class ProbAttention(nn.Module):
                 keys:torch.Tensor, # [B, L_K, H, D]
                 values:torch.Tensor, # [B, L_K, H, D]
                 attn_mask=None, # Ignored: the causal mask of the active rows is built here
-                tau=None, delta=None # Ignored (one signature for all attentions)
+                tau=None, # Ignored (one signature for all attentions)
+                delta=None # Ignored
                ) -> tuple:
         "`(context, attention or None)`; context [B, H, L_Q, D] if `mix` else [B, L_Q, H, D]"
         B, LQ, H, D = queries.shape; LK = keys.shape[1]
@@ -523,8 +524,9 @@ class Informer(Forecaster):
                ) -> torch.Tensor:
         "Forecast [B, pred_len, N]"
         self.check_inputs(x_enc, x_dec)
-        enc_out, _ = self.encoder(self.enc_embedding(x_enc, x_mark_enc))
-        return self.decoder(self.dec_embedding(x_dec, x_mark_dec), enc_out)[:, -self.pred_len:, :]
+        enc_in, dec_in = self.enc_embedding(x_enc, x_mark_enc), self.dec_embedding(x_dec, x_mark_dec)  # TSL's order of random draws (dropout, key samples)
+        enc_out, _ = self.encoder(enc_in)
+        return self.decoder(dec_in, enc_out)[:, -self.pred_len:, :]
 
 # %% ../../nbs/14a_timeseries.models.ipynb #51d5c6a1
 class Projector(nn.Module):
@@ -625,7 +627,9 @@ class DLinear(Forecaster):
             for m in (self.Linear_Seasonal, self.Linear_Trend): m.weight.fill_(1.0 / seq_len)
 
     def forward(self, x_enc:torch.Tensor, # Look-back window [B, seq_len, N]
-                x_mark_enc=None, x_dec=None, x_mark_dec=None # Unused (the common forecaster signature)
+                x_mark_enc=None, # Unused (the common forecaster signature)
+                x_dec=None, # Unused
+                x_mark_dec=None # Unused
                ) -> torch.Tensor:
         "Forecast [B, pred_len, N]"
         self.check_inputs(x_enc)
