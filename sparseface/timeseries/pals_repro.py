@@ -253,8 +253,10 @@ def plot_case_trajectories(cases:list, # `run_pals_grid` results of one dataset
         for i, c in enumerate(c for c in cases if c['dense']['model'] == m):
             p = c['loss']
             if not p['trajectory']: continue
+            n = len(ax.collections)
             plot_trajectory(p['trajectory'], ax=ax, label=f"H={p['horizon']}")
-            ax.lines[-3].set_color(f'C{i}')
+            ax.lines[-3].set(color=f'C{i}', lw=1.5, zorder=4)
+            for col in ax.collections[n:]: col.set_sizes([5])
             ds = PALS_DATASETS[p['dataset']]
             ref = PAPER_FINAL_SPARSITY.get(m, {}).get(ds['paper'] if ds['substitute'] else p['dataset'], {}).get(p['horizon'])
             if ref is not None: ax.plot(p['trajectory'][-1]['step'], ref, 'x', color=f'C{i}', ms=8, mew=2)
