@@ -14,8 +14,8 @@ from ..core import check_type, check_choice, check_range, Registry
 __all__ = ['FREQ_FEATURES', 'FORECASTERS', 'MovingAvg', 'SeriesDecomp', 'TokenEmbedding', 'PositionalEmbedding',
            'TimeFeatureEmbedding', 'DataEmbedding', 'DataEmbedding_wo_pos', 'FullAttention', 'DSAttention',
            'ProbAttention', 'AttentionLayer', 'EncoderLayer', 'ConvLayer', 'Encoder', 'DecoderLayer', 'Decoder',
-           'Forecaster', 'create_forecaster', 'Transformer', 'forecaster_inputs', 'Informer', 'Projector',
-           'NSTransformer', 'DLinear']
+           'Forecaster', 'create_forecaster', 'check_widths', 'Transformer', 'forecaster_inputs', 'Informer',
+           'Projector', 'NSTransformer', 'DLinear', 'Transpose', 'PatchEmbedding', 'FlattenHead', 'PatchTST']
 
 # %% ../../nbs/14a_timeseries.models.ipynb #4a1516da
 class MovingAvg(nn.Module):
@@ -196,7 +196,7 @@ class ProbAttention(nn.Module):
         "`(context, attention or None)`; context [B, H, L_Q, D] if `mix` else [B, L_Q, H, D]"
         B, LQ, H, D = queries.shape; LK = keys.shape[1]
         q, k, v = queries.transpose(2, 1), keys.transpose(2, 1), values.transpose(2, 1)
-        U, u = min(self.factor * math.ceil(math.log(LK)), LK), min(self.factor * math.ceil(math.log(LQ)), LQ)
+        U, u = min(max(1, self.factor * math.ceil(math.log(LK))), LK), min(max(1, self.factor * math.ceil(math.log(LQ))), LQ)  # max(1, .): TSL fails at length 1
         g = self.generator
         idx = torch.randint(LK, (LQ, U), generator=g, device=g.device if g is not None else 'cpu').to(k.device)
         qk = torch.matmul(q.unsqueeze(-2), k[:, :, idx, :].transpose(-2, -1)).squeeze(-2)      # [B, H, L_Q, U]
@@ -396,13 +396,17 @@ class Forecaster(nn.Module):
         self.n_vars, self.seq_len, self.label_len, self.pred_len = n_vars, seq_len, label_len, pred_len
 
     def check_inputs(self, x_enc:torch.Tensor, # Look-back window [B, seq_len, n_vars]
-                     x_dec:torch.Tensor|None=None # Decoder input [B, label_len + pred_len, n_vars], or None
+                     x_dec:torch.Tensor|None=None, # Decoder input [B, label_len + pred_len, n_vars], or None
+                     x_mark_enc:torch.Tensor|None=None, # Time features of the window [B, seq_len, k], or None
+                     x_mark_dec:torch.Tensor|None=None # Time features of the decoder input [B, label_len + pred_len, k], or None
                     ):
-        "Raise a `ValueError` naming the input whose shape does not fit the model's window sizes"
-        if x_enc.ndim != 3 or tuple(x_enc.shape[1:]) != (self.seq_len, self.n_vars):
-            raise ValueError(f"x_enc must be [B, seq_len={self.seq_len}, n_vars={self.n_vars}], got {tuple(x_enc.shape)}")
-        if x_dec is not None and (x_dec.ndim != 3 or tuple(x_dec.shape[1:]) != (self.label_len + self.pred_len, self.n_vars)):
-            raise ValueError(f"x_dec must be [B, label_len + pred_len={self.label_len + self.pred_len}, n_vars={self.n_vars}], got {tuple(x_dec.shape)}")
+        "Raise a `ValueError` naming the input whose shape does not fit the model's window sizes (and `self.n_marks` time features, if set)"
+        L_dec, k = self.label_len + self.pred_len, getattr(self, 'n_marks', None)
+        for name, x, L, c, Ln, cn in (('x_enc', x_enc, self.seq_len, self.n_vars, 'seq_len', 'n_vars'), ('x_dec', x_dec, L_dec, self.n_vars, 'label_len + pred_len', 'n_vars'),
+                                      ('x_mark_enc', x_mark_enc, self.seq_len, k, 'seq_len', 'k'), ('x_mark_dec', x_mark_dec, L_dec, k, 'label_len + pred_len', 'k')):
+            if x is None: continue
+            if x.ndim != 3 or x.shape[1] != L or (c is not None and x.shape[2] != c):
+                raise ValueError(f"{name} must be [B, {Ln}={L}, {cn}={c if c is not None else 'any'}], got {tuple(x.shape)}")
 
 def create_forecaster(name:str, # A name in `FORECASTERS`, e.g. 'transformer', 'informer', 'ns-transformer', 'dlinear'
                       n_vars:int, # Channels N
@@ -432,7 +436,13 @@ def _decoder(self_attn, cross_attn, d_model, n_heads, d_layers, d_ff, dropout, a
                            d_model, d_ff, dropout=dropout, activation=activation) for _ in range(d_layers)]
     return Decoder(layers, norm_layer=nn.LayerNorm(d_model), projection=nn.Linear(d_model, c_out, bias=True))
 
-def _check_width(d_model, n_heads, e_layers, d_layers, d_ff, dropout):
+def check_widths(d_model:int, # Model width
+                 n_heads:int, # Attention heads (must divide d_model)
+                 e_layers:int, # Encoder layers
+                 d_layers:int, # Decoder layers
+                 d_ff:int, # Feed-forward width
+                 dropout:float): # Dropout rate in [0, 1)
+    "Raise a clear `TypeError`/`ValueError` for invalid transformer widths (shared by the forecasters)"
     for n, v in (('d_model', d_model), ('n_heads', n_heads), ('e_layers', e_layers), ('d_layers', d_layers), ('d_ff', d_ff)):
         check_type(v, int, n); check_range(v, n, lo=1)
     if d_model % n_heads: raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
@@ -456,7 +466,8 @@ class Transformer(Forecaster):
                  embed:str='timeF', # Time-feature embedding
                  freq:str='h'): # Sampling frequency (4 time features for 'h')
         super().__init__(n_vars, seq_len, label_len, pred_len)
-        _check_width(d_model, n_heads, e_layers, d_layers, d_ff, dropout)
+        check_widths(d_model, n_heads, e_layers, d_layers, d_ff, dropout)
+        self.n_marks = FREQ_FEATURES[check_choice(freq, FREQ_FEATURES, 'freq')]
         full = lambda mask: (lambda: FullAttention(mask, factor, attention_dropout=dropout))
         self.enc_embedding = DataEmbedding(n_vars, d_model, embed, freq, dropout)
         self.encoder = _encoder(full(False), d_model, n_heads, e_layers, d_ff, dropout, activation)
@@ -469,7 +480,7 @@ class Transformer(Forecaster):
                 x_mark_dec:torch.Tensor|None # Its time features (or None)
                ) -> torch.Tensor:
         "Forecast [B, pred_len, N]"
-        self.check_inputs(x_enc, x_dec)
+        self.check_inputs(x_enc, x_dec, x_mark_enc, x_mark_dec)
         enc_out, _ = self.encoder(self.enc_embedding(x_enc, x_mark_enc))
         return self.decoder(self.dec_embedding(x_dec, x_mark_dec), enc_out)[:, -self.pred_len:, :]
 
@@ -510,7 +521,8 @@ class Informer(Forecaster):
                  mix:bool=True, # TSL/PALS head layout of ProbAttention (see the notes above)
                  generator:torch.Generator|None=None): # Draws the ProbSparse key samples; None = global RNG (as TSL)
         super().__init__(n_vars, seq_len, label_len, pred_len)
-        _check_width(d_model, n_heads, e_layers, d_layers, d_ff, dropout)
+        check_widths(d_model, n_heads, e_layers, d_layers, d_ff, dropout)
+        self.n_marks = FREQ_FEATURES[check_choice(freq, FREQ_FEATURES, 'freq')]
         prob = lambda mask: (lambda: ProbAttention(mask, factor, attention_dropout=dropout, mix=mix, generator=generator))
         self.enc_embedding = DataEmbedding(n_vars, d_model, embed, freq, dropout)
         self.dec_embedding = DataEmbedding(n_vars, d_model, embed, freq, dropout)
@@ -523,7 +535,7 @@ class Informer(Forecaster):
                 x_mark_dec:torch.Tensor|None # Its time features (or None)
                ) -> torch.Tensor:
         "Forecast [B, pred_len, N]"
-        self.check_inputs(x_enc, x_dec)
+        self.check_inputs(x_enc, x_dec, x_mark_enc, x_mark_dec)
         enc_in, dec_in = self.enc_embedding(x_enc, x_mark_enc), self.dec_embedding(x_dec, x_mark_dec)  # TSL's order of random draws (dropout, key samples)
         enc_out, _ = self.encoder(enc_in)
         return self.decoder(dec_in, enc_out)[:, -self.pred_len:, :]
@@ -573,7 +585,8 @@ class NSTransformer(Forecaster):
                  p_hidden_layers:int=2, # Projector hidden layers
                  tau_max:float|None=80.0): # Clamp of log(tau) before exp (TSL); None = no clamp (PALS repository)
         super().__init__(n_vars, seq_len, label_len, pred_len)
-        _check_width(d_model, n_heads, e_layers, d_layers, d_ff, dropout)
+        check_widths(d_model, n_heads, e_layers, d_layers, d_ff, dropout)
+        self.n_marks = FREQ_FEATURES[check_choice(freq, FREQ_FEATURES, 'freq')]
         ds = lambda mask: (lambda: DSAttention(mask, factor, attention_dropout=dropout))
         self.tau_max = tau_max
         self.enc_embedding = DataEmbedding(n_vars, d_model, embed, freq, dropout)
@@ -589,7 +602,7 @@ class NSTransformer(Forecaster):
                 x_mark_dec:torch.Tensor|None # Decoder time features (or None)
                ) -> torch.Tensor:
         "Forecast [B, pred_len, N]"
-        self.check_inputs(x_enc, x_dec)
+        self.check_inputs(x_enc, x_dec, x_mark_enc, x_mark_dec)
         x_raw = x_enc.detach()
         mean = x_enc.mean(1, keepdim=True).detach()
         x = x_enc - mean
@@ -639,3 +652,96 @@ class DLinear(Forecaster):
             out = self.Linear_Seasonal(seasonal.reshape(B, N * L, 1)) + self.Linear_Trend(trend.reshape(B, N * L, 1))
             return out.view(B, N, self.pred_len).transpose(1, 2)
         return (self.Linear_Seasonal(seasonal) + self.Linear_Trend(trend)).transpose(1, 2)
+
+# %% ../../nbs/14a_timeseries.models.ipynb #0fab5e19
+class Transpose(nn.Module):
+    "Swap two axes (a module, so it fits into `nn.Sequential`; TSL's `Transpose`)"
+    def __init__(self, dim0:int, # First axis
+                 dim1:int): # Second axis
+        super().__init__()
+        self.dims = (dim0, dim1)
+
+    def forward(self, x:torch.Tensor # Any tensor
+               ) -> torch.Tensor:
+        "`x.transpose(dim0, dim1)`"
+        return x.transpose(*self.dims)
+
+class PatchEmbedding(nn.Module):
+    "Cut each channel into overlapping patches and embed them: replicate padding, unfold, bias-free linear + positional encoding (TSL `PatchEmbedding`)"
+    def __init__(self, d_model:int, # Embedding size
+                 patch_len:int, # Steps per patch
+                 stride:int, # Steps between patch starts
+                 padding:int, # Steps of end padding (repeating the last value)
+                 dropout:float): # Dropout rate
+        super().__init__()
+        self.patch_len, self.stride = patch_len, stride
+        self.padding_patch_layer = nn.ReplicationPad1d((0, padding))
+        self.value_embedding = nn.Linear(patch_len, d_model, bias=False)
+        self.position_embedding = PositionalEmbedding(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x:torch.Tensor # Series, channels first [B, N, L]
+               ) -> tuple:
+        "`(patches embedded [B*N, P, d_model], N)`"
+        n_vars = x.shape[1]
+        x = self.padding_patch_layer(x).unfold(dimension=-1, size=self.patch_len, step=self.stride)   # [B, N, P, patch_len]
+        x = x.reshape(-1, x.shape[2], x.shape[3])
+        return self.dropout(self.value_embedding(x) + self.position_embedding(x)), n_vars
+
+class FlattenHead(nn.Module):
+    "Flatten the last two axes and map them linearly to the horizon (TSL `FlattenHead`)"
+    def __init__(self, nf:int, # Flattened features per channel (d_model * P)
+                 target_window:int, # Output steps
+                 head_dropout:float=0.): # Dropout after the map
+        super().__init__()
+        self.flatten = nn.Flatten(start_dim=-2)
+        self.linear = nn.Linear(nf, target_window)
+        self.dropout = nn.Dropout(head_dropout)
+
+    def forward(self, x:torch.Tensor # [B, N, d_model, P]
+               ) -> torch.Tensor:
+        "[B, N, target_window]"
+        return self.dropout(self.linear(self.flatten(x)))
+
+@FORECASTERS.register('patchtst')
+class PatchTST(Forecaster):
+    "PatchTST: channel-independent Transformer encoder over patches of each series (Nie et al. 2023; TSL `models/PatchTST.py`)"
+    def __init__(self, n_vars:int, # Channels N
+                 seq_len:int, # Look-back length
+                 label_len:int, # Decoder's known steps (unused; one signature for all forecasters)
+                 pred_len:int, # Horizon
+                 d_model:int=512, # Model width
+                 n_heads:int=8, # Attention heads
+                 e_layers:int=2, # Encoder layers
+                 d_ff:int=2048, # Feed-forward width
+                 factor:int=3, # Attention factor (unused by full attention; TSL's signature)
+                 dropout:float=0.05, # Dropout rate (attention, feed-forward and head)
+                 activation:str='gelu', # 'gelu' or 'relu'
+                 patch_len:int=16, # Steps per patch
+                 stride:int=8): # Steps between patch starts (also the end padding)
+        super().__init__(n_vars, seq_len, label_len, pred_len)
+        check_widths(d_model, n_heads, e_layers, 1, d_ff, dropout)
+        for n, v in (('patch_len', patch_len), ('stride', stride)): check_type(v, int, n); check_range(v, n, lo=1)
+        if patch_len > seq_len + stride: raise ValueError(f"patch_len must be <= seq_len + stride ({seq_len + stride}), got {patch_len}")
+        self.patch_embedding = PatchEmbedding(d_model, patch_len, stride, stride, dropout)
+        self.encoder = Encoder([EncoderLayer(AttentionLayer(FullAttention(False, factor, attention_dropout=dropout), d_model, n_heads), d_model, d_ff,
+                                             dropout=dropout, activation=activation) for _ in range(e_layers)],
+                               norm_layer=nn.Sequential(Transpose(1, 2), nn.BatchNorm1d(d_model), Transpose(1, 2)))
+        self.n_patches = (seq_len + stride - patch_len) // stride + 1
+        self.head_nf = d_model * self.n_patches
+        self.head = FlattenHead(self.head_nf, pred_len, head_dropout=dropout)
+
+    def forward(self, x_enc:torch.Tensor, # Look-back window [B, seq_len, N]
+                x_mark_enc=None, # Unused (the common forecaster signature)
+                x_dec=None, # Unused
+                x_mark_dec=None # Unused
+               ) -> torch.Tensor:
+        "Forecast [B, pred_len, N]"
+        self.check_inputs(x_enc)
+        means = x_enc.mean(1, keepdim=True).detach()
+        x = x_enc - means
+        stdev = torch.sqrt(torch.var(x, dim=1, keepdim=True, unbiased=False) + 1e-5)
+        enc_out, n_vars = self.patch_embedding((x / stdev).permute(0, 2, 1))
+        enc_out, _ = self.encoder(enc_out)
+        enc_out = enc_out.reshape(-1, n_vars, enc_out.shape[-2], enc_out.shape[-1]).permute(0, 1, 3, 2)   # [B, N, d_model, P]
+        return self.head(enc_out).permute(0, 2, 1) * stdev + means
