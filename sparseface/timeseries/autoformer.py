@@ -191,7 +191,8 @@ def _complex_weight(in_channels, out_channels, n_heads, n_modes, generator):
         check_type(v, int, nm)
         if v % n_heads: raise ValueError(f"{nm} ({v}) must be divisible by n_heads ({n_heads})")
     shape, scale = (n_heads, in_channels // n_heads, out_channels // n_heads, n_modes), 1 / (in_channels * out_channels)
-    return [WeightTensor(scale * torch.rand(shape, generator=generator), macs_per_weight=2) for _ in range(2)]
+    dev = generator.device if generator is not None else None  # drawn where the generator lives, kept on the CPU like nn.Linear's
+    return [WeightTensor(scale * torch.rand(shape, generator=generator, device=dev).cpu(), macs_per_weight=2) for _ in range(2)]
 
 def _select(x_ft, index):
     "Coefficients at `index` along the last axis; indices beyond the spectrum give 0 (the reference skips them)"
@@ -277,6 +278,7 @@ def _check_decomp_config(d_model, n_heads, e_layers, d_layers, d_ff, dropout, mo
 
 class DecompForecaster(Forecaster):
     "Base of Autoformer and FEDformer: the seasonal/trend initialisation of the decoder and the forward pass (subclasses build the modules)"
+    embed_decoder_first = False  # FEDformer's reference embeds the decoder input before running the encoder (same dropout stream)
     def forward(self, x_enc:torch.Tensor, # Look-back window [B, seq_len, N]
                 x_mark_enc:torch.Tensor|None, # Its time features [B, seq_len, k] (or None)
                 x_dec:torch.Tensor, # Decoder input [B, label_len + pred_len, N] (only its shape is used)
@@ -288,8 +290,11 @@ class DecompForecaster(Forecaster):
         start = self.seq_len - self.label_len
         trend_init = torch.cat([trend[:, start:], x_enc.mean(1, keepdim=True).expand(-1, self.pred_len, -1)], dim=1)
         seasonal_init = F.pad(seasonal[:, start:], (0, 0, 0, self.pred_len))
-        enc_out, _ = self.encoder(self.enc_embedding(x_enc, x_mark_enc))
-        seasonal_part, trend_part = self.decoder(self.dec_embedding(seasonal_init, x_mark_dec), enc_out, trend=trend_init)
+        enc_in = self.enc_embedding(x_enc, x_mark_enc)
+        dec_in = self.dec_embedding(seasonal_init, x_mark_dec) if self.embed_decoder_first else None
+        enc_out, _ = self.encoder(enc_in)
+        if dec_in is None: dec_in = self.dec_embedding(seasonal_init, x_mark_dec)
+        seasonal_part, trend_part = self.decoder(dec_in, enc_out, trend=trend_init)
         return (trend_part + seasonal_part)[:, -self.pred_len:]
 
 # %% ../../nbs/14b_timeseries.autoformer.ipynb #d00fb574
@@ -326,6 +331,7 @@ class Autoformer(DecompForecaster):
 @FORECASTERS.register('fedformer')
 class FEDformer(DecompForecaster):
     "FEDformer, Fourier version: Fourier-enhanced blocks instead of auto-correlation (Zhou et al. 2022; TSL `models/FEDformer.py`)"
+    embed_decoder_first = True
     def __init__(self, n_vars:int, # Channels N
                  seq_len:int, # Look-back length
                  label_len:int, # Decoder's known steps
@@ -345,7 +351,7 @@ class FEDformer(DecompForecaster):
                  mode_select:str='random', # 'random' or 'low'
                  version:str='fourier', # Only 'fourier' (the wavelet version is not implemented)
                  position:bool=True, # Positional encoding in the embeddings (TSL: True; PALS's FEDformer: False)
-                 generator:torch.Generator|np.random.RandomState|int|None=None): # Mode draws and Fourier weights (see `fourier_modes`)
+                 generator:torch.Generator|np.random.RandomState|int|None=None): # Mode draws and Fourier weights; a RandomState replays TSL's draws (weights: torch's global RNG)
         super().__init__(n_vars, seq_len, label_len, pred_len)
         _check_decomp_config(d_model, n_heads, e_layers, d_layers, d_ff, dropout, moving_avg)
         check_choice(version, ('fourier',), 'version')
