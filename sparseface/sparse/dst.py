@@ -17,12 +17,13 @@ from ..train import Callback
 from .layers import SparseLayer, MaskedMixin, SparseLinear, sparse_layers, output_positions
 
 # %% auto #0
-__all__ = ['PRUNE_RULES', 'GROW_RULES', 'SCHEDULES', 'BUDGETS', 'magnitude_prune', 'signed_magnitude_prune', 'random_prune',
-           'random_grow', 'bernoulli_grow', 'gradient_grow', 'ConstantSchedule', 'CosineSchedule', 'as_schedule',
-           'BudgetPolicy', 'KeepBudget', 'PalsBudget', 'TargetBudget', 'as_budget', 'DSTEngine', 'DSTCallback',
-           'plot_density', 'FlopsCounter', 'input_degree', 'active_inputs', 'input_strength', 'remove_inputs',
-           'prune_connections', 'input_blocks', 'dense_score', 'random_score', 'as_block_score', 'input_score',
-           'InputGradient', 'top_positions', 'grow_connections', 'restore_budget']
+__all__ = ['PRUNE_RULES', 'GROW_RULES', 'SCHEDULES', 'BUDGETS', 'magnitude_prune', 'signed_magnitude_prune',
+           'threshold_magnitude_prune', 'random_prune', 'random_grow', 'bernoulli_grow', 'gradient_grow',
+           'sorted_gradient_grow', 'ConstantSchedule', 'CosineSchedule', 'as_schedule', 'BudgetPolicy', 'KeepBudget',
+           'PalsBudget', 'TargetBudget', 'as_budget', 'DSTEngine', 'DSTCallback', 'plot_density', 'FlopsCounter',
+           'input_degree', 'active_inputs', 'input_strength', 'remove_inputs', 'prune_connections', 'input_blocks',
+           'dense_score', 'random_score', 'as_block_score', 'input_score', 'InputGradient', 'top_positions',
+           'grow_connections', 'restore_budget']
 
 # %% ../../nbs/11_sparse.dst.ipynb #b101da1c
 PRUNE_RULES = Registry('prune rule')
@@ -55,6 +56,16 @@ def signed_magnitude_prune(values:torch.Tensor, # Active weights of a layer
     k_pos = min(len(pos), int(round(k * len(pos) / len(values)))); k_neg = k - k_pos
     if k_neg > len(neg): k_neg, k_pos = len(neg), k - len(neg)
     return torch.cat([pos[values[pos].topk(k_pos, largest=False).indices], neg[values[neg].topk(k_neg, largest=True).indices]])
+
+@PRUNE_RULES.register('magnitude_threshold')
+def threshold_magnitude_prune(values:torch.Tensor, # Active weights of a layer
+                              k:int, # Remove at least this many
+                              generator:torch.Generator|None=None # Unused (same signature as the other rules)
+                             ) -> torch.Tensor:
+    "The GraNet/PALS code's rule: every active weight with |w| <= the k-th smallest |w| (k or more on ties)"
+    if k <= 0 or not len(values): return _empty(values.device)
+    a = values.abs()
+    return (a <= a.kthvalue(min(k, len(a))).values).nonzero().squeeze(1)
 
 @PRUNE_RULES.register('random')
 def random_prune(values:torch.Tensor, # Active weights of a layer
@@ -118,6 +129,21 @@ def gradient_grow(eligible:torch.Tensor, # Boolean [n]: positions that may be sw
     return score.topk(min(k, n), sorted=False).indices
 
 gradient_grow.needs_grad = True
+
+@GROW_RULES.register('gradient_sorted', needs_grad=True)
+def sorted_gradient_grow(eligible:torch.Tensor, # Boolean [n]: positions that may be switched on
+                         k:int, # Positions of the sorted order to take (those already active grow nothing)
+                         grad:torch.Tensor|None=None, # Dense gradient [n] of the current batch (required)
+                         generator:torch.Generator|None=None # Unused
+                        ) -> torch.Tensor:
+    "The GraNet/PALS code's regrowth: the first k positions of |grad| x eligible sorted descending (ties as torch.sort leaves them); only eligible ones grow"
+    if grad is None: raise ValueError("the 'gradient_sorted' grow rule needs the dense gradient (grad=...)")
+    if k <= 0: return _empty(eligible.device)
+    score = grad.detach().abs().float().reshape(-1) * eligible
+    first = torch.sort(score, descending=True).indices[:k]   # the code's call: ties in the order sort leaves them
+    return first[eligible[first]]
+
+sorted_gradient_grow.needs_grad = True
 
 # %% ../../nbs/11_sparse.dst.ipynb #3d7af058
 SCHEDULES = Registry('drop-fraction schedule')
@@ -186,25 +212,31 @@ class BudgetPolicy:
 @BUDGETS.register('keep')
 class KeepBudget(BudgetPolicy):
     "Prune ceil(zeta nnz) and grow as many: the number of active weights stays constant (SET, RigL)"
+    def __init__(self, from_removed:bool=False): # Grow as many as were actually removed (the GraNet code's threshold prune may remove more)
+        self.from_removed = from_removed
     def __call__(self, name:str, nnz:int, n_total:int, zeta:float) -> tuple:
         k = math.ceil(zeta * nnz)
-        return k, k
-    def __repr__(self): return 'KeepBudget()'
+        return k, ((lambda n_removed: n_removed) if self.from_removed else k)
+    def __repr__(self): return f'KeepBudget(from_removed={self.from_removed})' if self.from_removed else 'KeepBudget()'
 
 # %% ../../nbs/11_sparse.dst.ipynb #dc084b02
 @BUDGETS.register('pals')
 class PalsBudget(BudgetPolicy):
     "PALS: 'shrink' prunes ceil(zeta nnz lam) and grows floor(pruned (1/lam)); 'expand' grows floor(pruned lam); 'stable' keeps nnz"
     def __init__(self, factor:float=1.1, # The prune-rate factor lambda > 1
-                 mode:str='stable'): # 'shrink', 'expand' or 'stable' (set by PALS before each update)
+                 mode:str='stable', # 'shrink', 'expand' or 'stable' (set by PALS before each update)
+                 from_removed:bool=False): # Grow from the number actually removed (the code; matters when the prune rule removes more on ties)
         check_range(factor, 'factor', 1, lo_open=True)
-        self.factor, self.mode = factor, check_choice(mode, ('shrink', 'expand', 'stable'), 'mode')
+        self.factor, self.mode, self.from_removed = factor, check_choice(mode, ('shrink', 'expand', 'stable'), 'mode'), from_removed
+    def grow_count(self, n_removed:int # Weights removed from the layer in this update
+                  ) -> int:
+        "Weights to regrow after removing `n_removed` in the current mode"
+        if self.mode == 'shrink': return math.floor(n_removed * (1 / self.factor))  # the code's int(k * (1/lam)), not floor(k/lam)
+        return math.floor(n_removed * self.factor) if self.mode == 'expand' else n_removed
     def __call__(self, name:str, nnz:int, n_total:int, zeta:float) -> tuple:
         check_choice(self.mode, ('shrink', 'expand', 'stable'), 'mode')
-        if self.mode == 'shrink':
-            k = math.ceil(zeta * nnz * self.factor); return k, math.floor(k * (1 / self.factor))  # the code's int(k * (1/lam)), not floor(k/lam)
-        k = math.ceil(zeta * nnz)
-        return (k, math.floor(k * self.factor)) if self.mode == 'expand' else (k, k)
+        k = math.ceil(zeta * nnz * self.factor) if self.mode == 'shrink' else math.ceil(zeta * nnz)
+        return k, (self.grow_count if self.from_removed else self.grow_count(k))
     def __repr__(self): return f'PalsBudget(factor={self.factor}, mode={self.mode!r})'
 
 # %% ../../nbs/11_sparse.dst.ipynb #dc084b03
@@ -350,13 +382,14 @@ def _recorded_grad(layer):
 @torch.no_grad()
 def update_layer(self:DSTEngine, layer, # A managed layer's name, or any sparse layer
                  n_prune:int, # Active weights to remove (prune rule)
-                 n_grow:int # Positions to switch on (grow rule)
+                 n_grow # Positions to switch on (grow rule), or a function of the number removed
                 ) -> dict:
     "Prune then grow one layer; returns the flat positions removed, added, and new (added that were inactive before)"
     m = self._layer(layer)
     active = m.active_index()
     n_prune = max(0, min(int(n_prune), len(active)))
     removed = active[self.prune_fn(m.active_values(), n_prune, generator=self.generator)] if n_prune else _empty(active.device)
+    if callable(n_grow): n_grow = n_grow(len(removed))
     n_grow = max(0, min(int(n_grow), m.n_total - len(active) + len(removed)))
     grad, grow = (_recorded_grad(m) if (n_grow and self.needs_grad) else None), self.grow_fn
     if n_grow and self.needs_grad and grad is None: grow = random_grow  # unused in the forward pass: random regrowth, as PALS's code

@@ -17,7 +17,7 @@ from fastcore.basics import patch
 from ..core import check_type, check_choice, check_range, set_seed, batch_slice
 from ..train import Trainer, Callback, EarlyStopping
 from ..sparse.layers import sparsify, sparse_layers, forward_flops, SparseLinear
-from ..sparse.dst import DSTEngine, DSTCallback, PalsBudget, CosineSchedule
+from ..sparse.dst import DSTEngine, DSTCallback, PalsBudget, KeepBudget, CosineSchedule
 
 # %% auto #0
 __all__ = ['pals_status', 'count_dense_params', 'model_sparsity', 'param_reduction', 'flops_reduction', 'final_prune_epoch',
@@ -160,8 +160,8 @@ def before_fit(self:PALS):
     self.dense_params = count_dense_params(tr.model)
     _make_masked(tr.model, 1.0, self.seed, 'PALS')
     w = update_window(_steps_per_epoch(tr, 'PALS'), tr.n_epochs, self.update_every, self.prune_epoch)
-    self.window, self.budget = w, PalsBudget(self.lambda_pr, 'stable')
-    self.engine = DSTEngine(tr.model, prune='magnitude', grow='gradient', budget=self.budget,
+    self.window, self.budget = w, PalsBudget(self.lambda_pr, 'stable', from_removed=True)
+    self.engine = DSTEngine(tr.model, prune='magnitude_threshold', grow='gradient_sorted', budget=self.budget,
                             drop_fraction=CosineSchedule(self.drop_fraction, self.drop_min, horizon_epochs=None),
                             update_every=self.update_every, stop_update=w['stop_update'], generator=self.seed)
     self.best_loss, self.best_sparsity, self.sparsity = 1e4, 0.0, 0.0   # the code: L* = 10^4, S* = S = 1 - initial density
@@ -240,7 +240,7 @@ def before_fit(self:GraNet):
     n = _steps_per_epoch(tr, 'GraNet')
     self.window = update_window(n, tr.n_epochs, self.update_every, self.prune_epoch)
     self.start_update, self.start_step = int(self.init_prune_epoch * n / self.update_every), self.init_prune_epoch * n
-    self.engine = DSTEngine(tr.model, prune='magnitude', grow='gradient', budget='keep',
+    self.engine = DSTEngine(tr.model, prune='magnitude_threshold', grow='gradient_sorted', budget=KeepBudget(from_removed=True),
                             drop_fraction=CosineSchedule(self.drop_fraction, self.drop_min, horizon_epochs=None),
                             update_every=self.update_every, before_update=self._global_prune, generator=self.seed)
     self.trajectory = []
@@ -249,21 +249,20 @@ def before_fit(self:GraNet):
 @patch
 @torch.no_grad()
 def _global_prune(self:GraNet, engine, t):
-    "Keep the floor(N d_u) largest |w| over all masked tensors (N their positions); the rest of each layer goes"
-    u = t // engine.update_every
-    d = granet_density(u, self.window['stop_update'], self.final_density, self.initial_density, self.start_update)
+    "The code's global prune: keep the masked weights with |w| above the int(N d_u)-th largest |w| of all N masked positions"
+    d = granet_density(t // engine.update_every, self.window['stop_update'], self.final_density, self.initial_density, self.start_update)
     self._target = d
     if d is None: return
     layers = engine.layers
     keep = int(sum(m.n_total for m in layers.values()) * d)
-    vals = [m.active_values().abs() for m in layers.values()]
-    allv = torch.cat([v.float().cpu() for v in vals])
-    if keep >= len(allv): return
-    kept = torch.zeros(len(allv), dtype=torch.bool); kept[allv.topk(keep).indices] = True
-    i = 0
-    for (name, m), v in zip(layers.items(), vals):
-        n_drop = int((~kept[i:i + len(v)]).sum()); i += len(v)
-        if n_drop: engine.update_layer(name, n_drop, 0)
+    vals = [m.active_values().abs().float() for m in layers.values()]
+    n_zero = sum(m.n_total - m.nnz for m in layers.values())       # inactive positions score 0 in the code's ranking
+    allv = torch.cat([v.cpu() for v in vals] + [torch.zeros(n_zero)])
+    if keep < 1: thr = math.inf
+    else: thr = float(allv.topk(keep).values[-1])
+    for m, v in zip(layers.values(), vals):
+        rm = m.active_index()[v <= thr]                            # the code's `> acceptable_score`: ties at the threshold go too
+        if len(rm): m.update_topology(rm, rm[:0], optimizer=engine.optimizer)
 
 # %% ../../nbs/15_timeseries.pals.ipynb #a82dd433
 @patch
@@ -295,11 +294,11 @@ class _GatedStopping(EarlyStopping):
     def after_epoch(self):
         if self.gate(): EarlyStopping.after_epoch(self)
 
-def _loaders(data, batch_size, seed):
+def _loaders(data, batch_size, eval_batch_size, seed):
     if hasattr(data, 'loader'):
         return (data.loader('train', batch_size=batch_size, shuffle=True, seed=seed),
-                data.loader('val', batch_size=batch_size, shuffle=False, seed=seed),
-                data.loader('test', batch_size=batch_size, shuffle=False, seed=seed))
+                data.loader('val', batch_size=eval_batch_size, shuffle=False, seed=seed),
+                data.loader('test', batch_size=eval_batch_size, shuffle=False, seed=seed))
     if isinstance(data, Mapping):
         missing = [k for k in ('train', 'val', 'test') if k not in data]
         if missing: raise ValueError(f"data has no {missing} batches: pass a mapping with 'train', 'val' and 'test'")
@@ -313,6 +312,7 @@ def fit_forecaster(model:nn.Module, # A forecaster taking (x_enc, x_mark_enc, x_
                    epochs:int=10, # Training epochs E
                    lr:float=1e-4, # Adam learning rate (halved after every epoch from the second on)
                    batch_size:int=32, # Batch size (ForecastData only)
+                   eval_batch_size:int=256, # Batch size of the validation and test passes (ForecastData only; the MSE is over all windows either way)
                    patience:int=3, # Early-stopping patience on the validation MSE
                    update_every:int=20, # Delta T of PALS/GraNet (5 for ILI)
                    lambda_pr:float=1.1, # PALS prune-rate factor
@@ -326,11 +326,11 @@ def fit_forecaster(model:nn.Module, # A forecaster taking (x_enc, x_mark_enc, x_
                   ) -> Bunch:
     "Train a forecaster dense, with PALS or with GraNet by the PALS recipe; test MSE/MAE, sparsity, parameters and FLOPs"
     check_type(model, nn.Module, 'model'); check_choice(method, ('dense', 'pals', 'granet'), 'method')
-    for v, n in ((epochs, 'epochs'), (batch_size, 'batch_size'), (patience, 'patience')):
+    for v, n in ((epochs, 'epochs'), (batch_size, 'batch_size'), (eval_batch_size, 'eval_batch_size'), (patience, 'patience')):
         check_type(v, (int, np.integer), n); check_range(v, n, 1 if n != 'patience' else 0)
     check_range(lr, 'lr', 0, lo_open=True)
     set_seed(seed)
-    train_dl, val_dl, test_dl = _loaders(data, batch_size, seed)
+    train_dl, val_dl, test_dl = _loaders(data, batch_size, eval_batch_size, seed)
     dense_params = count_dense_params(model)
     sparse_cb = (PALS(lambda_pr, lambda_lf, update_every, seed=seed) if method == 'pals' else
                  GraNet(final_density, update_every, seed=seed) if method == 'granet' else None)
