@@ -30,7 +30,7 @@ def pals_overhead(model:str='dlinear', # A forecaster name
                   data=None, # `ForecastData`; None: `pals_bench_data()`
                   epochs:int=3, # Epochs of each fit (all run: early stopping is off)
                   repeats:int=3, # Fits per method; the fastest counts
-                  update_every:int=10, # Delta T
+                  update_every:int=20, # Delta T (the paper's 20)
                   device='cpu' # Device
                  ) -> dict:
     "Training seconds of dense and PALS fits of the same model for the same epochs (fastest of `repeats`) and their ratio"
