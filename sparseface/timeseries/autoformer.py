@@ -11,7 +11,7 @@ from torch import nn
 import torch.nn.functional as F
 from ..core import check_type, check_choice, check_range, make_generator
 from ..sparse.layers import WeightTensor
-from .models import FORECASTERS, Forecaster, AttentionLayer, DataEmbedding, DataEmbedding_wo_pos, SeriesDecomp
+from .models import FORECASTERS, Forecaster, AttentionLayer, DataEmbedding, DataEmbedding_wo_pos, SeriesDecomp, check_widths
 
 # %% auto #0
 __all__ = ['time_delay_aggregate', 'AutoCorrelation', 'SeasonalLayerNorm', 'DecompEncoderLayer', 'DecompEncoder',
@@ -270,11 +270,9 @@ class FourierCrossAttention(nn.Module):
 
 # %% ../../nbs/14b_timeseries.autoformer.ipynb #6d617ff6
 def _check_decomp_config(d_model, n_heads, e_layers, d_layers, d_ff, dropout, moving_avg):
-    for n, v in (('d_model', d_model), ('n_heads', n_heads), ('e_layers', e_layers), ('d_layers', d_layers), ('d_ff', d_ff), ('moving_avg', moving_avg)):
-        check_type(v, int, n); check_range(v, n, lo=1)
-    if d_model % n_heads: raise ValueError(f"d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+    check_widths(d_model, n_heads, e_layers, d_layers, d_ff, dropout)
+    check_type(moving_avg, int, 'moving_avg'); check_range(moving_avg, 'moving_avg', lo=1)
     if moving_avg % 2 == 0: raise ValueError(f"moving_avg must be odd (the decomposition keeps the length), got {moving_avg}")
-    check_range(dropout, 'dropout', lo=0, hi=1, hi_open=True)
 
 class DecompForecaster(Forecaster):
     "Base of Autoformer and FEDformer: the seasonal/trend initialisation of the decoder and the forward pass (subclasses build the modules)"

@@ -18,6 +18,7 @@ from ..core import check_type, check_choice, check_range, set_seed, batch_slice
 from ..train import Trainer, Callback, EarlyStopping
 from ..sparse.layers import sparsify, sparse_layers, forward_flops, SparseLinear
 from ..sparse.dst import DSTEngine, DSTCallback, PalsBudget, KeepBudget, CosineSchedule
+from .data import forecast_metrics
 
 # %% auto #0
 __all__ = ['pals_status', 'count_dense_params', 'model_sparsity', 'param_reduction', 'flops_reduction', 'final_prune_epoch',
@@ -342,8 +343,10 @@ def fit_forecaster(model:nn.Module, # A forecaster taking (x_enc, x_mark_enc, x_
     example = batch_slice(next(iter(test_dl))[0], slice(0, 1))
     ff = forward_flops(tr.model, example).loc['total']
     active, positions, _, _ = _weight_counts(tr.model)
-    return Bunch(method=method, test_mse=float(((pred - y) ** 2).mean()), test_mae=float((pred - y).abs().mean()),
-                 val_mse=tr.evaluate(val_dl)['loss'], best_epoch=es.best_epoch, epochs_run=len(tr.history),
+    test = forecast_metrics(pred, y)
+    val_mse = es.best_value if es.best_value is not None else tr.evaluate(val_dl)['loss']   # the restored best epoch's validation MSE
+    return Bunch(method=method, test_mse=test['mse'], test_mae=test['mae'],
+                 val_mse=val_mse, best_epoch=es.best_epoch, epochs_run=len(tr.history),
                  sparsity=model_sparsity(tr.model, dense_params), param_reduction=param_reduction(tr.model, dense_params),
                  params=int(dense_params - (positions - active)), params_dense=int(dense_params),
                  flops=float(ff['flops']), flops_dense=float(ff['dense_flops']), flops_reduction=float(1 - ff['flops'] / ff['dense_flops']),
