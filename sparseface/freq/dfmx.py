@@ -118,19 +118,20 @@ def dfmx_apply(images:torch.Tensor, # Images [B, C, H, W] (float, normalised), a
     M = masks.to(x.device)[s.clamp(min=0)]                                  # [B, H, W]
     return torch.where((s >= 0)[:, None, None, None], filter_images(x, M).to(x.dtype), x)
 
-# %% ../../nbs/22_freq.dfmx.ipynb #b47fc175
+# %% ../../nbs/22_freq.dfmx.ipynb #1637bb45
 def dfmx(images:torch.Tensor, # Normalised images [B, C, H, W] (float), any device
          labels:torch.Tensor, # Integer labels [B] in 0..K-1
          dfms, # DFMs [K, H, W] (tensor/array, bool or 0/1) or the authors' dict {class: map}
          p:float=0.3, # Probability of filtering (see `draw`)
          draw:str='all', # 'all': the code (other class drawn among all K, skipped when it is the label: rate p(K-1)/K); 'other': among the K-1 others (rate p)
-         generator:torch.Generator|None=None # Randomness; None: PyTorch's global generator
+         generator:torch.Generator|None=None, # Randomness; None: PyTorch's global generator
+         n_classes:int|None=None # Expected number of DFMs (the model's classes); None: one per DFM given
         ) -> tuple[torch.Tensor, torch.Tensor]:
     "DFM-X on a batch: (augmented images [B, C, H, W], source [B]: the class whose DFM filtered sample i, or -1)"
     x = _check_images(images)
     B, _, H, W = x.shape
     p = _check_p(p); check_choice(draw, DFMX_DRAWS, 'draw')
-    masks = dfmx_masks(dfms, size=(H, W))
+    masks = dfmx_masks(dfms, n_classes, size=(H, W))
     K = len(masks)
     check_tensor(labels, 'labels', shape=(B,), dtype_kind='i')
     y = torch.as_tensor(labels).to(x.device).long()
@@ -139,23 +140,26 @@ def dfmx(images:torch.Tensor, # Normalised images [B, C, H, W] (float), any devi
     src = dfmx_source(y, *dfmx_params(B, K, p, draw, generator), draw)
     return dfmx_apply(x, src, masks), src
 
-# %% ../../nbs/22_freq.dfmx.ipynb #eacfb904
+# %% ../../nbs/22_freq.dfmx.ipynb #1fc37a5f
 class DFMX(nn.Module):
     "DFM-X augmentation module (kornia style): `forward(images, labels, params=None)`; the last draws are kept in `last_params`"
     def __init__(self, dfms, # DFMs [K, H, W] (tensor/array, bool or 0/1) or the authors' dict {class: map}
                  p:float=0.3, # Probability of filtering (see `draw`)
                  draw:str='all', # 'all' (the code: rate p(K-1)/K) or 'other' (rate p)
                  seed:int|None=0, # Seed of the CPU generator
-                 generator:torch.Generator|None=None): # Or an explicit generator (overrides `seed`)
+                 generator:torch.Generator|None=None, # Or an explicit generator (overrides `seed`)
+                 n_classes:int|None=None): # Expected number of DFMs (the model's classes); None: one per DFM given
         super().__init__()
         self.p, self.draw = _check_p(p), check_choice(draw, DFMX_DRAWS, 'draw')
-        self.register_buffer('masks', dfmx_masks(dfms))
+        self.register_buffer('masks', dfmx_masks(dfms, n_classes))
         if generator is not None: check_type(generator, torch.Generator, 'generator')
         self.seed, self.generator = seed, generator if generator is not None else make_generator(seed, 'cpu')
         self.last_params = None
 
     @property
-    def n_classes(self) -> int: return len(self.masks)
+    def n_classes(self) -> int:
+        "Number of classes (DFMs)"
+        return len(self.masks)
 
     def extra_repr(self): return f"n_classes={self.n_classes}, size={tuple(self.masks.shape[-2:])}, p={self.p}, draw={self.draw!r}"
 
@@ -182,15 +186,16 @@ class DFMX(nn.Module):
         self.last_params = params
         return dfmx_apply(x, params['source'], self.masks)
 
-# %% ../../nbs/22_freq.dfmx.ipynb #93942ffc
+# %% ../../nbs/22_freq.dfmx.ipynb #1caade72
 class DFMXCallback(BatchTransform):
     "Callback: DFM-X on every training batch on its device, after the standard augmentation (drawn for the global batch under DDP)"
     order = -9 # After `RandomCropFlip` and other batch transforms (order -10)
     def __init__(self, dfms, # DFMs [K, H, W] (tensor/array, bool or 0/1) or the authors' dict {class: map}
                  p:float=0.3, # Probability of filtering (see `draw`)
                  draw:str='all', # 'all' (the code: rate p(K-1)/K) or 'other' (rate p)
-                 seed:int|None=0): # Seed of the CPU generator (re-seeded at each fit)
-        self.module, self.seed, self.last_source = DFMX(dfms, p, draw, seed), seed, None
+                 seed:int|None=0, # Seed of the CPU generator (re-seeded at each fit)
+                 n_classes:int|None=None): # Expected number of DFMs (the model's classes); None: one per DFM given
+        self.module, self.seed, self.last_source = DFMX(dfms, p, draw, seed, n_classes=n_classes), seed, None
     def __call__(self, x, y): # Images [B, C, H, W] and labels [B]
         "Augment a batch"
         return self.module(x, y)
