@@ -52,7 +52,7 @@ def load_dfmx_dfms(model:str='resnet18', # One of `DFMX_MODELS`
     if not isinstance(d, dict): raise ValueError(f"{p.name} must hold a dict {{class: 32x32 map}}, got {type(d).__name__}")
     return dfm_stack(d, n_classes=10, size=(32, 32))
 
-# %% ../../nbs/22_freq.dfmx.ipynb #85cfad7a
+# %% ../../nbs/22_freq.dfmx.ipynb #1c46b0e2
 DFMX_DRAWS = ('all', 'other') # 'all': the code (draw among C classes, skip y); 'other': draw among the C-1 other classes
 
 def _check_p(p):
@@ -88,7 +88,7 @@ def dfmx_source(labels:torch.Tensor, # Integer labels [B] in 0..C-1
     if draw == 'other': return torch.where(u, m + (m >= y).long(), -1)
     return torch.where(u & (m != y), m, -1)
 
-# %% ../../nbs/22_freq.dfmx.ipynb #29cdd227
+# %% ../../nbs/22_freq.dfmx.ipynb #badf1ae0
 def dfmx_masks(dfms, # DFMs (anything `dfm_stack` takes)
                n_classes:int|None=None, # Expected K
                size:tuple[int, int]|None=None # Expected (H, W)
@@ -118,7 +118,7 @@ def dfmx_apply(images:torch.Tensor, # Images [B, C, H, W] (float, normalised), a
     M = masks.to(x.device)[s.clamp(min=0)]                                  # [B, H, W]
     return torch.where((s >= 0)[:, None, None, None], filter_images(x, M).to(x.dtype), x)
 
-# %% ../../nbs/22_freq.dfmx.ipynb #1637bb45
+# %% ../../nbs/22_freq.dfmx.ipynb #d9564623
 def dfmx(images:torch.Tensor, # Normalised images [B, C, H, W] (float), any device
          labels:torch.Tensor, # Integer labels [B] in 0..K-1
          dfms, # DFMs [K, H, W] (tensor/array, bool or 0/1) or the authors' dict {class: map}
@@ -140,7 +140,7 @@ def dfmx(images:torch.Tensor, # Normalised images [B, C, H, W] (float), any devi
     src = dfmx_source(y, *dfmx_params(B, K, p, draw, generator), draw)
     return dfmx_apply(x, src, masks), src
 
-# %% ../../nbs/22_freq.dfmx.ipynb #1fc37a5f
+# %% ../../nbs/22_freq.dfmx.ipynb #5f74b7ea
 class DFMX(nn.Module):
     "DFM-X augmentation module (kornia style): `forward(images, labels, params=None)`; the last draws are kept in `last_params`"
     def __init__(self, dfms, # DFMs [K, H, W] (tensor/array, bool or 0/1) or the authors' dict {class: map}
@@ -186,7 +186,7 @@ class DFMX(nn.Module):
         self.last_params = params
         return dfmx_apply(x, params['source'], self.masks)
 
-# %% ../../nbs/22_freq.dfmx.ipynb #1caade72
+# %% ../../nbs/22_freq.dfmx.ipynb #e860d18f
 class DFMXCallback(BatchTransform):
     "Callback: DFM-X on every training batch on its device, after the standard augmentation (drawn for the global batch under DDP)"
     order = -9 # After `RandomCropFlip` and other batch transforms (order -10)
