@@ -6,10 +6,11 @@
 from __future__ import annotations
 import math
 from typing import Callable, Sequence
+import numpy as np
 import torch
 import torch.nn.functional as F
 from ..core import check_type, check_choice, check_range, check_tensor, make_generator
-from ..train import BatchTransform
+from ..train import BatchTransform, dist_info
 
 # %% auto #0
 __all__ = ['AUGMENT_OPS', 'AUGMIX_OPS', 'AUGMIX_ALL_OPS', 'CIFAR10_POLICY', 'AUTOAUGMENT_POLICIES', 'kornia_module',
@@ -141,7 +142,10 @@ def augmix_magnitudes(op:str, # One of `AUGMIX_ALL_OPS`
     if op in ('color', 'contrast', 'brightness', 'sharpness'): return level * 1.8 / 10 + 0.1
     raise ValueError(f"op must be one of {AUGMIX_ALL_OPS}, got {op!r}")
 
-def _gamma(conc, g): return torch._standard_gamma(conc, generator=g)
+def _gamma(conc, g):
+    "Standard Gamma draws [conc.shape] on conc's device, replayable from `g`: NumPy's public sampler seeded by one draw of `g` (torch has no public Gamma sampler that takes a generator)"
+    seed = int(torch.randint(2**62, (1,), generator=g, device=g.device))
+    return torch.from_numpy(np.random.default_rng(seed).standard_gamma(conc.cpu().numpy())).to(conc.device)
 
 def _augmix_chain_step(x, ops, generator, severity, active):
     B = len(x)
@@ -265,7 +269,9 @@ class _ImageAugment(BatchTransform):
         self.std = None if std is None else torch.as_tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1)
         if (self.mean is None) != (self.std is None): raise ValueError("mean and std must be given together (or neither)")
         self.generator = make_generator(seed, 'cpu')
-    def before_fit(self): self.generator = make_generator(self.seed, 'cpu')
+    def before_fit(self):
+        "Re-seed; under DDP each rank draws from its own stream (seed + rank), so the ranks' images get independent augmentations"
+        self.generator = make_generator(None if self.seed is None else self.seed + dist_info()[0], 'cpu')
     def _aug(self, x): raise NotImplementedError
     def __call__(self, x): # Images [B, C, H, W]: in [0, 1], or normalised with `mean`/`std`
         "Augment a batch: each image with probability `p`"
