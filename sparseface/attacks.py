@@ -6,14 +6,16 @@
 from __future__ import annotations
 from contextlib import nullcontext
 import numpy as np
+import pandas as pd
 import torch
 from torch import nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from .core import Registry, check_type, check_range, module_device, eval_mode
+from .core import Registry, check_type, check_choice, check_range, module_device, eval_mode
 
 # %% auto #0
-__all__ = ['ATTACKS', 'eps255', 'kurakin_steps', 'Attack', 'FGSM', 'BIM', 'ILLC', 'PGD', 'PGDL2', 'Normalize', 'run_attack']
+__all__ = ['ATTACKS', 'ATTACK_SPACES', 'CURVE_ATTACKS', 'eps255', 'kurakin_steps', 'Attack', 'FGSM', 'BIM', 'ILLC', 'PGD',
+           'PGDL2', 'Normalize', 'run_attack', 'adversarial_images', 'attack_curve']
 
 # %% ../nbs/08_attacks.ipynb #2a055c6f
 def eps255(v # A number, array or tensor on the 0-255 scale
@@ -320,3 +322,72 @@ def run_attack(attack:Attack, # A configured attack
         if attack.last_target is not None: targets.append(attack.last_target)
     attack.last_target = torch.cat(targets) if targets else None
     return torch.cat(outs)
+
+# %% ../nbs/08_attacks.ipynb #64ee7cc2
+ATTACK_SPACES = ('pixel', 'normalized') # Input spaces of `attack_curve`: [0, 1] images, or the official DFM-X/ART normalised tensors
+CURVE_ATTACKS = ('fgsm', 'pgd') # Attacks of `attack_curve`
+
+class _Rescaled(nn.Module):
+    "`model(lo + (hi - lo) u)`: a model of clip-bounded inputs seen as a model of u in [0, 1]"
+    def __init__(self, model, lo, hi): super().__init__(); self.model, self.lo, self.hi = model, lo, hi
+    def forward(self, u): return self.model(self.lo + (self.hi - self.lo) * u)
+
+def _space_bounds(images, space):
+    check_choice(space, ATTACK_SPACES, 'space')
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or not images.is_floating_point():
+        raise TypeError(f"images must be a float tensor [N, C, H, W], got {type(images).__name__}" + (f" {tuple(images.shape)} {images.dtype}" if isinstance(images, torch.Tensor) else ''))
+    if space == 'pixel': return 0., 1.
+    lo, hi = float(images.min()), float(images.max())
+    if not hi > lo: raise ValueError(f"images must not be constant in space='normalized' (the clip range is their min/max), got min = max = {lo}")
+    return lo, hi
+
+def adversarial_images(model:nn.Module, # Classifier of `images` (space='pixel': of [0, 1] images, e.g. `Normalize(net, mean, std)`; 'normalized': of normalised images)
+                       images:torch.Tensor, # Images [N, C, H, W] in the model's input space
+                       labels:torch.Tensor|None=None, # Labels to ascend [N]; None: the model's predictions (ART's default)
+                       attack:str='fgsm', # 'fgsm' or 'pgd' (L-inf; 2.5 eps / steps per step, no random start)
+                       eps:float=8/255, # Budget in the images' units
+                       space:str='pixel', # 'pixel' (clip to [0, 1]) or 'normalized' (clip to the min/max of `images`, the official DFM-X setting)
+                       steps:int=10, # PGD iterations
+                       batch_size:int=100, # Images per attack call
+                       progress:bool=False, # Progress bar
+                       bounds:tuple|None=None # Clip range (lo, hi) for space='normalized'; None: the min/max of `images`
+                      ) -> torch.Tensor:
+    "FGSM/PGD examples of `images` in their own space (pixel or normalised), through the [0, 1] attack engine"
+    check_choice(attack, CURVE_ATTACKS, 'attack'); check_type(eps, (int, float), 'eps'); check_range(float(eps), 'eps', 0)
+    check_type(steps, (int, np.integer), 'steps'); check_range(int(steps), 'steps', 1)
+    lo, hi = _space_bounds(images, space) if bounds is None or space == 'pixel' else (float(bounds[0]), float(bounds[1]))
+    m, x = (model, images) if space == 'pixel' else (_Rescaled(model, lo, hi), ((images - lo) / (hi - lo)).clamp(0, 1))
+    e = float(eps) / (hi - lo)
+    atk = FGSM(m, eps=e) if attack == 'fgsm' else PGD(m, eps=e, alpha=2.5 * e / int(steps), steps=int(steps), random_start=False)
+    adv = run_attack(atk, x, labels, batch_size=batch_size, progress=progress)
+    return adv if space == 'pixel' else lo + (hi - lo) * adv
+
+def _accuracy(model, x, y, batch_size):
+    dev = module_device(model)
+    with torch.no_grad(), eval_mode(model):
+        pred = torch.cat([model(x[i:i + batch_size].to(dev)).argmax(1).cpu() for i in range(0, len(x), batch_size)])
+    return 100 * float((pred == y.cpu()).float().mean())
+
+def attack_curve(model:nn.Module, # Classifier of `images` (see `space`)
+                 images:torch.Tensor, # Test images [N, C, H, W] in the model's input space
+                 labels:torch.Tensor, # True labels [N] (accuracy is always against them)
+                 attack:str='fgsm', # 'fgsm' or 'pgd'
+                 eps=None, # Budgets in the images' units; None: 1/255, 2/255, ..., 10/255
+                 space:str='pixel', # 'pixel' or 'normalized' (see `adversarial_images`)
+                 steps:int=10, # PGD iterations
+                 labels_from:str='predicted', # What the attack ascends: 'predicted' (ART's generate(x), the DFM-X code) or 'true'
+                 batch_size:int=100, # Images per call
+                 progress:bool=True # Progress bar over the budgets
+                ) -> pd.DataFrame:
+    "Accuracy (%) under FGSM/PGD-L-inf for each budget, the clean accuracy as the eps = 0 row: columns attack, space, eps, eps_255, accuracy"
+    check_type(model, nn.Module, 'model'); check_choice(attack, CURVE_ATTACKS, 'attack'); check_choice(labels_from, ('predicted', 'true'), 'labels_from')
+    lo, hi = _space_bounds(images, space)
+    y = _check_labels(labels, len(images))
+    eps = [k / 255 for k in range(1, 11)] if eps is None else [float(e) for e in np.atleast_1d(np.asarray(eps, dtype=np.float64))]
+    if any(e < 0 for e in eps): raise ValueError(f"eps must be >= 0, got {eps}")
+    rows = [dict(attack=attack, space=space, eps=0., eps_255=0., accuracy=_accuracy(model, images, y, batch_size))]
+    ya = y.to(module_device(model)) if labels_from == 'true' else None
+    for e in tqdm([e for e in eps if e > 0], disable=not progress, desc=f'{attack} curve', leave=False):
+        adv = adversarial_images(model, images, ya, attack, e, space, steps, batch_size, bounds=(lo, hi))
+        rows.append(dict(attack=attack, space=space, eps=e, eps_255=e * 255, accuracy=_accuracy(model, adv, y, batch_size)))
+    return pd.DataFrame(rows)
