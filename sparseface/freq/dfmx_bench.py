@@ -237,13 +237,14 @@ def records(v):
     return v
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap = argparse.ArgumentParser(description=' '.join(__doc__.split('\n\n')[0].split()))
     ap.add_argument('--smoke', action='store_true', help='512 training images, the small CNN, 1 epoch, a tiny evaluation')
     ap.add_argument('--budget', type=float, default=CONFIG['budget_s'], help='seconds for the whole run (default %(default)s)')
     ap.add_argument('--epochs', type=int, default=None, help='epochs per model (default: as many as fit the budget)')
     ap.add_argument('--device', default=CONFIG['device'], help='torch device (default %(default)s)')
     ap.add_argument('--data', default=CONFIG['data'], help='data root with cifar10/ (default $SPARSEFACE_DATA)')
     ap.add_argument('--out', default=CONFIG['out'], help='output folder (default %(default)s)')
+    ap.add_argument('--save-models', action='store_true', help='also save both state dicts and the DFMs to --out')
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
     clock = lambda: round(time.perf_counter() - t0, 2)
@@ -298,6 +299,8 @@ def main(argv=None):
                device=torch.cuda.get_device_name(dev) if dev.type == 'cuda' else f'{dev} ({platform.processor() or platform.machine()})',
                torch=torch.__version__, finished=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+    if a.save_models:
+        torch.save(m_std.state_dict(), out / 'standard.pt'); torch.save(dfx.model.state_dict(), out / 'dfmx.pt'); torch.save(D, out / 'dfms.pt')
     text = json.dumps(res, indent=1, default=lambda o: o.tolist() if hasattr(o, 'tolist') else str(o))
     (out / 'results.json').write_text(text); print(text)
     return res
