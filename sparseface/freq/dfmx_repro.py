@@ -208,7 +208,7 @@ def dfmx_summary(res:Bunch # An `evaluate_dfmx` result
         S['mean TPR'], S['mean FPR'] = g.tpr.mean(), g.fpr.mean()
     return S.reset_index()
 
-# %% ../../nbs/22a_freq.dfmx_repro.ipynb #c2404316
+# %% ../../nbs/22a_freq.dfmx_repro.ipynb #c5829b49
 def plot_attack_curves(table:pd.DataFrame, # `evaluate_dfmx(...).attacks`: model, attack, eps_255, accuracy
                        axs=None): # Axes, one per attack; default: a new figure
     "Accuracy (%) against eps (x 1/255) per attack, one line per model; returns the figure"
@@ -234,7 +234,7 @@ def plot_corruption_bars(table:pd.DataFrame, # `evaluate_dfmx(...).corruptions`:
     ax.set_ylabel('accuracy (%)', fontsize=8); ax.legend(fontsize=7); ax.grid(alpha=.3, axis='y'); ax.figure.tight_layout()
     return ax.figure
 
-# %% ../../nbs/22a_freq.dfmx_repro.ipynb #e4177a73
+# %% ../../nbs/22a_freq.dfmx_repro.ipynb #bad3c0be
 def synthetic_normalised(variant:int=1, # Syn_1..Syn_4
                          n_train:int=250, # Training images per class
                          n_test:int=25, # Test images per class
@@ -257,7 +257,7 @@ def split_val(X:torch.Tensor, # Images [N, ...]
     k = int(round(len(X) * fraction))
     return (X[perm[k:]], y[perm[k:]]), (X[perm[:k]], y[perm[:k]])
 
-# %% ../../nbs/22a_freq.dfmx_repro.ipynb #bad3c0be
+# %% ../../nbs/22a_freq.dfmx_repro.ipynb #34ec08a7
 QUICK_DFMX = dict(variant=1, n_train=250, n_test=25, epochs=8, widths=(8, 16), lr=0.05, batch_size=32, t=2, p=0.3) # The quick run's settings (about 25 s of CPU)
 
 def dfmx_synthetic_run(variant:int=1, # Syn_1..Syn_4
@@ -295,7 +295,7 @@ def _quick_run(seed:int=0, device:str='cpu'):
     "The quick run's models and tables, computed once per process (shared by the reproduction and the demo)"
     return dfmx_synthetic_run(**QUICK_DFMX, seed=seed, device=device)
 
-# %% ../../nbs/22a_freq.dfmx_repro.ipynb #1cbc4756
+# %% ../../nbs/22a_freq.dfmx_repro.ipynb #9151f4e6
 def _records(df, digits=2):
     return [{k: (round(float(v), digits) if isinstance(v, (float, np.floating)) and not pd.isna(v) else (None if isinstance(v, float) else v))
              for k, v in r.items()} for r in df.to_dict('records')]
@@ -332,7 +332,7 @@ def _dfmx_claims(ctx, S, base='standard', aug='DFM-X', tag=''):
         df = float(d['mean FPR'] - b['mean FPR'])
         ctx.claim(f"{aug} relies less on the frequency shortcuts of {base}{tag} (mean FPR under {base}'s DFMs)", df, holds=df < 0, expect='< 0')
 
-# %% ../../nbs/22a_freq.dfmx_repro.ipynb #34ec08a7
+# %% ../../nbs/22a_freq.dfmx_repro.ipynb #9d6f91b9
 def reproduce_dfmx_synthetic(ctx, # `ReproContext`
                              **kw # `dfmx_synthetic_run` options (default: `QUICK_DFMX`)
                             ) -> dict:
@@ -359,7 +359,7 @@ def reproduce_dfmx_synthetic(ctx, # `ReproContext`
     numbers['epochs'] = opts['epochs']
     return numbers
 
-# %% ../../nbs/22a_freq.dfmx_repro.ipynb #9d6f91b9
+# %% ../../nbs/22a_freq.dfmx_repro.ipynb #683d23d9
 DFMX_VARIANTS = {'standard': (False, None), 'DFM-X': (True, None), 'AugMix': (False, 'augmix'), 'AugMix+DFM-X': (True, 'augmix'),
                  'AutoAugment': (False, 'autoaugment'), 'AutoAugment+DFM-X': (True, 'autoaugment')} # Name -> (DFM-X?, extra augmentation)
 DFMX_ANCHORS = [ # External CIFAR-10 / CIFAR-10-C anchors of the method notes (PRIME README; not the DFM-X paper's numbers)
@@ -380,7 +380,7 @@ def _cifar_variant(ctx, name, dfms, Xtr, ytr, epochs, model_name, model_kwargs, 
         torch.save(model.state_dict(), f); f.with_suffix('.json').write_text(json.dumps(tr.history))
     return model.to(ctx.device).eval()
 
-# %% ../../nbs/22a_freq.dfmx_repro.ipynb #0011f4bd
+# %% ../../nbs/22a_freq.dfmx_repro.ipynb #a191a700
 def reproduce_dfmx_cifar(ctx, # `ReproContext` (data root in `ctx.data` or $SPARSEFACE_DATA)
                          epochs:int=30, # Training epochs (the paper: 200)
                          variants=('standard', 'DFM-X', 'AugMix', 'AugMix+DFM-X'), # Names of `DFMX_VARIANTS` ('standard' is always trained)
@@ -430,7 +430,7 @@ def reproduce_dfmx_cifar(ctx, # `ReproContext` (data root in `ctx.data` or $SPAR
     ctx.deviation(f'{model_name}, {epochs} epochs instead of 200; validation split without augmentation; attacks on {n_attack or len(Xte)} test images in {space} space.')
     return {f'{k} {c}': float(v) for k, row in S.set_index('model').iterrows() for c, v in row.items() if v is not None and not pd.isna(v)}
 
-# %% ../../nbs/22a_freq.dfmx_repro.ipynb #5fcf38cd
+# %% ../../nbs/22a_freq.dfmx_repro.ipynb #de8eb55e
 @REPRODUCTIONS.register('dfm-x', title='Paper 5: DFM-X (augmentation with other classes\' DFMs: corruptions, FGSM/PGD, shortcut test)', paper=5)
 def reproduce_dfm_x(ctx): # `ReproContext` of `sparseface reproduce dfm-x`
     "DFM-X: standard vs DFM-X on synthetic data (quick); CIFAR-10 (JPEG) ResNet-18 standard, DFM-X, AugMix, AugMix+DFM-X (full)"
@@ -443,7 +443,7 @@ def reproduce_dfm_x(ctx): # `ReproContext` of `sparseface reproduce dfm-x`
     numbers.update(reproduce_dfmx_cifar(ctx))
     return numbers
 
-# %% ../../nbs/22a_freq.dfmx_repro.ipynb #64de5057
+# %% ../../nbs/22a_freq.dfmx_repro.ipynb #a7efc387
 def _demo_panels(x, spec_src, mask, xf, label, other, src, res):
     "The demo's figure: image, spectrum, mask, filtered image; FGSM/PGD curves and corruption bars"
     fig = plt.figure(figsize=(11, 5.2), dpi=50)
