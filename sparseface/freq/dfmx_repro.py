@@ -24,7 +24,7 @@ from .dfmx import DFMXCallback, load_dfmx_dfms, dfmx, dfmx_masks, dfmx_apply
 from ..robust.corruptions import get_corruption_names
 from ..robust.evaluation import evaluate_corruptions, summarize
 from ..robust.augment import AugMix, AutoAugment
-from .. import attacks as sfattacks
+from ..attacks import attack_curve, Normalize
 from ..robust import augment as robust_augment
 
 # %% auto #0
@@ -98,7 +98,7 @@ def train_dfmx_model(model:torch.nn.Module, # The network (reads inputs normalis
                             weight_decay=1e-4, augment=False, scheduler=scheduler, patience=patience, callbacks=cbs + list(callbacks),
                             device=device, progress=progress, seed=seed)
 
-# %% ../../nbs/22a_freq.dfmx_repro.ipynb #4f53736a
+# %% ../../nbs/22a_freq.dfmx_repro.ipynb #2528f717
 DFMX_EPS = tuple(k / 255 for k in range(1, 11)) # The code's attack budgets 1..10 / 255
 
 def _stats(mean, std, C, device=None):
@@ -116,7 +116,7 @@ def to_pixels(x:torch.Tensor, # Normalised images [N, C, H, W]
     m, s = _stats(mean, std, x.shape[1], x.device)
     return (x * s + m).clamp(0, 1)
 
-# %% ../../nbs/22a_freq.dfmx_repro.ipynb #2528f717
+# %% ../../nbs/22a_freq.dfmx_repro.ipynb #7d8be648
 def _subset(n_total, n, seed):
     if n is None or n >= n_total: return torch.arange(n_total)
     return torch.randperm(n_total, generator=torch.Generator().manual_seed(int(seed)))[:int(n)].sort().values
@@ -125,10 +125,10 @@ def _attack_curves(models, X, y, mean, std, eps, attacks, space, labels_from, ba
     curves = []
     for k, net in models.items():
         dev = module_device(net)
-        xin, mdl = (to_pixels(X, mean, std), sfattacks.Normalize(net, mean, std)) if space == 'pixel' else (X, net)
+        xin, mdl = (to_pixels(X, mean, std), Normalize(net, mean, std)) if space == 'pixel' else (X, net)
         for a in attacks:
-            c = sfattacks.attack_curve(mdl, xin.to(dev), y.to(dev), attack=a, eps=list(eps), space=space, steps=10,
-                                       labels_from=labels_from, batch_size=batch_size, progress=progress)
+            c = attack_curve(mdl, xin.to(dev), y.to(dev), attack=a, eps=list(eps), space=space, steps=10,
+                             labels_from=labels_from, batch_size=batch_size, progress=progress)
             curves.append(c.assign(model=k))
     t = pd.concat(curves, ignore_index=True)
     return t[['model', *[c for c in t.columns if c != 'model']]]
@@ -189,7 +189,7 @@ def evaluate_dfmx(models:dict, # Name -> classifier on normalised inputs (each o
     out.summary = dfmx_summary(out)
     return out
 
-# %% ../../nbs/22a_freq.dfmx_repro.ipynb #42e33058
+# %% ../../nbs/22a_freq.dfmx_repro.ipynb #9c72baac
 def dfmx_summary(res:Bunch # An `evaluate_dfmx` result
                 ) -> pd.DataFrame:
     "One row per model: clean accuracy, corruption accuracy, mCE, relative mCE, mean FGSM/PGD accuracy over the budgets, mean shortcut TPR/FPR"
@@ -208,7 +208,7 @@ def dfmx_summary(res:Bunch # An `evaluate_dfmx` result
         S['mean TPR'], S['mean FPR'] = g.tpr.mean(), g.fpr.mean()
     return S.reset_index()
 
-# %% ../../nbs/22a_freq.dfmx_repro.ipynb #8744d36c
+# %% ../../nbs/22a_freq.dfmx_repro.ipynb #c5829b49
 def plot_attack_curves(table:pd.DataFrame, # `evaluate_dfmx(...).attacks`: model, attack, eps_255, accuracy
                        axs=None): # Axes, one per attack; default: a new figure
     "Accuracy (%) against eps (x 1/255) per attack, one line per model; returns the figure"
@@ -234,7 +234,7 @@ def plot_corruption_bars(table:pd.DataFrame, # `evaluate_dfmx(...).corruptions`:
     ax.set_ylabel('accuracy (%)', fontsize=8); ax.legend(fontsize=7); ax.grid(alpha=.3, axis='y'); ax.figure.tight_layout()
     return ax.figure
 
-# %% ../../nbs/22a_freq.dfmx_repro.ipynb #80ed73a3
+# %% ../../nbs/22a_freq.dfmx_repro.ipynb #bad3c0be
 def synthetic_normalised(variant:int=1, # Syn_1..Syn_4
                          n_train:int=250, # Training images per class
                          n_test:int=25, # Test images per class
@@ -257,7 +257,7 @@ def split_val(X:torch.Tensor, # Images [N, ...]
     k = int(round(len(X) * fraction))
     return (X[perm[k:]], y[perm[k:]]), (X[perm[:k]], y[perm[:k]])
 
-# %% ../../nbs/22a_freq.dfmx_repro.ipynb #e4177a73
+# %% ../../nbs/22a_freq.dfmx_repro.ipynb #34ec08a7
 QUICK_DFMX = dict(variant=1, n_train=250, n_test=25, epochs=8, widths=(8, 16), lr=0.05, batch_size=32, t=2, p=0.3) # The quick run's settings (about 25 s of CPU)
 
 def dfmx_synthetic_run(variant:int=1, # Syn_1..Syn_4
@@ -295,7 +295,7 @@ def _quick_run(seed:int=0, device:str='cpu'):
     "The quick run's models and tables, computed once per process (shared by the reproduction and the demo)"
     return dfmx_synthetic_run(**QUICK_DFMX, seed=seed, device=device)
 
-# %% ../../nbs/22a_freq.dfmx_repro.ipynb #7ab10098
+# %% ../../nbs/22a_freq.dfmx_repro.ipynb #9151f4e6
 def _records(df, digits=2):
     return [{k: (round(float(v), digits) if isinstance(v, (float, np.floating)) and not pd.isna(v) else (None if isinstance(v, float) else v))
              for k, v in r.items()} for r in df.to_dict('records')]
@@ -332,7 +332,7 @@ def _dfmx_claims(ctx, S, base='standard', aug='DFM-X', tag=''):
         df = float(d['mean FPR'] - b['mean FPR'])
         ctx.claim(f"{aug} relies less on the frequency shortcuts of {base}{tag} (mean FPR under {base}'s DFMs)", df, holds=df < 0, expect='< 0')
 
-# %% ../../nbs/22a_freq.dfmx_repro.ipynb #bad3c0be
+# %% ../../nbs/22a_freq.dfmx_repro.ipynb #9d6f91b9
 def reproduce_dfmx_synthetic(ctx, # `ReproContext`
                              **kw # `dfmx_synthetic_run` options (default: `QUICK_DFMX`)
                             ) -> dict:
@@ -359,7 +359,7 @@ def reproduce_dfmx_synthetic(ctx, # `ReproContext`
     numbers['epochs'] = opts['epochs']
     return numbers
 
-# %% ../../nbs/22a_freq.dfmx_repro.ipynb #34ec08a7
+# %% ../../nbs/22a_freq.dfmx_repro.ipynb #683d23d9
 DFMX_VARIANTS = {'standard': (False, None), 'DFM-X': (True, None), 'AugMix': (False, 'augmix'), 'AugMix+DFM-X': (True, 'augmix'),
                  'AutoAugment': (False, 'autoaugment'), 'AutoAugment+DFM-X': (True, 'autoaugment')} # Name -> (DFM-X?, extra augmentation)
 DFMX_ANCHORS = [ # External CIFAR-10 / CIFAR-10-C anchors of the method notes (PRIME README; not the DFM-X paper's numbers)
@@ -380,7 +380,7 @@ def _cifar_variant(ctx, name, dfms, Xtr, ytr, epochs, model_name, model_kwargs, 
         torch.save(model.state_dict(), f); f.with_suffix('.json').write_text(json.dumps(tr.history))
     return model.to(ctx.device).eval()
 
-# %% ../../nbs/22a_freq.dfmx_repro.ipynb #9151f4e6
+# %% ../../nbs/22a_freq.dfmx_repro.ipynb #a191a700
 def reproduce_dfmx_cifar(ctx, # `ReproContext` (data root in `ctx.data` or $SPARSEFACE_DATA)
                          epochs:int=30, # Training epochs (the paper: 200)
                          variants=('standard', 'DFM-X', 'AugMix', 'AugMix+DFM-X'), # Names of `DFMX_VARIANTS` ('standard' is always trained)
@@ -430,7 +430,7 @@ def reproduce_dfmx_cifar(ctx, # `ReproContext` (data root in `ctx.data` or $SPAR
     ctx.deviation(f'{model_name}, {epochs} epochs instead of 200; validation split without augmentation; attacks on {n_attack or len(Xte)} test images in {space} space.')
     return {f'{k} {c}': float(v) for k, row in S.set_index('model').iterrows() for c, v in row.items() if v is not None and not pd.isna(v)}
 
-# %% ../../nbs/22a_freq.dfmx_repro.ipynb #a191a700
+# %% ../../nbs/22a_freq.dfmx_repro.ipynb #de8eb55e
 @REPRODUCTIONS.register('dfm-x', title='Paper 5: DFM-X (augmentation with other classes\' DFMs: corruptions, FGSM/PGD, shortcut test)', paper=5)
 def reproduce_dfm_x(ctx): # `ReproContext` of `sparseface reproduce dfm-x`
     "DFM-X: standard vs DFM-X on synthetic data (quick); CIFAR-10 (JPEG) ResNet-18 standard, DFM-X, AugMix, AugMix+DFM-X (full)"
@@ -443,7 +443,7 @@ def reproduce_dfm_x(ctx): # `ReproContext` of `sparseface reproduce dfm-x`
     numbers.update(reproduce_dfmx_cifar(ctx))
     return numbers
 
-# %% ../../nbs/22a_freq.dfmx_repro.ipynb #07388ae7
+# %% ../../nbs/22a_freq.dfmx_repro.ipynb #a7efc387
 def _demo_panels(x, spec_src, mask, xf, label, other, src, res):
     "The demo's figure: image, spectrum, mask, filtered image; FGSM/PGD curves and corruption bars"
     fig = plt.figure(figsize=(11, 5.2), dpi=50)
