@@ -443,7 +443,7 @@ def reproduce_dfm_x(ctx): # `ReproContext` of `sparseface reproduce dfm-x`
     numbers.update(reproduce_dfmx_cifar(ctx))
     return numbers
 
-# %% ../../nbs/22a_freq.dfmx_repro.ipynb #a7efc387
+# %% ../../nbs/22a_freq.dfmx_repro.ipynb #d63496fc
 def _demo_panels(x, spec_src, mask, xf, label, other, src, res):
     "The demo's figure: image, spectrum, mask, filtered image; FGSM/PGD curves and corruption bars"
     fig = plt.figure(figsize=(11, 5.2), dpi=50)
