@@ -23,9 +23,8 @@ from .shortcuts_repro import cifar10_tensors, CIFAR_MEAN, CIFAR_STD, DFMX_RESNET
 from .dfmx import DFMXCallback, load_dfmx_dfms, dfmx, dfmx_masks, dfmx_apply
 from ..robust.corruptions import get_corruption_names
 from ..robust.evaluation import evaluate_corruptions, summarize
-from ..robust.augment import AugMix, AutoAugment
+from ..robust.augment import AugMix, AutoAugment, PadFlipResizedCrop
 from ..attacks import attack_curve, Normalize
-from ..robust import augment as robust_augment
 
 # %% auto #0
 __all__ = ['DFMX_STANDARD', 'DFMX_EXTRA', 'DFMX_ORDERS', 'DFMX_EPS', 'QUICK_DFMX', 'DFMX_VARIANTS', 'DFMX_ANCHORS', 'black_pixel',
@@ -61,7 +60,7 @@ def dfmx_augmentations(dfms=None, # DFMs [K, H, W] for DFM-X (None: no DFM-X)
     if extra is not None: check_choice(extra, DFMX_EXTRA, 'extra')
     check_type(seed, (int, np.integer), 'seed')
     fill, cbs = black_pixel(mean, std), []
-    if standard == 'official': cbs.append(robust_augment.PadFlipResizedCrop(pad=4, fill=fill, seed=int(seed)))
+    if standard == 'official': cbs.append(PadFlipResizedCrop(pad=4, fill=fill, seed=int(seed)))
     elif standard == 'crop-flip': cbs.append(RandomCropFlip(pad=4, fill=fill, seed=int(seed)))
     if cbs: cbs[-1].order = DFMX_ORDERS['standard']
     if extra is not None:
