@@ -105,9 +105,10 @@ def _check_images(images):
 
 def dfmx_apply(images:torch.Tensor, # Images [B, C, H, W] (float, normalised), any device
                source:torch.Tensor, # Class whose mask filters each sample [B], -1 = unchanged (`dfmx_source`)
-               masks:torch.Tensor # Filter masks [K, H, W] (`dfmx_masks`)
+               masks:torch.Tensor, # Filter masks [K, H, W] (`dfmx_masks`)
+               roll_channels:bool=False # Reproduce the official code's channel roll (its ifftshift also shifts the channel axis: channel c <- filtered channel (c + C//2) mod C)
               ) -> torch.Tensor:
-    "Images with sample i filtered by `masks[source[i]]` in every channel (one batched FFT), the others unchanged"
+    "Images with sample i filtered by `masks[source[i]]` in every channel (one batched FFT of the selected samples), the others unchanged"
     x = _check_images(images)
     B, _, H, W = x.shape
     check_tensor(source, 'source', shape=(B,), dtype_kind='i')
@@ -115,8 +116,12 @@ def dfmx_apply(images:torch.Tensor, # Images [B, C, H, W] (float, normalised), a
     if tuple(masks.shape[-2:]) != (H, W): raise ValueError(f"masks must be {(H, W)} maps (the image size), got {tuple(masks.shape[-2:])}")
     s = source.to(x.device).long()
     if B and (s.min() < -1 or s.max() >= len(masks)): raise ValueError(f"source must be in [-1, {len(masks) - 1}]")
-    M = masks.to(x.device)[s.clamp(min=0)]                                  # [B, H, W]
-    return torch.where((s >= 0)[:, None, None, None], filter_images(x, M).to(x.dtype), x)
+    check_type(roll_channels, bool, 'roll_channels')
+    sel, out = torch.nonzero(s >= 0).flatten(), x.clone()
+    if sel.numel():
+        f = filter_images(x[sel], masks.to(x.device)[s[sel]]).to(x.dtype)   # one mask [n, H, W] per selected sample
+        out[sel] = f.roll(-(x.shape[1] // 2), 1) if roll_channels else f
+    return out
 
 # %% ../../nbs/22_freq.dfmx.ipynb #d9564623
 def dfmx(images:torch.Tensor, # Normalised images [B, C, H, W] (float), any device
@@ -125,7 +130,8 @@ def dfmx(images:torch.Tensor, # Normalised images [B, C, H, W] (float), any devi
          p:float=0.3, # Probability of filtering (see `draw`)
          draw:str='all', # 'all': the code (other class drawn among all K, skipped when it is the label: rate p(K-1)/K); 'other': among the K-1 others (rate p)
          generator:torch.Generator|None=None, # Randomness; None: PyTorch's global generator
-         n_classes:int|None=None # Expected number of DFMs (the model's classes); None: one per DFM given
+         n_classes:int|None=None, # Expected number of DFMs (the model's classes); None: one per DFM given
+         roll_channels:bool=False # Reproduce the official code's channel roll (quirk 9)
         ) -> tuple[torch.Tensor, torch.Tensor]:
     "DFM-X on a batch: (augmented images [B, C, H, W], source [B]: the class whose DFM filtered sample i, or -1)"
     x = _check_images(images)
@@ -138,7 +144,7 @@ def dfmx(images:torch.Tensor, # Normalised images [B, C, H, W] (float), any devi
     if B and (y.min() < 0 or y.max() >= K): raise ValueError(f"labels must be in [0, {K - 1}] (one DFM per class), got values in [{int(y.min())}, {int(y.max())}]")
     if generator is not None: check_type(generator, torch.Generator, 'generator')
     src = dfmx_source(y, *dfmx_params(B, K, p, draw, generator), draw)
-    return dfmx_apply(x, src, masks), src
+    return dfmx_apply(x, src, masks, roll_channels), src
 
 # %% ../../nbs/22_freq.dfmx.ipynb #5f74b7ea
 class DFMX(nn.Module):
@@ -148,9 +154,11 @@ class DFMX(nn.Module):
                  draw:str='all', # 'all' (the code: rate p(K-1)/K) or 'other' (rate p)
                  seed:int|None=0, # Seed of the CPU generator
                  generator:torch.Generator|None=None, # Or an explicit generator (overrides `seed`)
-                 n_classes:int|None=None): # Expected number of DFMs (the model's classes); None: one per DFM given
+                 n_classes:int|None=None, # Expected number of DFMs (the model's classes); None: one per DFM given
+                 roll_channels:bool=False): # Reproduce the official code's channel roll (quirk 9)
         super().__init__()
         self.p, self.draw = _check_p(p), check_choice(draw, DFMX_DRAWS, 'draw')
+        check_type(roll_channels, bool, 'roll_channels'); self.roll_channels = roll_channels
         self.register_buffer('masks', dfmx_masks(dfms, n_classes))
         if generator is not None: check_type(generator, torch.Generator, 'generator')
         self.seed, self.generator = seed, generator if generator is not None else make_generator(seed, 'cpu')
@@ -161,7 +169,7 @@ class DFMX(nn.Module):
         "Number of classes (DFMs)"
         return len(self.masks)
 
-    def extra_repr(self): return f"n_classes={self.n_classes}, size={tuple(self.masks.shape[-2:])}, p={self.p}, draw={self.draw!r}"
+    def extra_repr(self): return f"n_classes={self.n_classes}, size={tuple(self.masks.shape[-2:])}, p={self.p}, draw={self.draw!r}" + (', roll_channels=True' if self.roll_channels else '')
 
     def forward_parameters(self, labels:torch.Tensor # Integer labels [B]
                           ) -> dict:
@@ -184,7 +192,7 @@ class DFMX(nn.Module):
         if params is None: params = self.forward_parameters(labels)
         elif not isinstance(params, dict) or 'source' not in params: raise TypeError("params must be a dict with 'source' (from forward_parameters)")
         self.last_params = params
-        return dfmx_apply(x, params['source'], self.masks)
+        return dfmx_apply(x, params['source'], self.masks, self.roll_channels)
 
 # %% ../../nbs/22_freq.dfmx.ipynb #e860d18f
 class DFMXCallback(BatchTransform):
@@ -194,8 +202,9 @@ class DFMXCallback(BatchTransform):
                  p:float=0.3, # Probability of filtering (see `draw`)
                  draw:str='all', # 'all' (the code: rate p(K-1)/K) or 'other' (rate p)
                  seed:int|None=0, # Seed of the CPU generator (re-seeded at each fit)
-                 n_classes:int|None=None): # Expected number of DFMs (the model's classes); None: one per DFM given
-        self.module, self.seed, self.last_source = DFMX(dfms, p, draw, seed, n_classes=n_classes), seed, None
+                 n_classes:int|None=None, # Expected number of DFMs (the model's classes); None: one per DFM given
+                 roll_channels:bool=False): # Reproduce the official code's channel roll (quirk 9)
+        self.module, self.seed, self.last_source = DFMX(dfms, p, draw, seed, n_classes=n_classes, roll_channels=roll_channels), seed, None
     def __call__(self, x, y): # Images [B, C, H, W] and labels [B]
         "Augment a batch"
         return self.module(x, y)
@@ -209,4 +218,4 @@ class DFMXCallback(BatchTransform):
         mod = self.module
         m, u = dfmx_params(tr.global_bs, mod.n_classes, mod.p, mod.draw, mod.generator)
         src = dfmx_source(tr.yb, tr.shard_rows(m).to(tr.yb.device), tr.shard_rows(u).to(tr.yb.device), mod.draw)
-        tr.xb, self.last_source = dfmx_apply(tr.xb, src, mod.masks), src
+        tr.xb, self.last_source = dfmx_apply(tr.xb, src, mod.masks, mod.roll_channels), src
