@@ -51,7 +51,8 @@ def dfmx_augmentations(dfms=None, # DFMs [K, H, W] for DFM-X (None: no DFM-X)
                        standard:str|None='official', # 'official', 'crop-flip' or None (no standard transform)
                        mean=CIFAR_MEAN, # Per-channel mean of the normalised inputs (None: inputs in [0, 1])
                        std=CIFAR_STD, # Per-channel std of the normalised inputs
-                       seed:int=0 # Seed of the augmentations (each gets its own stream)
+                       seed:int=0, # Seed of the augmentations (each gets its own stream)
+                       roll_channels:bool=False # DFM-X: reproduce the code's channel roll (quirk 9); False: the paper's per-channel filter
                       ) -> list:
     "The training augmentations as `Trainer` callbacks in the code's order standard -> extra -> DFM-X, with explicit `order`s"
     if standard is not None: check_choice(standard, DFMX_STANDARD, 'standard')
@@ -65,7 +66,7 @@ def dfmx_augmentations(dfms=None, # DFMs [K, H, W] for DFM-X (None: no DFM-X)
         cbs.append(AugMix(all_ops=True, mean=mean, std=std, seed=int(seed) + 1) if extra == 'augmix' else AutoAugment('cifar10', mean=mean, std=std, seed=int(seed) + 1))
         cbs[-1].order = DFMX_ORDERS['extra']
     if dfms is not None:
-        cbs.append(DFMXCallback(dfms, p, draw, seed=int(seed) + 2)); cbs[-1].order = DFMX_ORDERS['dfmx']
+        cbs.append(DFMXCallback(dfms, p, draw, seed=int(seed) + 2, roll_channels=roll_channels)); cbs[-1].order = DFMX_ORDERS['dfmx']
     return cbs
 
 # %% ../../nbs/22a_freq.dfmx_repro.ipynb #77921b0d
@@ -87,10 +88,11 @@ def train_dfmx_model(model:torch.nn.Module, # The network (reads inputs normalis
                      callbacks=(), # Further `Trainer` callbacks
                      device=None, # Device; default `default_device()`
                      progress:bool=False, # Progress bar
-                     seed:int=0 # Seed of the shuffling and of the augmentations
+                     seed:int=0, # Seed of the shuffling and of the augmentations
+                     roll_channels:bool=False # DFM-X: reproduce the code's channel roll (quirk 9); False: the paper's per-channel filter
                     ) -> Trainer:
     "Train a classifier with the DFM-X recipe (SGD Nesterov 0.9, wd 1e-4, plateau schedule) and the augmentations standard -> extra -> DFM-X"
-    cbs = dfmx_augmentations(dfms, p, draw, extra, standard, mean, std, seed)
+    cbs = dfmx_augmentations(dfms, p, draw, extra, standard, mean, std, seed, roll_channels)
     return train_classifier(model, train, val, epochs=epochs, lr=lr, batch_size=batch_size, opt='sgd', momentum=0.9, nesterov=True,
                             weight_decay=1e-4, augment=False, scheduler=scheduler, patience=patience, callbacks=cbs + list(callbacks),
                             device=device, progress=progress, seed=seed)
