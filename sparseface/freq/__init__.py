@@ -9,7 +9,8 @@ __all__ = ['spectrum', 'inverse_spectrum', 'amplitude', 'phase', 'radial_distanc
            'fourier_heatmap', 'plot_spectrum', 'plot_mask', 'special_frequencies', 'make_synthetic', 'band_stop',
            'plot_synthetic', 'class_spectra', 'adcs', 'plot_maps', 'plot_adcs', 'unit_scores', 'select_dfm', 'loss_map',
            'removal_order', 'load_removal_order', 'greedy_dfm', 'dfm', 'shortcut_rates', 'band_stop_confusion',
-           'dfm_band_fraction']
+           'dfm_band_fraction', 'DFMX_MODELS', 'DFMX_DFM_DIR', 'DFMX_DRAWS', 'dfm_stack', 'load_dfmx_dfms',
+           'dfmx_params', 'dfmx_source', 'dfmx_masks', 'dfmx_apply', 'dfmx', 'DFMX', 'DFMXCallback']
 
 # %% ../../nbs/20_freq.ipynb #1862948e
 from .core import (spectrum, inverse_spectrum, amplitude, phase, radial_distance, radial_bands,
@@ -20,12 +21,17 @@ from .shortcuts import (special_frequencies, make_synthetic, band_stop, plot_syn
                                        adcs, plot_maps, plot_adcs, unit_scores, select_dfm, loss_map, removal_order,
                                        load_removal_order, greedy_dfm, dfm, shortcut_rates, band_stop_confusion,
                                        dfm_band_fraction)
+from .dfmx import (DFMX_MODELS, DFMX_DFM_DIR, DFMX_DRAWS, dfm_stack, load_dfmx_dfms, dfmx_params,
+                                  dfmx_source, dfmx_masks, dfmx_apply, dfmx, DFMX,
+                                  DFMXCallback)
 
 # %% ../../nbs/20_freq.ipynb #96aaf620
 _all_ = ['spectrum', 'inverse_spectrum', 'amplitude', 'phase', 'radial_distance', 'radial_bands', 'band_mask',
          'conjugate_index', 'conjugate_pairs', 'pairs_mask', 'is_symmetric', 'symmetrize', 'filter_images',
-         'frequency_units', 'units_mask', 'fourier_rows', 'FrequencyRemover', 'remove_frequencies', 'fourier_basis',
-         'fourier_heatmap', 'plot_spectrum', 'plot_mask', 'special_frequencies', 'make_synthetic', 'band_stop',
-         'plot_synthetic', 'class_spectra', 'adcs', 'plot_maps', 'plot_adcs', 'unit_scores', 'select_dfm',
-         'loss_map', 'removal_order', 'load_removal_order', 'greedy_dfm', 'dfm', 'shortcut_rates',
-         'band_stop_confusion', 'dfm_band_fraction']
+         'frequency_units', 'units_mask', 'fourier_rows', 'FrequencyRemover', 'remove_frequencies',
+         'fourier_basis', 'fourier_heatmap', 'plot_spectrum', 'plot_mask', 'special_frequencies',
+         'make_synthetic', 'band_stop', 'plot_synthetic', 'class_spectra', 'adcs', 'plot_maps', 'plot_adcs',
+         'unit_scores', 'select_dfm', 'loss_map', 'removal_order', 'load_removal_order', 'greedy_dfm', 'dfm',
+         'shortcut_rates', 'band_stop_confusion', 'dfm_band_fraction', 'DFMX_MODELS', 'DFMX_DFM_DIR',
+         'DFMX_DRAWS', 'dfm_stack', 'load_dfmx_dfms', 'dfmx_params', 'dfmx_source', 'dfmx_masks',
+         'dfmx_apply', 'dfmx', 'DFMX', 'DFMXCallback']

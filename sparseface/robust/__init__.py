@@ -9,7 +9,10 @@ __all__ = ['CORRUPTIONS', 'CORRUPTION_NAMES', 'SUBSETS', 'PARAMS', 'DETERMINISTI
            'ALEXNET_IMAGENET_CLEAN_ERROR', 'errors_from_csv', 'corruption_error', 'mce', 'relative_corruption_error',
            'relative_mce', 'corruption_accuracy', 'counter_bug', 'ece_bins', 'ece_from_bins', 'ece', 'flip_probability',
            'mfp', 'toy_corrupt', 'default_corrupt_fn', 'RESULT_COLUMNS', 'evaluate_corruptions', 'run_distributed',
-           'error_table', 'summarize']
+           'error_table', 'summarize', 'AUGMENT_OPS', 'AUGMIX_OPS', 'AUGMIX_ALL_OPS', 'CIFAR10_POLICY',
+           'AUTOAUGMENT_POLICIES', 'kornia_module', 'check_images', 'augment_op', 'augmix_magnitudes', 'augmix',
+           'autoaugment_magnitude', 'autoaugment', 'AugMix', 'AutoAugment', 'resized_crop_params', 'crop_resize',
+           'random_resized_crop', 'PadFlipResizedCrop']
 
 # %% ../../nbs/30_robust.ipynb #6e1bfc58
 from .corruptions import (CORRUPTIONS, CORRUPTION_NAMES, SUBSETS, PARAMS, DETERMINISTIC, get_corruption_names,
@@ -19,12 +22,23 @@ from .evaluation import (ALEXNET_IMAGENET_C_ERRORS, ALEXNET_IMAGENET_CLEAN_ERROR
                                          relative_corruption_error, relative_mce, corruption_accuracy, counter_bug, ece_bins,
                                          ece_from_bins, ece, flip_probability, mfp, toy_corrupt, default_corrupt_fn, RESULT_COLUMNS,
                                          evaluate_corruptions, run_distributed, error_table, summarize)
+from .augment import (AUGMENT_OPS, AUGMIX_OPS, AUGMIX_ALL_OPS, CIFAR10_POLICY, AUTOAUGMENT_POLICIES,
+                                       kornia_module, check_images, augment_op,
+                                       augmix_magnitudes, augmix,
+                                       autoaugment_magnitude, autoaugment,
+                                       AugMix, AutoAugment,
+                                       resized_crop_params, crop_resize,
+                                       random_resized_crop, PadFlipResizedCrop)
 
 # %% ../../nbs/30_robust.ipynb #28f94699
 _all_ = ['CORRUPTIONS', 'CORRUPTION_NAMES', 'SUBSETS', 'PARAMS', 'DETERMINISTIC', 'get_corruption_names',
-         'check_corruption_name', 'check_severity', 'corrupt_batch', 'corrupt', 'plot_corruptions', 'jpeg_roundtrip',
-         'jpeg_quant_tables', 'plasma_fractal', 'frost_textures', 'ALEXNET_IMAGENET_C_ERRORS',
-         'ALEXNET_IMAGENET_CLEAN_ERROR', 'errors_from_csv', 'corruption_error', 'mce', 'relative_corruption_error',
-         'relative_mce', 'corruption_accuracy', 'counter_bug', 'ece_bins', 'ece_from_bins', 'ece', 'flip_probability',
-         'mfp', 'toy_corrupt', 'default_corrupt_fn', 'RESULT_COLUMNS', 'evaluate_corruptions', 'run_distributed',
-         'error_table', 'summarize']
+         'check_corruption_name', 'check_severity', 'corrupt_batch', 'corrupt', 'plot_corruptions',
+         'jpeg_roundtrip', 'jpeg_quant_tables', 'plasma_fractal', 'frost_textures',
+         'ALEXNET_IMAGENET_C_ERRORS', 'ALEXNET_IMAGENET_CLEAN_ERROR', 'errors_from_csv', 'corruption_error',
+         'mce', 'relative_corruption_error', 'relative_mce', 'corruption_accuracy', 'counter_bug', 'ece_bins',
+         'ece_from_bins', 'ece', 'flip_probability', 'mfp', 'toy_corrupt', 'default_corrupt_fn',
+         'RESULT_COLUMNS', 'evaluate_corruptions', 'run_distributed', 'error_table', 'summarize',
+         'AUGMENT_OPS', 'AUGMIX_OPS', 'AUGMIX_ALL_OPS', 'CIFAR10_POLICY', 'AUTOAUGMENT_POLICIES',
+         'kornia_module', 'check_images', 'augment_op', 'augmix_magnitudes', 'augmix',
+         'autoaugment_magnitude', 'autoaugment', 'AugMix', 'AutoAugment', 'resized_crop_params',
+         'crop_resize', 'random_resized_crop', 'PadFlipResizedCrop']
