@@ -13,6 +13,7 @@ PUBLIC = {
     'sparseface.sparse': ['DSTEngine', 'MaskedLinear', 'SparseLinear'],
     'sparseface.face': ['load_recognizer', 'face_chips', 'detect_faces'],
     'sparseface.timeseries': ['create_forecaster', 'make_forecast_data', 'PALS', 'pals_status', 'fit_forecaster'],
+    'sparseface.micro': ['synthetic_focal_stack', 'ten_crop', 'center_crop', 'triplet_batch', 'TRAIN_TRIPLETS', 'BBBC006Stacks'],
 }
 HEAVY = ('matplotlib', 'ipywidgets', 'IPython')
 _IMPORT = """
