@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from PIL import Image
 from sklearn.utils import Bunch
-from ..core import check_type, check_choice, check_range, check_tensor
+from ..core import check_type, check_choice, check_range, check_tensor, DataNotFoundError
 from ..data import data_path, register_dataset, load_dataset
 from ..filters import disk_kernel, gaussian_kernel, correlate2d
 
@@ -19,8 +19,9 @@ from ..filters import disk_kernel, gaussian_kernel, correlate2d
 __all__ = ['BBBC006_PLANES', 'FOCUS_PLANE', 'DEBLUR_PLANES', 'TRAIN_TRIPLETS', 'DEBLUR_TRIPLETS', 'CROP_SIZE', 'PSF_KINDS',
            'CROP_MODES', 'BBBC006_NAME', 'BBBC006_PLANE_DIR', 'BBBC006_SPLITS', 'BBBC006_SUBSET', 'plane_index',
            'check_grey', 'defocus_kernel', 'defocus_radii', 'poisson_gaussian_noise', 'synthetic_focal_stack',
-           'cell_image', 'center_crop', 'ten_crop', 'check_stacks', 'triplet_batch', 'TripletBatches', 'minmax_scale',
-           'parse_bbbc006_name', 'bbbc006_split', 'read_grey', 'bbbc006_index', 'BBBC006Stacks', 'bbbc006_subset']
+           'cell_image', 'focus_sources', 'center_crop', 'ten_crop', 'check_stacks', 'triplet_batch', 'TripletBatches',
+           'minmax_scale', 'parse_bbbc006_name', 'bbbc006_split', 'read_grey', 'bbbc006_index', 'BBBC006Stacks',
+           'bbbc006_subset']
 
 # %% ../../nbs/40_micro.data.ipynb #b4b1d6cb
 BBBC006_PLANES = 34          # z00 ... z33, 2 um apart
@@ -117,7 +118,18 @@ def cell_image() -> torch.Tensor:
     "scikit-image's embedded `cell` image (660 x 550, no files needed) as float32 in [0, 1]: an in-focus source for synthetic stacks"
     return torch.from_numpy(load_dataset('cell').image).float() / 255.
 
-# %% ../../nbs/40_micro.data.ipynb #2c73473e
+def focus_sources(root:str|os.PathLike|None=None, # Data root; None: `$SPARSEFACE_DATA`
+                  use_files:bool=True # Use the shipped z10 fields when present? False: always the embedded image
+                 ) -> Bunch:
+    "In-focus sources for synthetic stacks: the nine shipped z10 fields [9, 520, 696] when present, else the embedded `cell` image [1, 660, 550]"
+    check_type(use_files, bool, 'use_files')
+    if use_files:
+        try: sub = bbbc006_subset(root)
+        except (FileNotFoundError, DataNotFoundError): sub = None
+        if sub is not None: return Bunch(images=sub.z10, names=sub.z10_names, source='BBBC006 z10 fields (shipped subset)')
+    return Bunch(images=cell_image()[None], names=['skimage.data.cell'], source='scikit-image cell (embedded)')
+
+# %% ../../nbs/40_micro.data.ipynb #5d240671
 def _check_crop(images, size):
     if isinstance(images, np.ndarray): images = torch.from_numpy(images)
     if not isinstance(images, torch.Tensor): raise TypeError(f"images must be a torch.Tensor or numpy.ndarray, got {type(images).__name__}")
@@ -143,7 +155,7 @@ def ten_crop(images, # Images [..., H, W] with H, W >= size
     five = lambda x: torch.stack([x[..., :s, :s], x[..., :s, W - s:], x[..., H - s:, :s], x[..., H - s:, W - s:], center_crop(x, s)], dim=-3)
     return torch.cat([five(images), five(images.flip(-1))], dim=-3)
 
-# %% ../../nbs/40_micro.data.ipynb #5d240671
+# %% ../../nbs/40_micro.data.ipynb #1fb13acc
 CROP_MODES = ('ten', 'center', None)
 
 def check_stacks(stacks, # Focal stacks [L, H, W] or [F, L, H, W]
@@ -173,7 +185,7 @@ def triplet_batch(stacks, # Focal stacks [L, H, W] or [F, L, H, W] of `planes`
     elif crop == 'center': x = center_crop(x, size)
     return tuple(x[:, i:i + 1] for i in range(3))
 
-# %% ../../nbs/40_micro.data.ipynb #875ee890
+# %% ../../nbs/40_micro.data.ipynb #f6a3a0eb
 class TripletBatches:
     "Training batches `((x_a, x_b, x_t), x_t)` for `Trainer`: one per (field group, triplet), reshuffled at every pass"
     def __init__(self, stacks, # Focal stacks [F, L, H, W] of `planes` (kept on their device)
@@ -202,7 +214,7 @@ class TripletBatches:
             xa, xb, xt = triplet_batch(self.stacks[self.groups[g].to(self.stacks.device)], self.triplets[t], self.crop, self.size, self.planes)
             yield (xa, xb, xt), xt
 
-# %% ../../nbs/40_micro.data.ipynb #a10dc726
+# %% ../../nbs/40_micro.data.ipynb #89e9c95a
 def minmax_scale(images, # Images [..., H, W] (any real dtype, e.g. raw uint16 counts)
                  levels:int|None=256 # Quantise to this many grey values (256: the official 8-bit files); None: keep float
                 ) -> torch.Tensor:
@@ -216,7 +228,7 @@ def minmax_scale(images, # Images [..., H, W] (any real dtype, e.g. raw uint16 c
     y = (x - lo) / torch.where(hi > lo, hi - lo, torch.ones_like(hi))
     return y if levels is None else torch.round(y * (levels - 1)) / (levels - 1)
 
-# %% ../../nbs/40_micro.data.ipynb #89e9c95a
+# %% ../../nbs/40_micro.data.ipynb #ac36ac14
 BBBC006_NAME = 'mcf-z-stacks-03212011_<well>_s<1|2>_w<1|2><uuid>.tif'
 BBBC006_PLANE_DIR = '<anything>z_<NN> (e.g. BBBC006_v1_images_z_16)'
 _NAME_RE = re.compile(r'^(?:(?P<z>\d{2})_)?(?P<name>mcf-z-stacks-03212011_(?P<well>[a-p]\d{2})_s(?P<site>[12])_w(?P<channel>[12]))'
@@ -232,7 +244,7 @@ def parse_bbbc006_name(name:str # A file name, e.g. 'mcf-z-stacks-03212011_a01_s
     return {'name': m['name'].lower(), 'well': m['well'].lower(), 'site': int(m['site']), 'channel': int(m['channel']),
             'uuid': m['uuid'], 'z': None if m['z'] is None else int(m['z'])}
 
-# %% ../../nbs/40_micro.data.ipynb #ac36ac14
+# %% ../../nbs/40_micro.data.ipynb #8736af96
 BBBC006_SPLITS = ('train', 'val', 'test')
 
 def bbbc006_split(names, # File names of one plane (uuid stripped or not)
@@ -245,7 +257,7 @@ def bbbc006_split(names, # File names of one plane (uuid stripped or not)
     names = sorted(names); n = len(names); nt, nv = int(test * n), int(val * n)
     return {'test': names[:nt], 'val': names[nt:nt + nv], 'train': names[nt + nv:]}
 
-# %% ../../nbs/40_micro.data.ipynb #8736af96
+# %% ../../nbs/40_micro.data.ipynb #e3d68553
 def read_grey(path:str|os.PathLike # An image file; the format is read from the content, not the extension
              ) -> np.ndarray:
     "A greyscale image file as an array [H, W] with its stored dtype (uint16 for 16-bit TIFF/PNG), opened by content"
@@ -257,7 +269,7 @@ def read_grey(path:str|os.PathLike # An image file; the format is read from the 
         a = np.array(im)
     return a.astype(np.uint16) if a.dtype.kind == 'u' and a.dtype.itemsize == 2 else a
 
-# %% ../../nbs/40_micro.data.ipynb #e3d68553
+# %% ../../nbs/40_micro.data.ipynb #07e5d9a0
 _BBBC006_HINT = ("The full BBBC006 v1 set (https://bbbc.broadinstitute.org/BBBC006): unzip BBBC006_v1_images_z_00.zip ... "
                  "BBBC006_v1_images_z_33.zip into one folder, giving sub-folders BBBC006_v1_images_z_NN/ of "
                  f"{BBBC006_NAME} files")
@@ -288,7 +300,7 @@ def bbbc006_index(root:str|os.PathLike, # Folder with one sub-folder per plane (
         if diff: raise FileNotFoundError(f"planes z{planes[0]:02d} and z{z:02d} hold different fields, e.g. {sorted(diff)[0]}.tif is in one only")
     return df
 
-# %% ../../nbs/40_micro.data.ipynb #757d01b0
+# %% ../../nbs/40_micro.data.ipynb #4dfbd273
 class BBBC006Stacks(torch.utils.data.Dataset):
     "The focal stacks of one split and channel of the full BBBC006 set, read lazily: item i is a float32 [len(planes), 520, 696] stack in [0, 1]"
     def __init__(self, root:str|os.PathLike|None=None, # The BBBC006 folder (`bbbc006_index`); None: `$SPARSEFACE_DATA`/microscopy/bbbc006
@@ -316,7 +328,7 @@ def _bbbc006(root=None, split='train', channel=1, planes=DEBLUR_PLANES):
     base = data_path('microscopy/bbbc006', root, _BBBC006_HINT)
     return Bunch(stacks=BBBC006Stacks(base, split, channel, planes), planes=tuple(planes))
 
-# %% ../../nbs/40_micro.data.ipynb #4dfbd273
+# %% ../../nbs/40_micro.data.ipynb #965321df
 BBBC006_SUBSET = 'microscopy/bbbc006_subset'
 _SUBSET_HINT = "The BBBC006 test images of google/microscopeimagequality (tests/data) in microscopy/bbbc006_subset/"
 
