@@ -197,16 +197,21 @@ class TripletBatches:
                  generator:torch.Generator|None=None, # CPU generator of the shuffling
                  planes=DEBLUR_PLANES): # The planes the L levels hold
         self.stacks = check_stacks(stacks, planes); check_choice(crop, CROP_MODES, 'crop')
-        for t in triplets: [plane_index(z, planes) for z in t]
+        for t in triplets:
+            if not isinstance(t, (tuple, list)) or len(t) != 3: raise ValueError(f"triplets must hold three planes (z_a, z_b, z_t) each, got {t!r}")
+            for z in t: plane_index(z, planes)
         check_type(fields_per_batch, (int, np.integer), 'fields_per_batch'); check_range(int(fields_per_batch), 'fields_per_batch', 1)
         if crop is not None: center_crop(self.stacks[:1, :1], size)               # size check up front
         self.triplets, self.crop, self.size, self.fpb = tuple(tuple(t) for t in triplets), crop, size, int(fields_per_batch)
         self.shuffle, self.generator, self.planes = shuffle, generator, planes
         self.groups = [torch.arange(i, min(i + self.fpb, len(self.stacks))) for i in range(0, len(self.stacks), self.fpb)]
 
-    def __len__(self): return len(self.groups) * len(self.triplets)
+    def __len__(self):
+        "Batches per pass: field groups x triplets"
+        return len(self.groups) * len(self.triplets)
 
     def __iter__(self):
+        "One pass over all (field group, triplet) pairs, in a new order when shuffling"
         pairs = [(g, t) for g in range(len(self.groups)) for t in range(len(self.triplets))]
         order = torch.randperm(len(pairs), generator=self.generator).tolist() if self.shuffle else range(len(pairs))
         for k in order:
@@ -317,9 +322,13 @@ class BBBC006Stacks(torch.utils.data.Dataset):
         self.paths = self.index.set_index(['name', 'z']).path
         self.planes, self.split, self.channel, self.levels = tuple(planes), split, channel, levels
 
-    def __len__(self): return len(self.names)
+    def __len__(self):
+        "Fields of this split and channel"
+        return len(self.names)
 
-    def __getitem__(self, i:int) -> torch.Tensor:
+    def __getitem__(self, i:int # Field number, 0 ... len - 1
+                   ) -> torch.Tensor:
+        "The stack of field `i`, float32 [len(planes), H, W], each plane min-max scaled on its own"
         n = self.names[i]
         return minmax_scale(np.stack([read_grey(self.paths[(n, z)]) for z in self.planes]), self.levels).float()
 
