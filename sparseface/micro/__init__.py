@@ -6,23 +6,23 @@
 __all__ = ['BBBC006_PLANES', 'FOCUS_PLANE', 'DEBLUR_PLANES', 'TRAIN_TRIPLETS', 'DEBLUR_TRIPLETS', 'CROP_SIZE', 'PSF_KINDS',
            'CROP_MODES', 'BBBC006_NAME', 'BBBC006_PLANE_DIR', 'BBBC006_SPLITS', 'BBBC006_SUBSET', 'plane_index',
            'check_grey', 'defocus_kernel', 'defocus_radii', 'poisson_gaussian_noise', 'synthetic_focal_stack',
-           'cell_image', 'focus_sources', 'center_crop', 'ten_crop', 'check_stacks', 'triplet_batch', 'TripletBatches',
-           'minmax_scale', 'parse_bbbc006_name', 'bbbc006_split', 'read_grey', 'bbbc006_index', 'BBBC006Stacks',
-           'bbbc006_subset']
+           'cell_image', 'center_crop', 'ten_crop', 'check_stacks', 'triplet_batch', 'TripletBatches', 'minmax_scale',
+           'parse_bbbc006_name', 'bbbc006_split', 'read_grey', 'bbbc006_index', 'BBBC006Stacks', 'bbbc006_subset',
+           'focus_sources']
 
-# %% ../../nbs/40_micro.ipynb #eefd4032
+# %% ../../nbs/40_micro.ipynb #2d35dada
 from .data import (BBBC006_PLANES, FOCUS_PLANE, DEBLUR_PLANES, TRAIN_TRIPLETS, DEBLUR_TRIPLETS,
                                    CROP_SIZE, PSF_KINDS, CROP_MODES, BBBC006_NAME, BBBC006_PLANE_DIR, BBBC006_SPLITS,
                                    BBBC006_SUBSET, plane_index, check_grey, defocus_kernel, defocus_radii,
-                                   poisson_gaussian_noise, synthetic_focal_stack, cell_image, focus_sources,
-                                   center_crop, ten_crop, check_stacks, triplet_batch, TripletBatches, minmax_scale,
-                                   parse_bbbc006_name, bbbc006_split, read_grey, bbbc006_index, BBBC006Stacks,
-                                   bbbc006_subset)
+                                   poisson_gaussian_noise, synthetic_focal_stack, cell_image, center_crop, ten_crop,
+                                   check_stacks, triplet_batch, TripletBatches, minmax_scale, parse_bbbc006_name,
+                                   bbbc006_split, read_grey, bbbc006_index, BBBC006Stacks, bbbc006_subset,
+                                   focus_sources)
 
-# %% ../../nbs/40_micro.ipynb #e59157c4
+# %% ../../nbs/40_micro.ipynb #3b642797
 _all_ = ['BBBC006_PLANES', 'FOCUS_PLANE', 'DEBLUR_PLANES', 'TRAIN_TRIPLETS', 'DEBLUR_TRIPLETS', 'CROP_SIZE',
          'PSF_KINDS', 'CROP_MODES', 'BBBC006_NAME', 'BBBC006_PLANE_DIR', 'BBBC006_SPLITS', 'BBBC006_SUBSET',
          'plane_index', 'check_grey', 'defocus_kernel', 'defocus_radii', 'poisson_gaussian_noise',
-         'synthetic_focal_stack', 'cell_image', 'focus_sources', 'center_crop', 'ten_crop', 'check_stacks',
-         'triplet_batch', 'TripletBatches', 'minmax_scale', 'parse_bbbc006_name', 'bbbc006_split', 'read_grey',
-         'bbbc006_index', 'BBBC006Stacks', 'bbbc006_subset']
+         'synthetic_focal_stack', 'cell_image', 'center_crop', 'ten_crop', 'check_stacks', 'triplet_batch',
+         'TripletBatches', 'minmax_scale', 'parse_bbbc006_name', 'bbbc006_split', 'read_grey', 'bbbc006_index',
+         'BBBC006Stacks', 'bbbc006_subset', 'focus_sources']

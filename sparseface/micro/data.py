@@ -19,9 +19,9 @@ from ..filters import disk_kernel, gaussian_kernel, correlate2d
 __all__ = ['BBBC006_PLANES', 'FOCUS_PLANE', 'DEBLUR_PLANES', 'TRAIN_TRIPLETS', 'DEBLUR_TRIPLETS', 'CROP_SIZE', 'PSF_KINDS',
            'CROP_MODES', 'BBBC006_NAME', 'BBBC006_PLANE_DIR', 'BBBC006_SPLITS', 'BBBC006_SUBSET', 'plane_index',
            'check_grey', 'defocus_kernel', 'defocus_radii', 'poisson_gaussian_noise', 'synthetic_focal_stack',
-           'cell_image', 'focus_sources', 'center_crop', 'ten_crop', 'check_stacks', 'triplet_batch', 'TripletBatches',
-           'minmax_scale', 'parse_bbbc006_name', 'bbbc006_split', 'read_grey', 'bbbc006_index', 'BBBC006Stacks',
-           'bbbc006_subset']
+           'cell_image', 'center_crop', 'ten_crop', 'check_stacks', 'triplet_batch', 'TripletBatches', 'minmax_scale',
+           'parse_bbbc006_name', 'bbbc006_split', 'read_grey', 'bbbc006_index', 'BBBC006Stacks', 'bbbc006_subset',
+           'focus_sources']
 
 # %% ../../nbs/40_micro.data.ipynb #b4b1d6cb
 BBBC006_PLANES = 34          # z00 ... z33, 2 um apart
@@ -117,17 +117,6 @@ def synthetic_focal_stack(image, # In-focus greyscale image [H, W] or batch [B, 
 def cell_image() -> torch.Tensor:
     "scikit-image's embedded `cell` image (660 x 550, no files needed) as float32 in [0, 1]: an in-focus source for synthetic stacks"
     return torch.from_numpy(load_dataset('cell').image).float() / 255.
-
-def focus_sources(root:str|os.PathLike|None=None, # Data root; None: `$SPARSEFACE_DATA`
-                  use_files:bool=True # Use the shipped z10 fields when present? False: always the embedded image
-                 ) -> Bunch:
-    "In-focus sources for synthetic stacks: the nine shipped z10 fields [9, 520, 696] when present, else the embedded `cell` image [1, 660, 550]"
-    check_type(use_files, bool, 'use_files')
-    if use_files:
-        try: sub = bbbc006_subset(root)
-        except (FileNotFoundError, DataNotFoundError): sub = None
-        if sub is not None: return Bunch(images=sub.z10, names=sub.z10_names, source='BBBC006 z10 fields (shipped subset)')
-    return Bunch(images=cell_image()[None], names=['skimage.data.cell'], source='scikit-image cell (embedded)')
 
 # %% ../../nbs/40_micro.data.ipynb #5d240671
 def _check_crop(images, size):
@@ -357,3 +346,15 @@ def bbbc006_subset(root:str|os.PathLike|None=None, # Data root; None: `$SPARSEFA
     return Bunch(pair=torch.stack([X00[i], X10[0]]), pair_planes=(0, 10), z10=X10, z10_names=[p.name for p in z10], z00=X00, z00_names=n00)
 
 register_dataset(BBBC006_SUBSET, 'images', False, description='25 BBBC006 w1 fields at z00, 9 at z10 (a01-a09 s1), 520 x 696, 16-bit')(bbbc006_subset)
+
+# %% ../../nbs/40_micro.data.ipynb #f2c7cf73
+def focus_sources(root:str|os.PathLike|None=None, # Data root; None: `$SPARSEFACE_DATA`
+                  use_files:bool=True # Use the shipped z10 fields when present? False: always the embedded image
+                 ) -> Bunch:
+    "In-focus sources for synthetic stacks: the nine shipped z10 fields [9, 520, 696] when present, else the embedded `cell` image [1, 660, 550]"
+    check_type(use_files, bool, 'use_files')
+    if use_files:
+        try: sub = bbbc006_subset(root)
+        except (FileNotFoundError, DataNotFoundError): sub = None
+        if sub is not None: return Bunch(images=sub.z10, names=sub.z10_names, source='BBBC006 z10 fields (shipped subset)')
+    return Bunch(images=cell_image()[None], names=['skimage.data.cell'], source='scikit-image cell (embedded)')
