@@ -285,7 +285,7 @@ def focal_frequency_loss(pred:torch.Tensor, # Images [B, C, H, W]
     def freq(x):   # [B, P, C, h, w] spectra of the patches, row-major patch order
         p = patch_factor
         x = x.reshape(B, C, p, H // p, p, W // p).permute(0, 2, 4, 1, 3, 5).reshape(B, p * p, C, H // p, W // p)
-        return torch.fft.fft2(x.float(), norm='ortho')
+        return torch.fft.fft2(x if x.dtype in (torch.float32, torch.float64) else x.float(), norm='ortho')
     fp, ft = freq(pred), freq(target)
     if ave_spectrum: fp, ft = fp.mean(0, keepdim=True), ft.mean(0, keepdim=True)
     dist = (fp - ft).abs().pow(2)                                                # |x^ - y^|^2
