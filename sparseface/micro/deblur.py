@@ -13,9 +13,9 @@ from ..core import check_type, check_choice, check_range, check_tensor, module_d
 from ..train import Trainer, ArrayLoader
 
 # %% auto #0
-__all__ = ['VARIANTS', 'TRIPLETS', 'LinearLatentAE', 'latent_blur_loss', 'LatentBlurObjective', 'unpack_triplets',
-           'train_latent_ae', 'interpolate', 'extrapolate', 'synthesize_blur', 'deblur', 'lds', 'apd', 'encode_planes',
-           'focal_frequency_loss', 'classical_deblur', 'stack_triplets']
+__all__ = ['VARIANTS', 'LinearLatentAE', 'latent_blur_loss', 'LatentBlurObjective', 'unpack_triplets', 'train_latent_ae',
+           'interpolate', 'extrapolate', 'synthesize_blur', 'deblur', 'lds', 'apd', 'encode_planes',
+           'focal_frequency_loss', 'classical_deblur']
 
 # %% ../../nbs/41_micro.deblur.ipynb #fcec1800
 def _down(c_in, c_out): return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.BatchNorm2d(c_out), nn.LeakyReLU())
@@ -124,12 +124,12 @@ def unpack_triplets(t:torch.Tensor # Triplets [B, 3, C, H, W] or [B, 3, K, C, H,
 
 # %% ../../nbs/41_micro.deblur.ipynb #e17dada7
 def train_latent_ae(model:LinearLatentAE, # The autoencoder, trained in place
-                    triplets:torch.Tensor, # Packed triplets [N, 3, C, H, W] or [N, 3, K, C, H, W] (x1, x2, xt; K crops per field)
+                    data, # Packed triplets [N, 3, C, H, W] or [N, 3, K, C, H, W] (x1, x2, xt; K crops per field), or an iterable of batches `((x1, x2, xt), y)` such as `micro.data.TripletBatches`
                     variant:str='explicit', # 'baseline', 'implicit' or 'explicit'
                     epochs:int=40, # Epochs (the paper: 40)
                     lr:float=1e-3, # Adam learning rate
                     accumulate:int=16, # Batches per optimizer step (the paper: 16)
-                    fields_per_batch:int=1, # Triplets per batch (the paper: 1, i.e. one field's ten crops)
+                    fields_per_batch:int=1, # Packed triplets per batch (the paper: 1, i.e. one field's ten crops); unused for an iterable `data`
                     alpha:float=0.5, # Position of the target plane
                     amp:bool|None=None, # Mixed precision; None: on CUDA
                     device=None, # Device; None: the model's if it is not on the CPU, else `default_device()`
@@ -138,16 +138,19 @@ def train_latent_ae(model:LinearLatentAE, # The autoencoder, trained in place
                     callbacks=()) -> Trainer: # Further `Trainer` callbacks
     "Train a `LinearLatentAE` on blur triplets with the baseline, implicit or explicit objective; returns the `Trainer`"
     check_type(model, LinearLatentAE, 'model')
-    check_tensor(triplets, 'triplets', ndim=(5, 6), dtype_kind='f')
-    if triplets.shape[1] != 3: raise ValueError(f"triplets must have 3 planes (x1, x2, xt) on dim 1, got shape {tuple(triplets.shape)}")
     check_type(fields_per_batch, int, 'fields_per_batch'); check_range(fields_per_batch, 'fields_per_batch', 1)
+    if isinstance(data, (torch.Tensor, np.ndarray)):
+        check_tensor(data, 'data', ndim=(5, 6), dtype_kind='f')
+        if data.shape[1] != 3: raise ValueError(f"data must hold 3 planes (x1, x2, xt) on dim 1, got shape {tuple(data.shape)}")
+    elif isinstance(data, (str, bytes, dict)) or not hasattr(data, '__iter__'):
+        raise TypeError(f"data must be packed triplets (a tensor) or an iterable of batches ((x1, x2, xt), y), got {type(data).__name__}")
     set_seed(seed)
     if device is None and module_device(model).type != 'cpu': device = module_device(model)
     obj = LatentBlurObjective(model, variant, alpha)
     tr = Trainer(obj, loss_fn=lambda loss, _: loss, opt='adam', lr=lr, accumulate=accumulate, callbacks=callbacks,
                  amp=True if amp is None else amp, device=device, progress=progress, distributed=False)
-    dl = ArrayLoader(triplets, torch.zeros(len(triplets)), batch_size=fields_per_batch, shuffle=True, seed=seed)
-    return tr.fit(dl, epochs=epochs)
+    if isinstance(data, (torch.Tensor, np.ndarray)): data = ArrayLoader(data, torch.zeros(len(data)), batch_size=fields_per_batch, shuffle=True, seed=seed)
+    return tr.fit(data, epochs=epochs)
 
 # %% ../../nbs/41_micro.deblur.ipynb #315cb65c
 def _alphas(alpha, name, lo, hi, lo_open=False):
@@ -323,17 +326,3 @@ def classical_deblur(images, # Blurred images [H, W] or [B, H, W] in [0, 1] (tor
     shape = tuple(images.shape); out = out.reshape(shape)
     if clip: out = np.clip(out, 0, 1)
     return torch.from_numpy(out).to(images.dtype).to(images.device) if is_t else out.astype(np.asarray(images).dtype if np.asarray(images).dtype.kind == 'f' else np.float64)
-
-# %% ../../nbs/41_micro.deblur.ipynb #c6d04973
-TRIPLETS = ((0, 16, 8), (0, 8, 4), (8, 16, 12), (0, 4, 2), (4, 8, 6), (8, 12, 10), (12, 16, 14))   # (z_a, z_b, z_t) of the paper
-
-def stack_triplets(stacks:torch.Tensor, # Focal stacks [F, 9, C, H, W] (planes z0, z2, ..., z16, most blurred first) or [F, 9, K, C, H, W] (K crops)
-                   triplets=TRIPLETS # (z_a, z_b, z_t) plane numbers of the paper (even, 0..16)
-                  ) -> torch.Tensor: # Packed triplets [F * len(triplets), 3, ...] for `train_latent_ae`
-    "The training triplets of every stack, packed as `(x_a, x_b, x_t)`"
-    check_tensor(stacks, 'stacks', ndim=(5, 6), finite=False)
-    if stacks.shape[1] != 9: raise ValueError(f"stacks must have the 9 planes z0, z2, ..., z16 on dim 1, got shape {tuple(stacks.shape)}")
-    idx = torch.as_tensor(triplets)
-    if idx.ndim != 2 or idx.shape[1] != 3 or (idx % 2 != 0).any() or (idx < 0).any() or (idx > 16).any():
-        raise ValueError(f"triplets must be (z_a, z_b, z_t) rows of even plane numbers in 0..16, got {triplets!r}")
-    return stacks[:, (idx // 2).to(stacks.device)].flatten(0, 1)
