@@ -162,11 +162,13 @@ class Trainer:
                  device=None, # Device; default `default_device()` (under torchrun: GPU `LOCAL_RANK` on CUDA)
                  amp:bool=False, # Mixed precision on CUDA
                  grad_clip:float|None=None, # Clip the gradient norm to this value
+                 accumulate:int=1, # Gradient accumulation: one optimizer step per this many batches (the loss is divided by it; an epoch's remainder steps at its end)
                  progress:bool=True, # Show a progress bar (on rank 0)
                  distributed:bool|None=None, # Data-parallel: None when torchrun started us or a process group exists; False never
                  ddp_kwargs:dict|None=None): # Further `DistributedDataParallel` options (e.g. `find_unused_parameters=True`)
         check_type(model, nn.Module, 'model'); check_type(plateau_patience, (int, np.integer), 'plateau_patience')
         check_range(lr, 'lr', 0, lo_open=True); check_range(weight_decay, 'weight_decay', 0); check_range(momentum, 'momentum', 0, 1)
+        check_type(accumulate, (int, np.integer), 'accumulate'); check_range(int(accumulate), 'accumulate', 1)
         check_choice(scheduler_interval, ('epoch', 'step'), 'scheduler_interval')
         self.rank, self.world_size, self.device = setup_distributed(device, distributed)
         self.model, self.ddp, self.ddp_kwargs = model.to(self.device), None, dict(ddp_kwargs or {})
@@ -176,6 +178,7 @@ class Trainer:
         self.scheduler_interval, self.plateau_patience, self.grad_clip, self.progress = scheduler_interval, int(plateau_patience), grad_clip, progress
         self.metrics, self.cbs = dict(metrics or {}), sorted(_as_callbacks(augment) + list(callbacks), key=lambda c: getattr(c, 'order', 0))
         self._setup_amp(amp)
+        self.accumulate, self._pending = int(accumulate), 0   # batches whose gradients wait for the next optimizer step
         self.history, self.iter, self.epoch, self.training, self.global_bs = [], 0, 0, False, 0
 
 # %% ../nbs/02_train.ipynb #a1c0e009
@@ -253,11 +256,18 @@ def _forward(self:Trainer):
 # %% ../nbs/02_train.ipynb #a1c0e013
 @patch
 def _step(self:Trainer):
-    "Backward pass (DDP averages the gradients over ranks), clipping, optimizer step and per-step scheduler step"
-    self.opt.zero_grad(set_to_none=True)
-    w = self.world_size * batch_len(self.xb) / self.global_bs     # 1 unless the ranks' shares of the batch differ in size
+    "Backward pass (DDP averages the gradients over ranks); every `accumulate` batches: clipping, optimizer step and per-step scheduler step"
+    if self._pending == 0: self.opt.zero_grad(set_to_none=True)
+    w = self.world_size * batch_len(self.xb) / self.global_bs / self.accumulate   # 1 unless the ranks' shares differ in size or gradients accumulate
     loss = self.loss if w == 1 else self.loss * w
     (self.scaler.scale(loss) if self.scaler else loss).backward(); self('after_backward')
+    self._pending += 1
+    if self._pending >= self.accumulate: self._opt_step()
+
+@patch
+def _opt_step(self:Trainer):
+    "Clip, step the optimizer (and a per-step scheduler) with the gradients of the pending batches"
+    self._pending = 0
     if self.scaler: self.scaler.unscale_(self.opt)
     if self.grad_clip: nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
     self('before_step')
@@ -265,6 +275,7 @@ def _step(self:Trainer):
     else: self.opt.step()
     self('after_step')
     if self.scheduler is not None and self.scheduler_interval == 'step': self.scheduler.step()
+
 
 # %% ../nbs/02_train.ipynb #a1c0e015
 @patch
@@ -300,6 +311,7 @@ def _one_epoch(self:Trainer) -> dict:
         self('before_epoch')
         for xb, yb in self._train_batches(): self._batch(xb, yb)
     except CancelEpoch: pass
+    if self._pending: self._opt_step()   # the epoch's last, partial accumulation (as PyTorch Lightning)
     self.training = False
     row = self._log_row(t0)
     if self.scheduler is not None and self.scheduler_interval == 'epoch':
