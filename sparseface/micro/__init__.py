@@ -8,7 +8,9 @@ __all__ = ['BBBC006_PLANES', 'FOCUS_PLANE', 'DEBLUR_PLANES', 'TRAIN_TRIPLETS', '
            'check_grey', 'defocus_kernel', 'defocus_radii', 'poisson_gaussian_noise', 'synthetic_focal_stack',
            'cell_image', 'center_crop', 'ten_crop', 'check_stacks', 'triplet_batch', 'TripletBatches', 'minmax_scale',
            'parse_bbbc006_name', 'bbbc006_split', 'read_grey', 'bbbc006_index', 'BBBC006Stacks', 'bbbc006_subset',
-           'focus_sources']
+           'focus_sources', 'VARIANTS', 'LinearLatentAE', 'latent_blur_loss', 'LatentBlurObjective', 'unpack_triplets',
+           'train_latent_ae', 'interpolate', 'extrapolate', 'synthesize_blur', 'deblur', 'lds', 'apd', 'encode_planes',
+           'focal_frequency_loss', 'classical_deblur']
 
 # %% ../../nbs/40_micro.ipynb #2d35dada
 from .data import (BBBC006_PLANES, FOCUS_PLANE, DEBLUR_PLANES, TRAIN_TRIPLETS, DEBLUR_TRIPLETS,
@@ -18,11 +20,19 @@ from .data import (BBBC006_PLANES, FOCUS_PLANE, DEBLUR_PLANES, TRAIN_TRIPLETS, D
                                    check_stacks, triplet_batch, TripletBatches, minmax_scale, parse_bbbc006_name,
                                    bbbc006_split, read_grey, bbbc006_index, BBBC006Stacks, bbbc006_subset,
                                    focus_sources)
+from .deblur import (VARIANTS, LinearLatentAE, latent_blur_loss, LatentBlurObjective, unpack_triplets,
+                                     train_latent_ae, interpolate, extrapolate,
+                                     synthesize_blur, deblur, lds, apd,
+                                     encode_planes, focal_frequency_loss,
+                                     classical_deblur)
 
 # %% ../../nbs/40_micro.ipynb #3b642797
 _all_ = ['BBBC006_PLANES', 'FOCUS_PLANE', 'DEBLUR_PLANES', 'TRAIN_TRIPLETS', 'DEBLUR_TRIPLETS', 'CROP_SIZE',
          'PSF_KINDS', 'CROP_MODES', 'BBBC006_NAME', 'BBBC006_PLANE_DIR', 'BBBC006_SPLITS', 'BBBC006_SUBSET',
          'plane_index', 'check_grey', 'defocus_kernel', 'defocus_radii', 'poisson_gaussian_noise',
          'synthetic_focal_stack', 'cell_image', 'center_crop', 'ten_crop', 'check_stacks', 'triplet_batch',
-         'TripletBatches', 'minmax_scale', 'parse_bbbc006_name', 'bbbc006_split', 'read_grey', 'bbbc006_index',
-         'BBBC006Stacks', 'bbbc006_subset', 'focus_sources']
+         'TripletBatches', 'minmax_scale', 'parse_bbbc006_name', 'bbbc006_split', 'read_grey',
+         'bbbc006_index', 'BBBC006Stacks', 'bbbc006_subset', 'focus_sources', 'VARIANTS', 'LinearLatentAE',
+         'latent_blur_loss', 'LatentBlurObjective', 'unpack_triplets', 'train_latent_ae', 'interpolate',
+         'extrapolate', 'synthesize_blur', 'deblur', 'lds', 'apd', 'encode_planes', 'focal_frequency_loss',
+         'classical_deblur']
