@@ -187,7 +187,7 @@ object and writes it to --out/results.json. Prepared by sparseface.micro.deblur_
 Data: the BBBC006 train/test splits when present, else synthetic focal stacks from the shipped BBBC006 z10 fields (else
 the embedded cell image). Epochs: as many as fit the budget (the same for the three variants), from the warm second
 epoch of a calibration fit; recorded in the JSON. --smoke: narrow widths, 3 fields, 1 epoch (a CPU check)."""
-import argparse, datetime, json, platform, time
+import argparse, datetime, json, os, platform, time
 from pathlib import Path
 import torch
 
@@ -198,7 +198,7 @@ def load_stacks(c, data, dev, smoke):
     from sparseface.data import data_available
     from sparseface.micro import BBBC006Stacks, focus_sources, synthetic_focal_stack
     if data_available('microscopy/bbbc006', root=data):
-        root = Path(data or __import__('os').environ['SPARSEFACE_DATA']) / 'microscopy' / 'bbbc006'
+        root = Path(data or os.environ['SPARSEFACE_DATA']) / 'microscopy' / 'bbbc006'
         tr, te = BBBC006Stacks(root, 'train'), BBBC006Stacks(root, 'test')
         ntr = len(tr) if c['max_bbbc006_train'] is None else min(len(tr), c['max_bbbc006_train'])
         nte = len(te) if c['max_test_fields'] is None else min(len(te), c['max_test_fields'])
@@ -322,7 +322,7 @@ def write_micro_gpu_script(path:str|Path, # Where to write the script (e.g. micr
     path.write_text(micro_gpu_script(**kw)); path.chmod(0o755)
     return path
 
-# %% ../../nbs/41b_micro.deblur_bench.ipynb #707c2899
+# %% ../../nbs/41b_micro.deblur_bench.ipynb #27b1519d
 def _machine(dev):
     dev = torch.device(dev)
     return torch.cuda.get_device_name(dev) if dev.type == 'cuda' else f"CPU {platform.machine()}, {os.cpu_count()} cores (shared), {torch.get_num_threads()} torch thread(s)"
