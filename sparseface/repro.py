@@ -16,8 +16,8 @@ from .core import REPRODUCTIONS, BENCHMARKS, Registry, default_device, ensure_di
 
 # %% auto #0
 __all__ = ['PACKAGE_DIR', 'VERDICTS', 'QUICK_THREADS', 'LONG_TABLE', 'SUMMARY_COLUMNS', 'package_shadowed', 'discover',
-           'ReproContext', 'cpu_seconds', 'run_reproduction', 'run_reproductions', 'format_value', 'summary_rows',
-           'write_report']
+           'ReproContext', 'cpu_seconds', 'timed', 'run_reproduction', 'run_reproductions', 'format_value',
+           'summary_rows', 'write_report']
 
 # %% ../nbs/05_repro.ipynb #637a7928
 _SKIP_DISCOVERY = {'sparseface.cli', 'sparseface._modidx'}
@@ -145,6 +145,10 @@ def cpu_seconds() -> float:
         import resource
         return sum(getattr(resource.getrusage(w), f) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN) for f in ('ru_utime', 'ru_stime'))
     except ImportError: return time.process_time()   # no `resource` (Windows): this process only
+
+def timed(f): # A function of no arguments
+    "`(f(), seconds)`: the result of `f()` and its wall-clock time (`time.perf_counter`), the unit of every benchmark's timings"
+    t0 = time.perf_counter(); out = f(); return out, time.perf_counter() - t0
 
 # %% ../nbs/05_repro.ipynb #788ca07f
 QUICK_THREADS = 1 # PyTorch intra-op threads of a quick run on the CPU (a registration's `quick_threads=` overrides it; None: leave as set)

@@ -18,6 +18,7 @@ from .dfmx import dfmx_params, dfmx_source, dfmx_apply, dfmx_masks, load_dfmx_df
 from .shortcuts_repro import CIFAR_MEAN, CIFAR_STD
 from ..robust.augment import PadFlipResizedCrop, augmix, autoaugment
 from .dfmx_repro import DFMX_STANDARD, dfmx_augmentations, black_pixel
+from ..repro import timed
 
 # %% auto #0
 __all__ = ['DFMX_GPU_DEFAULTS', 'official_filter', 'official_dfmx_sample', 'bench_dfms', 'dfmx_vs_official',
@@ -49,9 +50,6 @@ def official_dfmx_sample(x:torch.Tensor, # One normalised image [3, H, W] (after
     return official_filter(x, mask).float()                              # `torch.tensor(img, dtype=torch.float)` in __getitem__
 
 # %% ../../nbs/22b_freq.dfmx_bench.ipynb #98e4bb28
-def _timed(f):
-    t0 = time.perf_counter(); out = f(); return out, time.perf_counter() - t0
-
 def _median_fastest(ts): return float(statistics.median(ts)), float(min(ts))
 
 def bench_dfms(root=None # Data root; None: $SPARSEFACE_DATA
@@ -83,9 +81,9 @@ def dfmx_vs_official(n:int=512, # Images (random normalised 3x32x32)
     mlist, ulist, ylist = m.tolist(), u.tolist(), y.tolist()
     ref_ts, bat_ts = [], []
     for _ in range(repeats):
-        ref, t = _timed(lambda: torch.stack([official_dfmx_sample(x[i], ylist[i], dfms, mlist[i], ulist[i]) for i in range(n)]))
+        ref, t = timed(lambda: torch.stack([official_dfmx_sample(x[i], ylist[i], dfms, mlist[i], ulist[i]) for i in range(n)]))
         ref_ts.append(t)
-        ours, t = _timed(lambda: torch.cat([dfmx_apply(x[i:i + batch_size], src[i:i + batch_size], masks, roll_channels=True) for i in range(0, n, batch_size)]))
+        ours, t = timed(lambda: torch.cat([dfmx_apply(x[i:i + batch_size], src[i:i + batch_size], masks, roll_channels=True) for i in range(0, n, batch_size)]))
         bat_ts.append(t)
     in_place = torch.cat([dfmx_apply(x[i:i + batch_size], src[i:i + batch_size], masks) for i in range(0, n, batch_size)])
     aug = src >= 0
@@ -132,8 +130,8 @@ def standard_vs_official(n:int=512, # Images (smooth noisy uint8 test images)
     pils, fl, bx = [Image.fromarray(u) for u in u8], prm['flips'].tolist(), prm['boxes'].tolist()
     ref_ts, bat_ts = [], []
     for _ in range(repeats):
-        ref, t = _timed(lambda: torch.stack([official_standard_sample(pils[i], fl[i], bx[i]) for i in range(n)])); ref_ts.append(t)
-        ours, t = _timed(lambda: torch.cat([tf(x[i:i + batch_size], {k: v[i:i + batch_size] for k, v in prm.items()}) for i in range(0, n, batch_size)])); bat_ts.append(t)
+        ref, t = timed(lambda: torch.stack([official_standard_sample(pils[i], fl[i], bx[i]) for i in range(n)])); ref_ts.append(t)
+        ours, t = timed(lambda: torch.cat([tf(x[i:i + batch_size], {k: v[i:i + batch_size] for k, v in prm.items()}) for i in range(0, n, batch_size)])); bat_ts.append(t)
     grey = ((ours - ref) * std * 255).abs()
     shrunk = (prm['boxes'][:, 2:] > 32).any(1)
     rm, rf = _median_fastest(ref_ts); bm, bf = _median_fastest(bat_ts)
@@ -156,8 +154,8 @@ def augment_batching(n:int=64, # Images in [0, 1], 3x32x32
         f = fns[check_choice(name, list(fns), 'ops')]
         loop_ts, bat_ts = [], []
         for _ in range(repeats):
-            g = make_generator(seed); _, t = _timed(lambda: torch.cat([f(x[i:i + 1], generator=g) for i in range(n)])); loop_ts.append(t)
-            g = make_generator(seed); _, t = _timed(lambda: f(x, generator=g)); bat_ts.append(t)
+            g = make_generator(seed); _, t = timed(lambda: torch.cat([f(x[i:i + 1], generator=g) for i in range(n)])); loop_ts.append(t)
+            g = make_generator(seed); _, t = timed(lambda: f(x, generator=g)); bat_ts.append(t)
         lm, lf = _median_fastest(loop_ts); bm, bf = _median_fastest(bat_ts)
         rows.append(dict(augmentation=name, images=n, per_image_loop_s_median=lm, batched_s_median=bm, speedup_median=lm / bm, speedup_fastest=lf / bf))
     return rows

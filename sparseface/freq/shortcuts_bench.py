@@ -13,14 +13,12 @@ from ..models import create_model
 from .core import frequency_units
 from .shortcuts import make_synthetic, unit_scores, select_dfm, dfm_naive, greedy_dfm, forward_logits
 from .shortcuts_repro import train_synthetic, cifar10_tensors
+from ..repro import timed
 
 # %% auto #0
 __all__ = ['ties_only', 'compare_dfm', 'time_full_dfm', 'bench_dfm']
 
 # %% ../../nbs/21b_freq.shortcuts_bench.ipynb #8a890639
-def _timed(f):
-    t0 = time.perf_counter(); out = f(); return out, time.perf_counter() - t0
-
 def ties_only(scores_a, # Scores [K, U] of one implementation
               scores_b, # Scores [K, U] of the other
               dfm_a, # DFMs [K, H, W] selected from `scores_a`
@@ -41,13 +39,13 @@ def ties_only(scores_a, # Scores [K, U] of one implementation
 # %% ../../nbs/21b_freq.shortcuts_bench.ipynb #eade2e71
 def _compare_rank(model, X, y, keep, sorted_order, loop_batch, progress):
     "Rows of the rank comparison: the batched scores once, the loop on the shuffled (and class-sorted) test set"
-    s, tb = _timed(lambda: unit_scores(model, X, y, progress=progress))
+    s, tb = timed(lambda: unit_scores(model, X, y, progress=progress))
     D = select_dfm(s.loss, s.units, *s.size, keep)
     runs = [('shuffled', torch.arange(len(X)))] + ([('sorted by class', torch.sort(y.cpu(), stable=True).indices)] if sorted_order else [])
     rows = []
     for name, perm in runs:
         perm = perm.to(X.device)
-        ref, tn = _timed(lambda: dfm_naive(model, X[perm], y[perm], keep=keep, batch_size=loop_batch, progress=progress))
+        ref, tn = timed(lambda: dfm_naive(model, X[perm], y[perm], keep=keep, batch_size=loop_batch, progress=progress))
         err = float((ref.scores - s.loss).abs().max())
         n_diff, ties = ties_only(s.loss, ref.scores, D, ref.dfm, s.units)
         if err > 1e-4 or not ties: raise AssertionError(f"rank DFMs differ from the reference loop ({name}) beyond float ties; max score difference {err:.2e}")
@@ -58,8 +56,8 @@ def _compare_rank(model, X, y, keep, sorted_order, loop_batch, progress):
 
 def _compare_greedy(model, X, y, t, loop_batch, progress):
     "The row of the greedy comparison: the maps must be identical"
-    G, tb = _timed(lambda: greedy_dfm(model, X, y, t=t, progress=progress))
-    ref, tn = _timed(lambda: dfm_naive(model, X, y, method='greedy', t=t, batch_size=loop_batch, progress=progress))
+    G, tb = timed(lambda: greedy_dfm(model, X, y, t=t, progress=progress))
+    ref, tn = timed(lambda: dfm_naive(model, X, y, method='greedy', t=t, batch_size=loop_batch, progress=progress))
     if not torch.equal(ref.dfm, G.cpu()): raise AssertionError("greedy DFMs differ from the reference loop")
     U = len(frequency_units(X.shape[-2], X.shape[-1]))
     return {'method': f'greedy (t={t})', 'test-set order': 'shuffled', 'batched_s': tb, 'loop_s': tn, 'speed-up': tn / tb,
