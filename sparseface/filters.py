@@ -145,12 +145,19 @@ FILTER_METHODS = ('auto', *_PATHS)
 
 # %% ../nbs/03a_filters.ipynb #03e68bf3
 def filter_method(shape:tuple, # Shape of the images [..., H, W]
-                  kernel # 2-D kernel [ky, kx]
+                  kernel, # 2-D kernel [ky, kx]
+                  dtype:torch.dtype=torch.float32, # dtype of the images
+                  device='cpu' # Device of the images
                  ) -> str:
-    "The path of `method='auto'`: 'banded' up to 256 px (1-D kernels or at most 8 exact rank-1 terms), else 'direct' below 64 taps, else 'fft'"
-    k = _as_kernel(kernel, 2); H, W = shape[-2:]; ky, kx = k.shape
-    if max(H, W) <= 256 and (ky == 1 or kx == 1 or len(_separable_terms(_key(k), ky, kx)) <= 8): return 'banded'
-    return 'direct' if ky * kx < 64 else 'fft'
+    "The path of `method='auto'`: 'banded' for 1-D and rank-2 kernels up to 256 px and kernels of at most 8 rank-1 terms up to 64 px; else 'direct' below 64 taps (16 in float64 on the CPU), else 'fft'"
+    k = _as_kernel(kernel, 2); H, W = shape[-2:]; ky, kx = k.shape; side = max(H, W)
+    if side <= 256 and (ky == 1 or kx == 1): return 'banded'
+    if side <= 256:
+        terms = len(_separable_terms(_key(k), ky, kx))
+        if terms <= 2 or (side <= 64 and terms <= 8): return 'banded'
+    slow_direct = torch.device(device).type == 'cpu' and dtype == torch.float64   # no fast float64 convolution on the CPU
+    return 'direct' if ky * kx < (16 if slow_direct else 64) else 'fft'
+
 
 # %% ../nbs/03a_filters.ipynb #7b0211ff
 def correlate2d(x:torch.Tensor, # Floating tensor [..., H, W]: every [H, W] plane is filtered
@@ -167,7 +174,7 @@ def correlate2d(x:torch.Tensor, # Floating tensor [..., H, W]: every [H, W] plan
     if mode == 'valid' and (k.shape[0] > x.shape[-2] or k.shape[1] > x.shape[-1]):
         raise ValueError(f"the {tuple(k.shape)} kernel does not fit in the {tuple(x.shape[-2:])} image (mode 'valid')")
     if mode == 'constant' and cval != 0: return correlate2d(x - cval, k, mode, 0., method) + cval * float(k.sum())
-    return _PATHS[filter_method(x.shape, k) if method == 'auto' else method](x, k, mode)
+    return _PATHS[filter_method(x.shape, k, x.dtype, x.device) if method == 'auto' else method](x, k, mode)
 
 # %% ../nbs/03a_filters.ipynb #ab83d169
 def correlate1d(x:torch.Tensor, # Floating tensor [..., H, W]

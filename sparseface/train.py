@@ -286,7 +286,7 @@ def fit(self:Trainer, train, # Training batches: an iterable of `(x, y)` (e.g. `
     check_type(epochs, int, 'epochs'); check_range(epochs, 'epochs', 1)
     self.train_dl, self.valid_dl, self.n_epochs = self._shard(train), self._shard(valid), epochs
     if self.scheduler is None: self.scheduler = self._make_scheduler()
-    self._wrap_ddp()
+    self._wrap_ddp(); self._pending = 0   # no gradients left over from an interrupted fit
     for cb in self.cbs: cb.trainer = self
     bar = tqdm(range(epochs), disable=not self.progress or not self.is_main, desc='fit', leave=False)
     try:

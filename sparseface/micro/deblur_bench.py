@@ -129,7 +129,7 @@ def stack_vs_scipy(images=None, # In-focus images [B, H, W]; None: `bench_images
             ours, t = _timed(lambda: synthetic_focal_stack(x, n_levels, max_radius, psf=p)); tb.append(t)
             viafft, t = _timed(fft); tf.append(t)
             ref, t = _timed(lambda: scipy_focal_stack(xn, n_levels, max_radius, psf=p)); ts.append(t)
-        rows.append(dict(psf=p, images=len(x), size=f"{x.shape[-2]}x{x.shape[-1]}", levels=n_levels, filter_paths='/'.join(sorted({filter_method(x.shape, k) for k in ks})),
+        rows.append(dict(psf=p, images=len(x), size=f"{x.shape[-2]}x{x.shape[-1]}", levels=n_levels, filter_paths='/'.join(sorted({filter_method(x.shape, k, x.dtype, x.device) for k in ks})),
                          max_abs_diff=float(np.abs(ours.numpy() - ref).max()), max_abs_diff_fft=float(np.abs(viafft.numpy() - ref).max()),
                          batched_s=_median(tb), fft_path_s=_median(tf), scipy_loop_s=_median(ts),
                          speedup=_median(ts) / _median(tb), speedup_fft_path=_median(ts) / _median(tf), batched_ms_per_image=1e3 * _median(tb) / len(x)))
