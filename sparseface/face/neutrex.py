@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from sklearn.utils import Bunch
 from tqdm.auto import tqdm
-from ..core import check_type, check_choice, check_range, check_tensor, make_generator
+from ..core import check_type, check_choice, check_range, check_tensor, make_generator, module_device
 from ..data import data_path, load_dataset
 from .eval import edc, edc_pauc, pair_scores, PAIR_QUALITY
 
@@ -21,7 +21,8 @@ __all__ = ['D_MIN', 'D_MAX', 'NEUTREX_VERTICES', 'NEUTREX_ANCHORS', 'CALIBRATION
            'YALE_EXPRESSIONS', 'YALE_CONTROLS', 'YALE_NEUTRAL', 'vertex_errors', 'mean_vertex_distance',
            'neutrex_from_distance', 'neutrex_score', 'load_neutrex_anchor', 'ofiq_map', 'build_anchor', 'loso_anchors',
            'calibrate_neutrex', 'loso_neutrex', 'compare_quality_edc', 'join_quality_scores',
-           'load_neutrex_light_benchmark', 'image_digests', 'yale_neutrex_pairs']
+           'load_neutrex_light_benchmark', 'image_digests', 'yale_neutrex_pairs', 'NeutrEx', 'neutrex_by_class',
+           'plot_neutrex_by_class']
 
 # %% ../../nbs/52_face.neutrex.ipynb #a85cc80c
 D_MIN = 0.00045388718717731535  # NeutrEx's published D_min (FLAME units, metres), "empirically computed from Multi-PIE and FEAFA+"
@@ -343,3 +344,98 @@ def yale_neutrex_pairs(subject, # Subject of each image [N] (integers)
                           'condition': cond[probes], 'kind': [kinds[cond[i]] for i in probes]})
     dropped = pd.DataFrame({'image': np.flatnonzero(~keep), 'subject': subj[~keep], 'condition': cond[~keep], 'reason': reason[~keep]})
     return Bunch(pairs=pairs, dropped=dropped, keep=keep, reference=is_ref)
+
+# %% ../../nbs/52_face.neutrex.ipynb #35f41dcf
+class NeutrEx(nn.Module):
+    "NeutrEx quality measure: 3D backend + neutral anchor + (D_min, D_max) -> one score per image in [0, 100], 100 = most neutral"
+    def __init__(self, backend, # A `Recon3D`-like backend: `fit(images, boxes=None).params` -> `expression_mesh(params)` [B, V, 3]
+                 anchor, # Neutral anchor [V, 3] in the backend's expression-only mesh space
+                 d_min:float|None=None, # Distance scoring 100; None: the published D_MIN (FLAME-sized meshes only)
+                 d_max:float|None=None): # Distance scoring 0; None: the published D_MAX (FLAME-sized meshes only)
+        super().__init__()
+        for m in ('fit', 'expression_mesh'):
+            if not callable(getattr(backend, m, None)): raise TypeError(f"backend must have a {m}() method (the Recon3D contract), got {type(backend).__name__}")
+        A = _as_mesh(anchor, 'anchor', ndim=2).detach()
+        nv = getattr(backend, 'n_vertices', None)
+        if nv is not None and int(nv) != A.shape[0]:
+            raise ValueError(f"the backend's meshes have {int(nv)} vertices but the anchor has {A.shape[0]}: build the anchor with this backend (build_anchor)")
+        if (d_min is None) != (d_max is None): raise ValueError("pass both d_min and d_max, or neither")
+        if d_min is None:
+            if A.shape[0] != NEUTREX_VERTICES:
+                raise ValueError(f"no d_min/d_max given and the published ones are FLAME constants (5023 vertices), but this anchor has {A.shape[0]}: "
+                                 "calibrate them with calibrate_neutrex() or use NeutrEx.from_neutral()")
+            d_min, d_max = D_MIN, D_MAX
+        check_range(d_min, 'd_min', 0); check_range(d_max, 'd_max')
+        if not d_max > d_min: raise ValueError(f"d_max must be greater than d_min, got d_min={d_min}, d_max={d_max}")
+        self.backend, self.d_min, self.d_max = backend, float(d_min), float(d_max)
+        self.register_buffer('anchor', A.float().to(module_device(backend) if isinstance(backend, nn.Module) else A.device))
+
+    def meshes(self, images, # Images in any form the backend's `fit` takes
+               boxes=None # Face boxes for the backend (None: it detects)
+              ) -> torch.Tensor:
+        "Expression-only meshes [B, V, 3] of the images"
+        return self.backend.expression_mesh(self.backend.fit(images, boxes=boxes).params)
+
+    def explain(self, images, # Images in any form the backend's `fit` takes
+                boxes=None # Face boxes (None: the backend detects)
+               ) -> Bunch:
+        "Scores [B], distances d [B], per-vertex errors e_v [B, V] and expression-only meshes [B, V, 3] of the images"
+        X = self.meshes(images, boxes)
+        e = vertex_errors(X, self.anchor)
+        d = e.mean(-1).double()
+        return Bunch(score=neutrex_from_distance(d, self.d_min, self.d_max), distance=d, errors=e, meshes=X)
+
+    def score(self, images, # Images in any form the backend's `fit` takes
+              boxes=None # Face boxes (None: the backend detects)
+             ) -> torch.Tensor:
+        "One NeutrEx score per image [B] (float64), in [0, 100], 100 = most neutral"
+        return self.explain(images, boxes).score
+
+    forward = score
+
+    @classmethod
+    def from_neutral(cls, backend, # A `Recon3D`-like backend
+                     neutral_images, # Neutral-expression images: their mean expression-only mesh is the anchor
+                     calibration_images, # Other images, neutral and expressive, that set (D_min, D_max)
+                     rule:str='minmax', # Calibration rule (`calibrate_neutrex`)
+                     quantiles:tuple=(0.01, 0.99)): # Quantiles for rule='quantile'
+        "A NeutrEx for any backend: anchor = mean mesh of `neutral_images`, bounds calibrated on `calibration_images`"
+        fit = lambda x: backend.expression_mesh(backend.fit(x).params)
+        anchor = build_anchor(fit(neutral_images))
+        return cls(backend, anchor, *calibrate_neutrex(mean_vertex_distance(fit(calibration_images), anchor), rule, quantiles))
+
+    def extra_repr(self) -> str: return f"vertices={self.anchor.shape[0]}, d_min={self.d_min:.6g}, d_max={self.d_max:.6g}"
+
+# %% ../../nbs/52_face.neutrex.ipynb #aa85f93b
+def neutrex_by_class(scores, # Quality of each image [N]
+                     labels, # Class of each image [N] (e.g. the expression condition)
+                     order:Sequence[str]|None=None # Classes in this order (default: by median score, most neutral first)
+                    ) -> pd.DataFrame:
+    "Per-class summary of quality scores: count, mean, std, min, quartiles, max; one row per class"
+    check_tensor(scores, 'scores', ndim=1, dtype_kind='fi')
+    q = np.asarray(scores.detach().cpu().numpy() if isinstance(scores, torch.Tensor) else scores, dtype=np.float64)
+    lab = np.asarray(labels).astype(str)
+    if len(lab) != len(q): raise ValueError(f"labels has {len(lab)} entries for {len(q)} scores")
+    t = pd.Series(q).groupby(lab).describe()
+    if order is None: return t.sort_values('50%', ascending=False)
+    miss = [c for c in order if c not in t.index]
+    if miss: raise ValueError(f"order names classes without scores: {miss}")
+    return t.loc[list(order)]
+
+def plot_neutrex_by_class(scores, # Quality of each image [N]
+                          labels, # Class of each image [N]
+                          order:Sequence[str]|None=None, # Classes in this order (default: by median, most neutral first)
+                          ax=None, # A matplotlib `Axes`; default: a new figure
+                          ylabel:str='NeutrEx (100 = neutral)'): # Axis label
+    "Box plots of the scores of each class with the individual scores on top; returns the figure"
+    import matplotlib.pyplot as plt
+    t = neutrex_by_class(scores, labels, order)
+    q = np.asarray(scores.detach().cpu().numpy() if isinstance(scores, torch.Tensor) else scores, dtype=np.float64)
+    lab = np.asarray(labels).astype(str)
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(1 + 0.8 * len(t), 3.5), layout='constrained')
+    data = [q[lab == c] for c in t.index]
+    ax.boxplot(data, showfliers=False); ax.set_xticks(range(1, len(t) + 1), list(t.index), rotation=30)
+    jitter = np.random.default_rng(0).uniform(-0.12, 0.12, len(q))
+    for k, v in enumerate(data): ax.scatter(k + 1 + jitter[:len(v)], v, s=10, alpha=0.6)
+    ax.set(ylabel=ylabel); ax.grid(alpha=.3, axis='y')
+    return fig
