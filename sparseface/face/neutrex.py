@@ -259,6 +259,7 @@ def compare_quality_edc(genuine_scores, # Similarity of each mated comparison [G
         rows['random'] = dict(pauc=float(pa.mean()), start_fnmr=rc[0].start_fnmr, steps=len(rc[0].discard), pauc_std=float(pa.std()))
     table = pd.DataFrame.from_dict(rows, orient='index')
     table.insert(0, f'pAUC@{discard_limit:g} (%)', 100 * table.pop('pauc'))
+    if 'pauc_std' in table: table['pAUC std (%)'] = 100 * table.pop('pauc_std')
     return Bunch(curves=curves, table=table, threshold=float(theta), n=int(next(iter(curves.values())).n), discard_limit=float(discard_limit))
 
 # %% ../../nbs/52_face.neutrex.ipynb #8cc0350c
@@ -412,6 +413,7 @@ def neutrex_by_class(scores, # Quality of each image [N]
                      order:Sequence[str]|None=None # Classes in this order (default: by median score, most neutral first)
                     ) -> pd.DataFrame:
     "Per-class summary of quality scores: count, mean, std, min, quartiles, max; one row per class"
+    if isinstance(scores, (pd.Series, list, tuple)): scores = np.asarray(scores, dtype=np.float64)
     check_tensor(scores, 'scores', ndim=1, dtype_kind='fi')
     q = np.asarray(scores.detach().cpu().numpy() if isinstance(scores, torch.Tensor) else scores, dtype=np.float64)
     lab = np.asarray(labels).astype(str)
@@ -429,6 +431,7 @@ def plot_neutrex_by_class(scores, # Quality of each image [N]
                           ylabel:str='NeutrEx (100 = neutral)'): # Axis label
     "Box plots of the scores of each class with the individual scores on top; returns the figure"
     import matplotlib.pyplot as plt
+    if isinstance(scores, (pd.Series, list, tuple)): scores = np.asarray(scores, dtype=np.float64)
     t = neutrex_by_class(scores, labels, order)
     q = np.asarray(scores.detach().cpu().numpy() if isinstance(scores, torch.Tensor) else scores, dtype=np.float64)
     lab = np.asarray(labels).astype(str)
