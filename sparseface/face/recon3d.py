@@ -250,12 +250,12 @@ def split_params(params:torch.Tensor # 3DDFA parameters [B,62]
 
 def bfm_vertices(params:torch.Tensor, # 3DDFA parameters [B,62]
                  bfm:BFM, # From `load_bfm`
-                 rois:torch.Tensor|None=None, # ROIs [B,4] (sx, sy, ex, ey); None: the crop's own pixel frame
                  dense:bool=True, # All vertices [B,V,3], or the 68 keypoints [B,68,3]?
+                 rois:torch.Tensor|None=None, # ROIs [B,4] (sx, sy, ex, ey); None: the crop's own pixel frame
                  size:int=120 # Crop side the parameters were regressed on
                 ) -> torch.Tensor:
     "Posed vertices R (u + W_shp a + W_exp b) + t mapped to image pixels (x right, y down, z up to the camera, min z = 0) as 3DDFA's `similar_transform`"
-    p = split_params(params); check_type(bfm, BFM, 'bfm')
+    p = split_params(params); check_type(bfm, BFM, 'bfm'); check_type(dense, bool, 'dense')
     P = p.pose.to(bfm.u)
     v = bfm.shape(p.shape, p.expression, dense) @ P[:, :, :3].transpose(1, 2) + P[:, None, :, 3]
     if rois is None: rois = v.new_tensor([0., 0, size, size]).expand(len(v), 4)
@@ -303,16 +303,35 @@ class Recon3D(nn.Module):
     crop_size:int = 120  # side of the square crops `regress` takes
     def __init__(self): super().__init__(); self.register_buffer('triangles', torch.zeros(0, 3, dtype=torch.long))
     @property
-    def n_vertices(self) -> int: raise NotImplementedError
+    def n_vertices(self) -> int:
+        "Vertices V of the meshes"
+        raise NotImplementedError
     @property
-    def device(self) -> torch.device: return self.triangles.device
-    def rois(self, boxes): # Face boxes [B,4] [left, top, right, bottom]
-        "Square crop regions [B,4] (sx, sy, ex, ey) for face boxes"
+    def device(self) -> torch.device:
+        "Device of the backend's buffers (crops are moved there)"
+        return self.triangles.device
+    def rois(self, boxes # Face boxes [B,4] [left, top, right, bottom]
+            ) -> torch.Tensor:
+        "Square crop regions [B,4] (sx, sy, ex, ey) for face boxes (default: 3DDFA's rule, `roi_from_box`)"
         return roi_from_box(boxes)
-    def regress(self, crops:torch.Tensor) -> dict: raise NotImplementedError  # RGB crops [B,3,S,S] in [0,1] -> {name: [B,...]}
-    def vertices(self, params:dict, rois:torch.Tensor) -> torch.Tensor: raise NotImplementedError  # -> [B,V,3] image frame
-    def landmarks(self, params:dict, rois:torch.Tensor) -> torch.Tensor: raise NotImplementedError  # -> [B,68,2] image pixels
-    def expression_mesh(self, params:dict) -> torch.Tensor: raise NotImplementedError  # -> [B,V,3], pose and identity neutral
+    def regress(self, crops:torch.Tensor # RGB crops [B,3,crop_size,crop_size] in [0,1]
+               ) -> dict:
+        "Named parameter tensors [B,...] of each crop"
+        raise NotImplementedError
+    def vertices(self, params:dict, # `regress` output
+                 rois:torch.Tensor|None=None # ROIs [B,4] of the crops; None: crop frame
+                ) -> torch.Tensor:
+        "Posed mesh [B,V,3] in image pixels (x right, y down, z towards the camera)"
+        raise NotImplementedError
+    def landmarks(self, params:dict, # `regress` output
+                  rois:torch.Tensor|None=None # ROIs [B,4] of the crops; None: crop frame
+                 ) -> torch.Tensor:
+        "The 68 iBUG/dlib landmarks [B,68,2] in image pixels"
+        raise NotImplementedError
+    def expression_mesh(self, params:dict # `regress` output
+                       ) -> torch.Tensor:
+        "Mesh [B,V,3] with pose and identity set to neutral: only the expression varies"
+        raise NotImplementedError
 
     def crops(self, images, # A uint8 image [H,W(,3)], a list of them, or float images [B,3,H,W] in [0,1]
               boxes=None, # Face boxes [B,4] (one per image); None: `detect_faces` (exactly one face per image)
@@ -343,7 +362,8 @@ class Recon3D(nn.Module):
         if len(boxes) != n: raise ValueError(f"boxes has {len(boxes)} rows for {n} images (one face per image)")
         rois = self.rois(boxes)
         if batch is not None: crops = crop_roi(batch.to(self.device), rois.to(self.device), self.crop_size)
-        else: crops = torch.cat([crop_roi(_rgb_float(im)[None].to(self.device), rois[i:i+1].to(self.device), self.crop_size) for i, im in enumerate(ims)])
+        elif len({im.shape[:2] for im in ims}) == 1: crops = crop_roi(torch.stack([_rgb_float(im) for im in ims]).to(self.device), rois.to(self.device), self.crop_size)
+        else: crops = torch.cat([crop_roi(_rgb_float(im)[None].to(self.device), rois[i:i+1].to(self.device), self.crop_size) for i, im in enumerate(ims)])  # sizes differ
         return Bunch(crops=crops, rois=rois.to(self.device, torch.float32), boxes=boxes.float())
 
     def fit(self, images, # A uint8 image [H,W(,3)], a list of them, or float images [B,3,H,W] in [0,1]
@@ -380,12 +400,12 @@ class BFMRecon3D(Recon3D):
                  rois:torch.Tensor|None=None # ROIs [B,4]; None: crop frame
                 ) -> torch.Tensor:
         "Dense posed mesh [B,V,3] in image pixels"
-        return bfm_vertices(self._p(params), self.bfm, rois, True, self.crop_size)
+        return bfm_vertices(self._p(params), self.bfm, True, rois, self.crop_size)
     def landmarks(self, params, # `regress` output (or the [B,62] parameters)
                   rois:torch.Tensor|None=None # ROIs [B,4]; None: crop frame
                  ) -> torch.Tensor:
         "The 68 landmarks [B,68,2] (x, y) in image pixels"
-        return bfm_vertices(self._p(params), self.bfm, rois, False, self.crop_size)[..., :2]
+        return bfm_vertices(self._p(params), self.bfm, False, rois, self.crop_size)[..., :2]
     def expression_mesh(self, params # `regress` output (or the [B,62] parameters)
                        ) -> torch.Tensor:
         "Expression-only mesh [B,V,3] in BFM units: mean shape + W_exp a_exp (no identity, rotation, translation or scale)"
