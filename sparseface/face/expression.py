@@ -193,7 +193,7 @@ def load_fer_model(path:str|os.PathLike|None=None, # fer's `emotion_model.hdf5`;
     m.load_state_dict(read_fer_weights(path), strict=True)
     return m.eval().to(default_device(device))
 
-# %% ../../nbs/50k_face.expression.ipynb #876d17f2
+# %% ../../nbs/50k_face.expression.ipynb #fa216d3a
 FER_PADDING = 40   # fer's constant border (px)
 
 def grey_uint8(images:np.ndarray # uint8 [N, H, W] (grey: returned as is) or [N, H, W, 3] (RGB)
@@ -220,7 +220,7 @@ def fer_windows(boxes, # Face boxes (N, 4) [left, top, right, bottom], inclusive
     H, W = hw[:, 0] + 2*FER_PADDING, hw[:, 1] + 2*FER_PADDING   # NumPy slicing clips the ends at the padded size
     return np.stack([np.maximum(x1, 0), np.maximum(y1, 0), np.minimum(x2, W), np.minimum(y2, H)], 1)
 
-# %% ../../nbs/50k_face.expression.ipynb #29e817cb
+# %% ../../nbs/50k_face.expression.ipynb #76ee5a11
 def _as_image_list(images, # uint8 [N, H, W] / [N, H, W, 3] array or a list of uint8 images
                    name:str='images' # Argument name for messages
                   ) -> list:
@@ -267,7 +267,7 @@ def crop_fer_faces(images, # uint8 images: [N, H, W] grey, [N, H, W, 3] RGB, or 
     out = F.grid_sample(torch.from_numpy(canvas)[:, None], grid, mode='bilinear', align_corners=True)
     return out.round().clamp(0, 255)/255                # fer resizes uint8 faces: grey levels, like cv2
 
-# %% ../../nbs/50k_face.expression.ipynb #0f1dfb1d
+# %% ../../nbs/50k_face.expression.ipynb #66815126
 def prepare_fer_faces(images, # uint8 images: [N, H, W] grey, [N, H, W, 3] RGB, or a list of such images
                       method:str='auto', # Face detector of `detect_faces`: 'auto', 'hog', 'mmod' or 'lbp'
                       upsample:int=1, # Detector upsampling
@@ -287,7 +287,7 @@ def prepare_fer_faces(images, # uint8 images: [N, H, W] grey, [N, H, W, 3] RGB, 
             boxes[i] = (l, t, l + s - 1, t + s - 1)
     return Bunch(faces=crop_fer_faces(ims, boxes, offsets), found=torch.from_numpy(found), boxes=boxes)
 
-# %% ../../nbs/50k_face.expression.ipynb #6dcad027
+# %% ../../nbs/50k_face.expression.ipynb #1bf626cc
 def _quality_map(x, # Raw scores
                  x0:float, # Sigmoid centre
                  w:float # Sigmoid width (> 0)
@@ -296,7 +296,7 @@ def _quality_map(x, # Raw scores
     t = np.clip((np.asarray(x, np.float64) - x0)/w, -60, 60)   # beyond |t| = 60 the sigmoid rounds to 0 or 100 anyway
     return np.clip(np.round(100/(1 + np.exp(-t))), 0, 100)
 
-# %% ../../nbs/50k_face.expression.ipynb #885124cb
+# %% ../../nbs/50k_face.expression.ipynb #02833cfb
 class ExpressionNeutralitySVM(ClassifierMixin, BaseEstimator):
     "Neutral-vs-expression SVM on expression-CNN embeddings (NeutrEx's baseline, substituted): standardise, SVC; positive decision = neutral"
     def __init__(self, C:float=1.0, # SVM regularisation
@@ -355,7 +355,7 @@ class ExpressionNeutralitySVM(ClassifierMixin, BaseEstimator):
         check_range(x0, 'x0'); check_range(w, 'w', 0, lo_open=True)
         return _quality_map(self.decision_function(X), x0, w)
 
-# %% ../../nbs/50k_face.expression.ipynb #bbd5c626
+# %% ../../nbs/50k_face.expression.ipynb #7faacfb4
 def neutrality_loso(X, # Embeddings [N, D]
                     neutral, # Labels [N]: 1/True = neutral, 0/False = expression
                     groups, # Subject of each sample [N]
