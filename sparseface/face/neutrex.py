@@ -11,10 +11,13 @@ import pandas as pd
 import torch
 from torch import nn
 from sklearn.utils import Bunch
-from tqdm.auto import tqdm
 from ..core import check_type, check_choice, check_range, check_tensor, make_generator, module_device
 from ..data import data_path, load_dataset
-from .eval import edc, edc_pauc, pair_scores, PAIR_QUALITY
+from .eval import edc, edc_pauc, pair_scores
+from .detect import crop_faces
+from .recognition import load_recognizer
+from .train import embed
+from .recon3d import load_recon3d, plot_mesh
 
 # %% auto #0
 __all__ = ['D_MIN', 'D_MAX', 'NEUTREX_VERTICES', 'NEUTREX_ANCHORS', 'CALIBRATION_RULES', 'NEUTREX_LIGHT_FILES', 'YALE_REFERENCE',
@@ -22,7 +25,7 @@ __all__ = ['D_MIN', 'D_MAX', 'NEUTREX_VERTICES', 'NEUTREX_ANCHORS', 'CALIBRATION
            'neutrex_from_distance', 'neutrex_score', 'load_neutrex_anchor', 'ofiq_map', 'build_anchor', 'loso_anchors',
            'calibrate_neutrex', 'loso_neutrex', 'compare_quality_edc', 'join_quality_scores',
            'load_neutrex_light_benchmark', 'image_digests', 'yale_neutrex_pairs', 'NeutrEx', 'neutrex_by_class',
-           'plot_neutrex_by_class']
+           'plot_neutrex_by_class', 'upright', 'yale_neutrex_protocol', 'plot_neutrex_maps']
 
 # %% ../../nbs/52_face.neutrex.ipynb #a85cc80c
 D_MIN = 0.00045388718717731535  # NeutrEx's published D_min (FLAME units, metres), "empirically computed from Multi-PIE and FEAFA+"
@@ -380,11 +383,12 @@ class NeutrEx(nn.Module):
     def explain(self, images, # Images in any form the backend's `fit` takes
                 boxes=None # Face boxes (None: the backend detects)
                ) -> Bunch:
-        "Scores [B], distances d [B], per-vertex errors e_v [B, V] and expression-only meshes [B, V, 3] of the images"
-        X = self.meshes(images, boxes)
+        "Scores [B], distances d [B], per-vertex errors e_v [B, V], expression-only meshes [B, V, 3] and the backend's `fit` of the images"
+        fit = self.backend.fit(images, boxes=boxes)
+        X = self.backend.expression_mesh(fit.params)
         e = vertex_errors(X, self.anchor)
         d = e.mean(-1).double()
-        return Bunch(score=neutrex_from_distance(d, self.d_min, self.d_max), distance=d, errors=e, meshes=X)
+        return Bunch(score=neutrex_from_distance(d, self.d_min, self.d_max), distance=d, errors=e, meshes=X, fit=fit)
 
     def score(self, images, # Images in any form the backend's `fit` takes
               boxes=None # Face boxes (None: the backend detects)
@@ -441,4 +445,85 @@ def plot_neutrex_by_class(scores, # Quality of each image [N]
     jitter = np.random.default_rng(0).uniform(-0.12, 0.12, len(q))
     for k, v in enumerate(data): ax.scatter(k + 1 + jitter[:len(v)], v, s=10, alpha=0.6)
     ax.set(ylabel=ylabel); ax.grid(alpha=.3, axis='y')
+    return fig
+
+# %% ../../nbs/52_face.neutrex.ipynb #2f2d0743
+def upright(vertices # Meshes [..., V, 3] in a y-up frame (BFM expression-only meshes)
+           ) -> torch.Tensor:
+    "Meshes with y flipped (y down, as image coordinates) for `plot_mesh`"
+    X = _as_mesh(vertices, 'vertices')
+    return X * torch.tensor([1., -1., 1.], dtype=X.dtype, device=X.device)
+
+# %% ../../nbs/52_face.neutrex.ipynb #9f60e1b2
+def _per_image(q, # Qualities of every Yale image [N_all] (dataset order)
+               name:str, # Measure name
+               n:int # Number of Yale images
+              ) -> np.ndarray:
+    "A checked float64 array of one quality per Yale image"
+    check_tensor(q, f'baseline[{name!r}]', ndim=1, dtype_kind='fi')
+    a = np.asarray(q.detach().cpu().numpy() if isinstance(q, torch.Tensor) else q, dtype=np.float64)
+    if len(a) != n: raise ValueError(f"baseline[{name!r}] has {len(a)} values; give one per Yale image ({n}, in load_dataset('faces/yale') order)")
+    return a
+
+def yale_neutrex_protocol(backend=None, # A `Recon3D`-like backend; None: `load_recon3d('bfm')`
+                          recognizer=None, # Face-recognition net (chips -> descriptors); None: `load_recognizer()` (dlib ResNet)
+                          root=None, # Data root with `faces/yale`; None: `$SPARSEFACE_DATA`
+                          baseline:Mapping|None=None, # Other quality measures: name -> one quality per Yale image (dataset order), higher = better
+                          controls:Sequence[str]=YALE_CONTROLS, # Neutral conditions used as control probes
+                          rule:str='minmax', # Calibration rule of D_min/D_max (`calibrate_neutrex`)
+                          quantiles:tuple=(0.01, 0.99), # Quantiles for rule='quantile'
+                          n_random:int=100, # Random-quality draws
+                          seed:int|None=0, # Seed of the random qualities
+                          device=None, # Device of the default backend and recogniser
+                          progress:bool=False # Show the face-cropping progress?
+                         ) -> Bunch:
+    "NeutrEx on Yale: LOSO anchors/bounds, dlib mated scores, EDC/pAUC vs baselines and random quality, class-wise scores, per-class vertex errors"
+    yale = load_dataset('faces/yale', root=root)
+    yp = yale_neutrex_pairs(yale.subject, yale.condition, image_digests(yale.images), controls=controls)
+    base = {k: _per_image(v, k, len(yale.subject)) for k, v in (baseline or {}).items()}
+    used = np.union1d(yp.pairs.reference, yp.pairs.probe)
+    backend = load_recon3d('bfm', device=device) if backend is None else backend
+    with torch.no_grad():
+        fit = backend.fit(list(yale.images[used]))
+        meshes = backend.expression_mesh(fit.params)
+    subj, cond = yale.subject[used], yale.condition[used]
+    loso = loso_neutrex(meshes, subj, neutral=yp.reference[used], rule=rule, quantiles=quantiles)
+    net = load_recognizer(device=device) if recognizer is None else recognizer
+    chips, found = crop_faces(yale.images[used], upsample=0, progress=progress)
+    pos = np.full(len(yale.subject), -1); pos[used] = np.arange(len(used))
+    P = np.stack([pos[yp.pairs.reference.to_numpy()], pos[yp.pairs.probe.to_numpy()]], 1)
+    genuine = pair_scores(embed(net, chips), subj, pairs=P).scores
+    images = pd.DataFrame({'file': np.asarray(yale.files)[used], 'subject': subj, 'condition': cond,
+                           'role': np.where(yp.reference[used], 'reference', 'probe'), 'face_found': found.numpy(),
+                           'distance': loso.distance.numpy(), 'neutrex': loso.score.numpy(), 'd_min': loso.d_min.numpy(), 'd_max': loso.d_max.numpy()})
+    pairs = yp.pairs.assign(score=genuine, neutrex=images.neutrex.to_numpy()[P[:, 1]], **{k: v[yp.pairs.probe.to_numpy()] for k, v in base.items()})
+    measures = ['neutrex', *base]
+    names = {'neutrex': 'NeutrEx', **{k: k for k in base}}
+    ex = (pairs.kind == 'expression').to_numpy()
+    run = lambda m: compare_quality_edc(genuine[m], {names[k]: pairs[k].to_numpy()[m] for k in measures}, n_random=n_random, seed=seed)
+    classes = [c for c in (YALE_REFERENCE, *controls, *YALE_EXPRESSIONS) if c in set(cond)]
+    class_errors = torch.stack([loso.errors[torch.from_numpy(cond == c).to(loso.errors.device)].mean(0) for c in classes])
+    return Bunch(images=images, pairs=pairs, edc=run(np.ones(len(pairs), bool)), edc_expressions=run(ex),
+                 by_class=neutrex_by_class(images.neutrex, images.condition), classes=classes, class_errors=class_errors,
+                 meshes=meshes, triangles=backend.triangles, anchor=build_anchor(meshes[torch.from_numpy(yp.reference[used]).to(meshes.device)]),
+                 dropped=yp.dropped, loso=loso)
+
+# %% ../../nbs/52_face.neutrex.ipynb #bc3fb9e4
+def plot_neutrex_maps(errors, # Per-vertex errors [C, V] (e.g. the mean of each class)
+                      mesh, # The mesh to draw them on [V, 3] (image frame: y down; see `upright`)
+                      triangles, # Triangles [T, 3]
+                      titles:Sequence[str]|None=None, # One title per map
+                      ncols:int=4 # Maps per row
+                     ):
+    "Per-vertex NeutrEx error heat maps, one panel per row of `errors` (each with its colour bar); returns the figure"
+    import matplotlib.pyplot as plt
+    check_tensor(errors, 'errors', ndim=2, dtype_kind='f')
+    if titles is not None and len(titles) != len(errors): raise ValueError(f"titles has {len(titles)} entries for {len(errors)} maps")
+    check_type(ncols, (int, np.integer), 'ncols'); check_range(int(ncols), 'ncols', 1)
+    nr = -(-len(errors) // ncols)
+    fig, axs = plt.subplots(nr, min(ncols, len(errors)), figsize=(3 * min(ncols, len(errors)), 3 * nr), layout='constrained', squeeze=False)
+    for k, ax in enumerate(axs.flat):
+        if k >= len(errors): ax.axis('off'); continue
+        plot_mesh(mesh, triangles, values=errors[k], ax=ax, cmap='inferno')
+        if titles is not None: ax.set_title(str(titles[k]))
     return fig
