@@ -24,7 +24,7 @@ __all__ = ['D_MIN', 'D_MAX', 'NEUTREX_VERTICES', 'NEUTREX_ANCHORS', 'CALIBRATION
            'YALE_EXPRESSIONS', 'YALE_CONTROLS', 'YALE_NEUTRAL', 'vertex_errors', 'mean_vertex_distance',
            'neutrex_from_distance', 'neutrex_score', 'load_neutrex_anchor', 'ofiq_map', 'build_anchor', 'loso_anchors',
            'calibrate_neutrex', 'loso_neutrex', 'compare_quality_edc', 'join_quality_scores',
-           'load_neutrex_light_benchmark', 'image_digests', 'yale_neutrex_pairs', 'NeutrEx', 'neutrex_by_class',
+           'load_neutrex_light_scores', 'image_digests', 'yale_neutrex_pairs', 'NeutrEx', 'neutrex_by_class',
            'plot_neutrex_by_class', 'upright', 'yale_neutrex_protocol', 'plot_neutrex_maps']
 
 # %% ../../nbs/52_face.neutrex.ipynb #a85cc80c
@@ -287,7 +287,7 @@ def join_quality_scores(quality:pd.DataFrame, # Per-probe qualities: columns `ke
                         'quality': m[quality_col].to_numpy(np.float64), 'score': m[score_col].to_numpy(np.float64)})
     return out[out.reference != out.probe].reset_index(drop=True) if drop_self else out
 
-def load_neutrex_light_benchmark(dataset:str='multipie', # 'multipie' or 'feafa'
+def load_neutrex_light_scores(dataset:str='multipie', # 'multipie' or 'feafa'
                                  root=None, # Data root; None: `$SPARSEFACE_DATA` (files in `faces/neutrex/benchmark/`)
                                  drop_self:bool=False # Drop the self-comparisons (quirk 4)?
                                 ) -> pd.DataFrame:
