@@ -24,8 +24,8 @@ __all__ = ['D_MIN', 'D_MAX', 'NEUTREX_VERTICES', 'NEUTREX_ANCHORS', 'CALIBRATION
            'YALE_EXPRESSIONS', 'YALE_CONTROLS', 'YALE_NEUTRAL', 'vertex_errors', 'mean_vertex_distance',
            'neutrex_from_distance', 'neutrex_score', 'load_neutrex_anchor', 'ofiq_map', 'build_anchor', 'loso_anchors',
            'calibrate_neutrex', 'loso_neutrex', 'compare_quality_edc', 'join_quality_scores',
-           'load_neutrex_light_scores', 'image_digests', 'yale_neutrex_pairs', 'NeutrEx', 'neutrex_by_class',
-           'plot_neutrex_by_class', 'upright', 'yale_neutrex_protocol', 'plot_neutrex_maps']
+           'load_neutrex_light_scores', 'NeutrEx', 'neutrex_by_class', 'plot_neutrex_by_class', 'upright',
+           'image_digests', 'yale_neutrex_pairs', 'yale_neutrex_protocol', 'plot_neutrex_maps']
 
 # %% ../../nbs/52_face.neutrex.ipynb #a85cc80c
 D_MIN = 0.00045388718717731535  # NeutrEx's published D_min (FLAME units, metres), "empirically computed from Multi-PIE and FEAFA+"
@@ -297,58 +297,6 @@ def load_neutrex_light_scores(dataset:str='multipie', # 'multipie' or 'feafa'
     q, c = (pd.read_csv(data_path(f'faces/neutrex/benchmark/{f}', root, hint)) for f in NEUTREX_LIGHT_FILES[dataset])
     return join_quality_scores(q, c, drop_self)
 
-# %% ../../nbs/52_face.neutrex.ipynb #fd5e9e38
-YALE_REFERENCE = 'normal'                                                 # The neutral reference condition of Yale
-YALE_EXPRESSIONS = ('happy', 'sad', 'sleepy', 'surprised', 'wink')         # Yale's expression conditions (the probes)
-YALE_CONTROLS = ('noglasses', 'glasses', 'centerlight')                    # Neutral-expression probes used as controls
-YALE_NEUTRAL = ('normal', 'noglasses', 'glasses', 'centerlight', 'leftlight', 'rightlight')   # All neutral-expression conditions
-
-def image_digests(images # Images [N, ...] (NumPy array) or a list of arrays
-                 ) -> list[str]:
-    "SHA-256 of each image's pixels (shape and dtype included): equal digests = identical images"
-    if isinstance(images, np.ndarray): images = list(images)
-    check_type(images, list, 'images')
-    return [hashlib.sha256(repr((a.shape, a.dtype.str)).encode() + np.ascontiguousarray(a).tobytes()).hexdigest() for a in map(np.asarray, images)]
-
-def yale_neutrex_pairs(subject, # Subject of each image [N] (integers)
-                       condition, # Condition of each image [N] (strings)
-                       digests=None, # Content digest of each image [N] (`image_digests`); None: no de-duplication
-                       expressions:Sequence[str]=YALE_EXPRESSIONS, # Expression conditions (probes)
-                       controls:Sequence[str]=YALE_CONTROLS, # Neutral conditions used as control probes
-                       reference:str=YALE_REFERENCE, # The reference condition
-                       neutral:Sequence[str]=YALE_NEUTRAL # All neutral-expression conditions (for the ambiguity rule)
-                      ) -> Bunch:
-    "Mated pairs (reference, probe) of the NeutrEx protocol on a labelled set, with the de-duplication rule applied"
-    subj = _subjects(subject, len(subject))
-    cond = np.asarray(condition).astype(str)
-    if len(cond) != len(subj): raise ValueError(f"condition has {len(cond)} entries for {len(subj)} subjects")
-    overlap = set(expressions) & set(neutral)
-    if overlap: raise ValueError(f"conditions {sorted(overlap)} are listed both as expressions and as neutral")
-    if reference not in neutral: raise ValueError(f"the reference condition {reference!r} must be one of the neutral conditions {list(neutral)}")
-    keep, reason = np.ones(len(subj), bool), np.array([''] * len(subj), dtype=object)
-    if digests is not None:
-        dg = np.asarray(digests).astype(str)
-        if len(dg) != len(subj): raise ValueError(f"digests has {len(dg)} entries for {len(subj)} images")
-        for h in pd.unique(dg[pd.Series(dg).duplicated(keep=False).to_numpy()]):
-            idx = np.flatnonzero(dg == h)
-            if not all(c in neutral for c in cond[idx]):
-                keep[idx], reason[idx] = False, 'ambiguous: identical to ' + ' / '.join(f'subject{subj[i]:02d}.{cond[i]}' for i in idx)
-            else:
-                refs = idx[cond[idx] == reference]
-                first = refs[0] if len(refs) else idx[0]
-                for i in idx[idx != first]: keep[i], reason[i] = False, f'duplicate of subject{subj[first]:02d}.{cond[first]}'
-    is_ref = keep & (cond == reference)
-    ref_of = {}
-    for i in np.flatnonzero(is_ref):
-        if subj[i] in ref_of: raise ValueError(f"subject {subj[i]} has more than one {reference!r} image")
-        ref_of[subj[i]] = i
-    kinds = {**{c: 'expression' for c in expressions}, **{c: 'control' for c in controls}}
-    probes = [i for i in np.flatnonzero(keep) if cond[i] in kinds and subj[i] in ref_of]
-    pairs = pd.DataFrame({'reference': [ref_of[subj[i]] for i in probes], 'probe': probes, 'subject': subj[probes],
-                          'condition': cond[probes], 'kind': [kinds[cond[i]] for i in probes]})
-    dropped = pd.DataFrame({'image': np.flatnonzero(~keep), 'subject': subj[~keep], 'condition': cond[~keep], 'reason': reason[~keep]})
-    return Bunch(pairs=pairs, dropped=dropped, keep=keep, reference=is_ref)
-
 # %% ../../nbs/52_face.neutrex.ipynb #35f41dcf
 class NeutrEx(nn.Module):
     "NeutrEx quality measure: 3D backend + neutral anchor + (D_min, D_max) -> one score per image in [0, 100], 100 = most neutral"
@@ -453,6 +401,58 @@ def upright(vertices # Meshes [..., V, 3] in a y-up frame (BFM expression-only m
     "Meshes with y flipped (y down, as image coordinates) for `plot_mesh`"
     X = _as_mesh(vertices, 'vertices')
     return X * torch.tensor([1., -1., 1.], dtype=X.dtype, device=X.device)
+
+# %% ../../nbs/52_face.neutrex.ipynb #fd5e9e38
+YALE_REFERENCE = 'normal'                                                 # The neutral reference condition of Yale
+YALE_EXPRESSIONS = ('happy', 'sad', 'sleepy', 'surprised', 'wink')         # Yale's expression conditions (the probes)
+YALE_CONTROLS = ('noglasses', 'glasses', 'centerlight')                    # Neutral-expression probes used as controls
+YALE_NEUTRAL = ('normal', 'noglasses', 'glasses', 'centerlight', 'leftlight', 'rightlight')   # All neutral-expression conditions
+
+def image_digests(images # Images [N, ...] (NumPy array) or a list of arrays
+                 ) -> list[str]:
+    "SHA-256 of each image's pixels (shape and dtype included): equal digests = identical images"
+    if isinstance(images, np.ndarray): images = list(images)
+    check_type(images, list, 'images')
+    return [hashlib.sha256(repr((a.shape, a.dtype.str)).encode() + np.ascontiguousarray(a).tobytes()).hexdigest() for a in map(np.asarray, images)]
+
+def yale_neutrex_pairs(subject, # Subject of each image [N] (integers)
+                       condition, # Condition of each image [N] (strings)
+                       digests=None, # Content digest of each image [N] (`image_digests`); None: no de-duplication
+                       expressions:Sequence[str]=YALE_EXPRESSIONS, # Expression conditions (probes)
+                       controls:Sequence[str]=YALE_CONTROLS, # Neutral conditions used as control probes
+                       reference:str=YALE_REFERENCE, # The reference condition
+                       neutral:Sequence[str]=YALE_NEUTRAL # All neutral-expression conditions (for the ambiguity rule)
+                      ) -> Bunch:
+    "Mated pairs (reference, probe) of the NeutrEx protocol on a labelled set, with the de-duplication rule applied"
+    subj = _subjects(subject, len(subject))
+    cond = np.asarray(condition).astype(str)
+    if len(cond) != len(subj): raise ValueError(f"condition has {len(cond)} entries for {len(subj)} subjects")
+    overlap = set(expressions) & set(neutral)
+    if overlap: raise ValueError(f"conditions {sorted(overlap)} are listed both as expressions and as neutral")
+    if reference not in neutral: raise ValueError(f"the reference condition {reference!r} must be one of the neutral conditions {list(neutral)}")
+    keep, reason = np.ones(len(subj), bool), np.array([''] * len(subj), dtype=object)
+    if digests is not None:
+        dg = np.asarray(digests).astype(str)
+        if len(dg) != len(subj): raise ValueError(f"digests has {len(dg)} entries for {len(subj)} images")
+        for h in pd.unique(dg[pd.Series(dg).duplicated(keep=False).to_numpy()]):
+            idx = np.flatnonzero(dg == h)
+            if not all(c in neutral for c in cond[idx]):
+                keep[idx], reason[idx] = False, 'ambiguous: identical to ' + ' / '.join(f'subject{subj[i]:02d}.{cond[i]}' for i in idx)
+            else:
+                refs = idx[cond[idx] == reference]
+                first = refs[0] if len(refs) else idx[0]
+                for i in idx[idx != first]: keep[i], reason[i] = False, f'duplicate of subject{subj[first]:02d}.{cond[first]}'
+    is_ref = keep & (cond == reference)
+    ref_of = {}
+    for i in np.flatnonzero(is_ref):
+        if subj[i] in ref_of: raise ValueError(f"subject {subj[i]} has more than one {reference!r} image")
+        ref_of[subj[i]] = i
+    kinds = {**{c: 'expression' for c in expressions}, **{c: 'control' for c in controls}}
+    probes = [i for i in np.flatnonzero(keep) if cond[i] in kinds and subj[i] in ref_of]
+    pairs = pd.DataFrame({'reference': [ref_of[subj[i]] for i in probes], 'probe': probes, 'subject': subj[probes],
+                          'condition': cond[probes], 'kind': [kinds[cond[i]] for i in probes]})
+    dropped = pd.DataFrame({'image': np.flatnonzero(~keep), 'subject': subj[~keep], 'condition': cond[~keep], 'reason': reason[~keep]})
+    return Bunch(pairs=pairs, dropped=dropped, keep=keep, reference=is_ref)
 
 # %% ../../nbs/52_face.neutrex.ipynb #9f60e1b2
 def _per_image(q, # Qualities of every Yale image [N_all] (dataset order)
