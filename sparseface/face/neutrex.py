@@ -25,7 +25,7 @@ __all__ = ['D_MIN', 'D_MAX', 'NEUTREX_VERTICES', 'NEUTREX_ANCHORS', 'CALIBRATION
            'neutrex_from_distance', 'neutrex_score', 'load_neutrex_anchor', 'ofiq_map', 'build_anchor', 'loso_anchors',
            'calibrate_neutrex', 'loso_neutrex', 'compare_quality_edc', 'join_quality_scores',
            'load_neutrex_light_scores', 'NeutrEx', 'neutrex_by_class', 'plot_neutrex_by_class', 'upright',
-           'image_digests', 'yale_neutrex_pairs', 'yale_neutrex_protocol', 'plot_neutrex_maps']
+           'image_digests', 'yale_neutrex_pairs', 'yale_neutrex_protocol', 'plot_neutrex_maps', 'yale_neutrex']
 
 # %% ../../nbs/52_face.neutrex.ipynb #a85cc80c
 D_MIN = 0.00045388718717731535  # NeutrEx's published D_min (FLAME units, metres), "empirically computed from Multi-PIE and FEAFA+"
@@ -527,3 +527,20 @@ def plot_neutrex_maps(errors, # Per-vertex errors [C, V] (e.g. the mean of each 
         plot_mesh(mesh, triangles, values=errors[k], ax=ax, cmap='inferno')
         if titles is not None: ax.set_title(str(titles[k]))
     return fig
+
+# %% ../../nbs/52_face.neutrex.ipynb #a7085789
+def yale_neutrex(backend=None, # A `Recon3D`-like backend; None: `load_recon3d('bfm')`
+                 root=None, # Data root with `faces/yale`; None: `$SPARSEFACE_DATA`
+                 subjects=None, # Yale subjects (integers 1..15) to build it from; None: all
+                 rule:str='minmax', # Calibration rule (`calibrate_neutrex`)
+                 quantiles:tuple=(0.01, 0.99), # Quantiles for rule='quantile'
+                 device=None # Device of the default backend
+                ) -> NeutrEx:
+    "A NeutrEx for any backend from Yale: anchor = mean mesh of the `normal` images, bounds from the expression and control probes"
+    yale = load_dataset('faces/yale', root=root)
+    yp = yale_neutrex_pairs(yale.subject, yale.condition, image_digests(yale.images))
+    sel = yp.keep if subjects is None else yp.keep & np.isin(yale.subject, np.atleast_1d(subjects))
+    neutral, probes = sel & yp.reference, sel & np.isin(np.arange(len(sel)), yp.pairs.probe)
+    if not neutral.any() or probes.sum() < 2: raise ValueError(f"subjects {subjects} leave {int(neutral.sum())} reference and {int(probes.sum())} probe images: need at least 1 and 2")
+    backend = load_recon3d('bfm', device=device) if backend is None else backend
+    with torch.no_grad(): return NeutrEx.from_neutral(backend, list(yale.images[neutral]), list(yale.images[probes]), rule, quantiles)
