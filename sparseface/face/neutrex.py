@@ -203,6 +203,17 @@ def calibrate_neutrex(distances, # Mean vertex distances d of a calibration spli
     return float(lo), float(hi)
 
 # %% ../../nbs/52_face.neutrex.ipynb #83e6f8c8
+def _bool_mask(m, # A boolean mask [N]: list, NumPy array or tensor
+               name:str, # Argument name for messages
+               n:int # Expected length
+              ) -> np.ndarray:
+    "A checked boolean NumPy mask of length n"
+    if isinstance(m, (list, tuple)): m = np.asarray(m)
+    check_tensor(m, name, ndim=1, dtype_kind='b')
+    m = np.asarray(m.cpu().numpy() if isinstance(m, torch.Tensor) else m)
+    if len(m) != n: raise ValueError(f"{name} has {len(m)} entries for {n} meshes")
+    return m
+
 def loso_neutrex(meshes, # Expression-only meshes of all images [N, V, 3] (torch or NumPy)
                  subjects, # Subject of each image [N] (integers)
                  neutral, # Which images build the anchors [N] (bool: the neutral references)
@@ -213,13 +224,8 @@ def loso_neutrex(meshes, # Expression-only meshes of all images [N, V, 3] (torch
     "Leave-one-subject-out NeutrEx: anchors and calibration from the other subjects; distance, score, per-vertex errors per image"
     X = _as_mesh(meshes, 'meshes', ndim=3)
     s = _subjects(subjects, len(X))
-    def mask(m, name):
-        check_tensor(m, name, ndim=1, dtype_kind='b')
-        m = np.asarray(m.cpu().numpy() if isinstance(m, torch.Tensor) else m)
-        if len(m) != len(X): raise ValueError(f"{name} has {len(m)} entries for {len(X)} meshes")
-        return m
-    neu = mask(np.asarray(neutral) if isinstance(neutral, list) else neutral, 'neutral')
-    cal = np.ones(len(X), bool) if calibrate is None else mask(np.asarray(calibrate) if isinstance(calibrate, list) else calibrate, 'calibrate')
+    neu = _bool_mask(neutral, 'neutral', len(X))
+    cal = np.ones(len(X), bool) if calibrate is None else _bool_mask(calibrate, 'calibrate', len(X))
     if len(np.unique(s[neu])) < 2: raise ValueError("neutral must mark images of at least two subjects (one is left out per fold)")
     A, ids = loso_anchors(X[torch.from_numpy(neu).to(X.device)], s[neu])
     E = torch.empty(X.shape[:2], dtype=X.dtype, device=X.device)
