@@ -16,13 +16,12 @@ from ..data import data_path, data_root, data_available
 from .detect import detect_faces, warp_affine, NoFaceError, TooManyFacesError
 
 # %% auto #0
-__all__ = ['TDDFA_DIR', 'TDDFA_WEIGHTS', 'TDDFA_CONFIGS', 'TDDFA_STATS', 'INSTALL_BFM', 'BFM_FILES', 'MOBILENET_BLOCKS',
-           'MIN_ROI', 'RECON3D', 'read_numpy_pickle', 'tddfa_file', 'MobileNetV1TDDFA', 'load_3ddfa', 'roi_from_box',
-           'roi_theta', 'crop_roi', 'bfm_dir', 'BFM', 'load_bfm', 'split_params', 'bfm_vertices', 'pose_decompose',
-           'Recon3D', 'BFMRecon3D', 'load_recon3d', 'plot_mesh']
+__all__ = ['TDDFA_WEIGHTS', 'TDDFA_CONFIGS', 'TDDFA_STATS', 'INSTALL_BFM', 'BFM_FILES', 'MOBILENET_BLOCKS', 'MIN_ROI', 'RECON3D',
+           'read_numpy_pickle', 'tddfa_file', 'MobileNetV1TDDFA', 'load_3ddfa', 'roi_from_box', 'roi_theta', 'crop_roi',
+           'bfm_dir', 'BFM', 'load_bfm', 'split_params', 'bfm_vertices', 'pose_decompose', 'Recon3D', 'BFMRecon3D',
+           'load_recon3d', 'plot_mesh']
 
-# %% ../../nbs/50f_face.recon3d.ipynb #1473721f
-TDDFA_DIR = 'models/3ddfa_v2'
+# %% ../../nbs/50f_face.recon3d.ipynb #90ef7113
 TDDFA_WEIGHTS = 'models/3ddfa_v2/weights/mb05_120x120.pth'
 TDDFA_CONFIGS = 'models/3ddfa_v2/configs'
 TDDFA_STATS = 'param_mean_std_62d_120x120.pkl'
@@ -345,7 +344,9 @@ class Recon3D(nn.Module):
         else:
             ims = [images] if isinstance(images, np.ndarray) and images.ndim in (2, 3) else list(images)
             if not ims: raise ValueError("images is empty")
-            for i, im in enumerate(ims): check_type(im, np.ndarray, f'images[{i}]')
+            for i, im in enumerate(ims):
+                check_type(im, np.ndarray, f'images[{i}]')
+                if not (im.ndim == 2 or (im.ndim == 3 and im.shape[2] in (1, 3))): raise ValueError(f"images[{i}] must be [H, W] (grey) or [H, W, 3] (RGB), got shape {im.shape}")
             batch = None
         n = len(batch) if batch is not None else len(ims)
         if boxes is None:
