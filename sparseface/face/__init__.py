@@ -16,7 +16,7 @@ __all__ = ['NoFaceError', 'TooManyFacesError', 'dlib_available', 'import_dlib', 
            'plot_deid_tradeoff', 'transfer_matrix', 'transfer_anova', 'plot_transfer_matrix', 'chip_affine',
            'paste_back', 'require_face_extra', 'identify_full_images', 'MobileNetV1TDDFA', 'load_3ddfa', 'roi_from_box',
            'crop_roi', 'BFM', 'load_bfm', 'bfm_vertices', 'pose_decompose', 'Recon3D', 'BFMRecon3D', 'RECON3D',
-           'load_recon3d', 'plot_mesh']
+           'load_recon3d', 'plot_mesh', 'rasterize']
 
 # %% ../../nbs/50_face.ipynb #ce1cb0af
 from .detect import (NoFaceError, TooManyFacesError, dlib_available, import_dlib, model_file, detect_faces, landmarks,
@@ -32,7 +32,7 @@ from .deid import (network_input_size, class_templates, IdentityClassifier, pred
                                   plot_deid_tradeoff, transfer_matrix, transfer_anova, plot_transfer_matrix, chip_affine, paste_back,
                                   require_face_extra, identify_full_images)
 from .recon3d import (MobileNetV1TDDFA, load_3ddfa, roi_from_box, crop_roi, BFM, load_bfm, bfm_vertices, pose_decompose,
-                                     Recon3D, BFMRecon3D, RECON3D, load_recon3d, plot_mesh)
+                                     Recon3D, BFMRecon3D, RECON3D, load_recon3d, plot_mesh, rasterize)
 
 # %% ../../nbs/50_face.ipynb #603e3410
 _all_ = ['NoFaceError', 'TooManyFacesError', 'dlib_available', 'import_dlib', 'model_file', 'detect_faces', 'landmarks', 'template_points',
@@ -44,4 +44,4 @@ _all_ = ['NoFaceError', 'TooManyFacesError', 'dlib_available', 'import_dlib', 'm
          'CosFaceHead', 'HEADS', 'face_tensor', 'train_face_recognizer', 'embed',
          'network_input_size', 'class_templates', 'IdentityClassifier', 'predict_logits', 'identified', 'protection_rates', 'psnr_bound', 'verification_threshold', 'protection_report', 'DEID_ATTACKS', 'protect',
          'resize_chips', 'deid_sweep', 'plot_deid_tradeoff', 'transfer_matrix', 'transfer_anova', 'plot_transfer_matrix', 'chip_affine', 'paste_back', 'require_face_extra', 'identify_full_images']
-_all_ += ['MobileNetV1TDDFA', 'load_3ddfa', 'roi_from_box', 'crop_roi', 'BFM', 'load_bfm', 'bfm_vertices', 'pose_decompose', 'Recon3D', 'BFMRecon3D', 'RECON3D', 'load_recon3d', 'plot_mesh']
+_all_ += ['MobileNetV1TDDFA', 'load_3ddfa', 'roi_from_box', 'crop_roi', 'BFM', 'load_bfm', 'bfm_vertices', 'pose_decompose', 'Recon3D', 'BFMRecon3D', 'RECON3D', 'load_recon3d', 'plot_mesh', 'rasterize']
