@@ -97,6 +97,7 @@ class MobileNetV1TDDFA(nn.Module):
 
     def forward(self, crops:torch.Tensor # RGB crops [B,3,size,size] in [0,1]
                ) -> torch.Tensor:
+        "The de-normalised parameters [B, n_params] (pose 3x4 row-major, shape, expression)"
         check_tensor(crops, 'crops', shape=(None, 3, self.size, self.size), dtype_kind='f')
         x = (crops.flip(1)*255 - 127.5)/128
         return self.normalised(x)*self.param_std + self.param_mean
