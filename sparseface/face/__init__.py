@@ -16,7 +16,7 @@ __all__ = ['NoFaceError', 'TooManyFacesError', 'dlib_available', 'import_dlib', 
            'plot_deid_tradeoff', 'transfer_matrix', 'transfer_anova', 'plot_transfer_matrix', 'chip_affine',
            'paste_back', 'require_face_extra', 'identify_full_images', 'MobileNetV1TDDFA', 'load_3ddfa', 'roi_from_box',
            'crop_roi', 'BFM', 'load_bfm', 'bfm_vertices', 'pose_decompose', 'Recon3D', 'BFMRecon3D', 'RECON3D',
-           'load_recon3d', 'plot_mesh', 'D_MIN', 'D_MAX', 'vertex_errors', 'mean_vertex_distance',
+           'load_recon3d', 'plot_mesh', 'rasterize', 'D_MIN', 'D_MAX', 'vertex_errors', 'mean_vertex_distance',
            'neutrex_from_distance', 'neutrex_score', 'load_neutrex_anchor', 'ofiq_map', 'build_anchor', 'loso_anchors',
            'calibrate_neutrex', 'loso_neutrex', 'compare_quality_edc', 'join_quality_scores',
            'load_neutrex_light_scores', 'image_digests', 'yale_neutrex_pairs', 'yale_neutrex_protocol', 'yale_neutrex',
@@ -36,7 +36,7 @@ from .deid import (network_input_size, class_templates, IdentityClassifier, pred
                                   plot_deid_tradeoff, transfer_matrix, transfer_anova, plot_transfer_matrix, chip_affine, paste_back,
                                   require_face_extra, identify_full_images)
 from .recon3d import (MobileNetV1TDDFA, load_3ddfa, roi_from_box, crop_roi, BFM, load_bfm, bfm_vertices, pose_decompose,
-                                     Recon3D, BFMRecon3D, RECON3D, load_recon3d, plot_mesh)
+                                     Recon3D, BFMRecon3D, RECON3D, load_recon3d, plot_mesh, rasterize)
 from .neutrex import (D_MIN, D_MAX, vertex_errors, mean_vertex_distance, neutrex_from_distance, neutrex_score,
                                      load_neutrex_anchor, ofiq_map, build_anchor, loso_anchors, calibrate_neutrex, loso_neutrex,
                                      compare_quality_edc, join_quality_scores, load_neutrex_light_scores, image_digests,
@@ -53,5 +53,5 @@ _all_ = ['NoFaceError', 'TooManyFacesError', 'dlib_available', 'import_dlib', 'm
          'CosFaceHead', 'HEADS', 'face_tensor', 'train_face_recognizer', 'embed',
          'network_input_size', 'class_templates', 'IdentityClassifier', 'predict_logits', 'identified', 'protection_rates', 'psnr_bound', 'verification_threshold', 'protection_report', 'DEID_ATTACKS', 'protect',
          'resize_chips', 'deid_sweep', 'plot_deid_tradeoff', 'transfer_matrix', 'transfer_anova', 'plot_transfer_matrix', 'chip_affine', 'paste_back', 'require_face_extra', 'identify_full_images']
-_all_ += ['MobileNetV1TDDFA', 'load_3ddfa', 'roi_from_box', 'crop_roi', 'BFM', 'load_bfm', 'bfm_vertices', 'pose_decompose', 'Recon3D', 'BFMRecon3D', 'RECON3D', 'load_recon3d', 'plot_mesh']
+_all_ += ['MobileNetV1TDDFA', 'load_3ddfa', 'roi_from_box', 'crop_roi', 'BFM', 'load_bfm', 'bfm_vertices', 'pose_decompose', 'Recon3D', 'BFMRecon3D', 'RECON3D', 'load_recon3d', 'plot_mesh', 'rasterize']
 _all_ += ['D_MIN', 'D_MAX', 'vertex_errors', 'mean_vertex_distance', 'neutrex_from_distance', 'neutrex_score', 'load_neutrex_anchor', 'ofiq_map', 'build_anchor', 'loso_anchors', 'calibrate_neutrex', 'loso_neutrex', 'compare_quality_edc', 'join_quality_scores', 'load_neutrex_light_scores', 'image_digests', 'yale_neutrex_pairs', 'yale_neutrex_protocol', 'yale_neutrex', 'NeutrEx', 'neutrex_by_class', 'plot_neutrex_by_class', 'plot_neutrex_maps', 'upright']

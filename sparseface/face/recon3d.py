@@ -16,13 +16,12 @@ from ..data import data_path, data_root, data_available
 from .detect import detect_faces, warp_affine, NoFaceError, TooManyFacesError
 
 # %% auto #0
-__all__ = ['TDDFA_DIR', 'TDDFA_WEIGHTS', 'TDDFA_CONFIGS', 'TDDFA_STATS', 'INSTALL_BFM', 'BFM_FILES', 'MOBILENET_BLOCKS',
-           'MIN_ROI', 'RECON3D', 'read_numpy_pickle', 'tddfa_file', 'MobileNetV1TDDFA', 'load_3ddfa', 'roi_from_box',
+__all__ = ['TDDFA_WEIGHTS', 'TDDFA_CONFIGS', 'TDDFA_STATS', 'INSTALL_BFM', 'BFM_FILES', 'MOBILENET_BLOCKS', 'MIN_ROI', 'RECON3D',
+           'MAX_TRIANGLE_PX', 'read_numpy_pickle', 'tddfa_file', 'MobileNetV1TDDFA', 'load_3ddfa', 'roi_from_box',
            'roi_theta', 'crop_roi', 'bfm_dir', 'BFM', 'load_bfm', 'split_params', 'bfm_vertices', 'pose_decompose',
-           'Recon3D', 'BFMRecon3D', 'load_recon3d', 'plot_mesh']
+           'Recon3D', 'BFMRecon3D', 'load_recon3d', 'plot_mesh', 'rasterize']
 
-# %% ../../nbs/50f_face.recon3d.ipynb #1473721f
-TDDFA_DIR = 'models/3ddfa_v2'
+# %% ../../nbs/50f_face.recon3d.ipynb #90ef7113
 TDDFA_WEIGHTS = 'models/3ddfa_v2/weights/mb05_120x120.pth'
 TDDFA_CONFIGS = 'models/3ddfa_v2/configs'
 TDDFA_STATS = 'param_mean_std_62d_120x120.pkl'
@@ -98,6 +97,7 @@ class MobileNetV1TDDFA(nn.Module):
 
     def forward(self, crops:torch.Tensor # RGB crops [B,3,size,size] in [0,1]
                ) -> torch.Tensor:
+        "The de-normalised parameters [B, n_params] (pose 3x4 row-major, shape, expression)"
         check_tensor(crops, 'crops', shape=(None, 3, self.size, self.size), dtype_kind='f')
         x = (crops.flip(1)*255 - 127.5)/128
         return self.normalised(x)*self.param_std + self.param_mean
@@ -345,7 +345,9 @@ class Recon3D(nn.Module):
         else:
             ims = [images] if isinstance(images, np.ndarray) and images.ndim in (2, 3) else list(images)
             if not ims: raise ValueError("images is empty")
-            for i, im in enumerate(ims): check_type(im, np.ndarray, f'images[{i}]')
+            for i, im in enumerate(ims):
+                check_type(im, np.ndarray, f'images[{i}]')
+                if not (im.ndim == 2 or (im.ndim == 3 and im.shape[2] in (1, 3))): raise ValueError(f"images[{i}] must be [H, W] (grey) or [H, W, 3] (RGB), got shape {im.shape}")
             batch = None
         n = len(batch) if batch is not None else len(ims)
         if boxes is None:
@@ -465,3 +467,49 @@ def plot_mesh(vertices, # One mesh [V,3] (x, y image pixels, z towards the camer
     ax.set_aspect('equal'); ax.axis('off')
     if values is not None and colorbar: plt.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, fraction=0.046)
     return ax
+
+# %% ../../nbs/50f_face.recon3d.ipynb #2984682b
+MAX_TRIANGLE_PX = 64
+
+def rasterize(vertices:torch.Tensor, # Meshes [B,V,3] (x, y image pixels, z towards the camera)
+              triangles:torch.Tensor, # Triangles [T,3] (vertex indices)
+              size:int|tuple[int, int], # Output (height, width) or side, in the vertices' pixel frame
+              values:torch.Tensor|None=None # Per-vertex values [B,V] or [V] to interpolate; None: none
+             ) -> Bunch:
+    "Batched z-buffer: per pixel centre the nearest covering triangle, its depth, barycentric weights and `value`: the interpolated `values`"
+    check_tensor(vertices, 'vertices', shape=(None, None, 3), dtype_kind='f'); check_tensor(triangles, 'triangles', shape=(None, 3), dtype_kind='i')
+    H, W = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
+    check_range(H, 'size', 1); check_range(W, 'size', 1)
+    v = torch.as_tensor(vertices); B, V, _ = v.shape; t = torch.as_tensor(triangles).long().to(v.device)
+    if len(t) == 0 or t.max() >= V or t.min() < 0: raise ValueError(f"triangles must be a non-empty [T,3] index into the {V} vertices")
+    p = v[:, t]                                                        # [B,T,3 corners,3]
+    lo, hi = p[..., :2].amin(2).ceil(), p[..., :2].amax(2).floor()     # pixel centres inside each box
+    k = int((hi - lo).max().clamp_min(0).item()) + 1
+    if k > MAX_TRIANGLE_PX: raise ValueError(f"triangles span up to {k} px; rasterize at most {MAX_TRIANGLE_PX} px per triangle side (scale the vertices down)")
+    off = torch.stack(torch.meshgrid(torch.arange(k, device=v.device), torch.arange(k, device=v.device), indexing='xy'), -1).reshape(-1, 2).to(v.dtype)
+    q = lo[:, :, None] + off                                           # candidate pixels [B,T,K,2]
+    a, e1, e2 = p[:, :, None, 0, :2], (p[:, :, 1, :2] - p[:, :, 0, :2])[:, :, None], (p[:, :, 2, :2] - p[:, :, 0, :2])[:, :, None]
+    den = e1[..., 0]*e2[..., 1] - e2[..., 0]*e1[..., 1]
+    d = q - a
+    w1 = (d[..., 0]*e2[..., 1] - e2[..., 0]*d[..., 1])/den; w2 = (e1[..., 0]*d[..., 1] - d[..., 0]*e1[..., 1])/den
+    w = torch.stack([1 - w1 - w2, w1, w2], -1)                         # [B,T,K,3]
+    ok = (w >= -1e-6).all(-1) & (den.abs() > 1e-12) & (q <= hi[:, :, None]).all(-1) & (q[..., 0] >= 0) & (q[..., 0] < W) & (q[..., 1] >= 0) & (q[..., 1] < H)
+    z = (w*p[:, :, None, :, 2]).sum(-1)
+    bi, ti, ki = ok.nonzero(as_tuple=True)
+    pix = (bi*H + q[bi, ti, ki, 1].long())*W + q[bi, ti, ki, 0].long()
+    zc = z[bi, ti, ki]
+    zbuf = v.new_full((B*H*W,), -torch.inf).scatter_reduce(0, pix, zc, 'amax')
+    near = zc == zbuf[pix]
+    tri = torch.full((B*H*W,), -1, dtype=torch.long, device=v.device).scatter_reduce(0, pix[near], ti[near], 'amax')
+    win = near & (ti == tri[pix])
+    bary = v.new_zeros(B*H*W, 3); bary[pix[win]] = w[bi[win], ti[win], ki[win]]
+    mask = tri >= 0
+    out = Bunch(depth=torch.where(mask, zbuf, torch.nan).view(B, H, W), triangle=tri.view(B, H, W), bary=bary.view(B, H, W, 3), mask=mask.view(B, H, W), value=None)
+    if values is not None:
+        vals = torch.as_tensor(values).to(v)
+        check_tensor(vals, 'values', shape=(V,) if vals.ndim == 1 else (B, V))
+        vals = vals.expand(B, V)
+        bidx = torch.arange(B, device=v.device).repeat_interleave(H*W)
+        corner = vals[bidx[:, None], t[tri.clamp_min(0)]]                # [B*H*W,3]
+        out.value = torch.where(mask, (corner*bary).sum(-1), torch.nan).view(B, H, W)
+    return out
