@@ -157,7 +157,7 @@ def plot_neutrex_example(image, # uint8 image [H, W(, 3)] the mesh was fitted to
     fig, axs = (axs[0].figure, axs) if axs is not None else plt.subplots(1, 3, figsize=(10, 3.4), layout='constrained')
     img = np.asarray(image); img = np.repeat(img[..., None], 3, -1) if img.ndim == 2 else img
     plot_mesh(ex.vertices, triangles, ax=axs[0], image=img, alpha=0.5)
-    axs[0].set_title((f'{title}: ' if title else '') + f'NeutrEx {ex.score:.1f}' + (f', baseline {baseline:.0f}' if baseline is not None else ''), fontsize=9)
+    axs[0].set_title((f'{title}\n' if title else '') + f'NeutrEx {ex.score:.1f}' + (f', baseline {baseline:.0f}' if baseline is not None else ''), fontsize=9)
     up = upright(ex.mesh)
     plot_mesh(up, triangles, ax=axs[1]); axs[1].set_title('expression-only mesh', fontsize=9)
     if on_photo: plot_mesh(ex.vertices, triangles, values=ex.errors, ax=axs[2], image=img, alpha=0.7, cmap='inferno')
