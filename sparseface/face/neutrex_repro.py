@@ -25,15 +25,16 @@ from .neutrex import (D_MIN, D_MAX, NEUTREX_ANCHORS, NEUTREX_LIGHT_FILES, YALE_E
                                      yale_neutrex, plot_neutrex_by_class, plot_neutrex_maps, upright)
 
 # %% auto #0
-__all__ = ['NEUTREX_DATA_FILES', 'PAPER_PAUC', 'OFIQ_GOLDEN', 'DEMO_SUBJECTS', 'DEMO_YALE', 'neutrex_missing_files',
-           'load_neutrex_backend', 'neutrex_formula_checks', 'bfm_synthetic_checks', 'flame_anchor_checks',
-           'ofiq_golden_checks', 'yale_svm_quality', 'svm_quality_of', 'neutrex_examples', 'plot_neutrex_example',
-           'reproduce_neutrex', 'neutrex_record_summary', 'neutrex_demo_model', 'neutrex_demo_images', 'NeutrExDemo']
+__all__ = ['NEUTREX_DATA_FILES', 'NEUTREX_PAPER_PAUC', 'OFIQ_GOLDEN', 'NEUTREX_DEMO_SUBJECTS', 'NEUTREX_DEMO_YALE',
+           'neutrex_missing_files', 'load_neutrex_backend', 'neutrex_formula_checks', 'bfm_synthetic_checks',
+           'flame_anchor_checks', 'ofiq_golden_checks', 'yale_svm_quality', 'svm_quality_of', 'neutrex_examples',
+           'plot_neutrex_example', 'reproduce_neutrex', 'neutrex_record_summary', 'neutrex_demo_model',
+           'neutrex_demo_images', 'NeutrExDemo']
 
 # %% ../../nbs/52a_face.neutrex_repro.ipynb #7bde5cf6
 NEUTREX_DATA_FILES = ('models/3ddfa_v2/weights/mb05_120x120.pth', 'models/3ddfa_v2/configs/param_mean_std_62d_120x120.pkl',
                       'models/3ddfa_v2/configs/indices.npy', 'models/3ddfa_v2/configs/tri.pkl', 'faces/yale/labels.csv')  # What the data part needs
-PAPER_PAUC = {'Multi-PIE': 1.12, 'FEAFA+': 1.46}   # NeutrEx's pAUC@20 % (%) as NeutrEx-Light Table 1 reports it (EMOCA/FLAME, MagFace)
+NEUTREX_PAPER_PAUC = {'Multi-PIE': 1.12, 'FEAFA+': 1.46}   # NeutrEx's pAUC@20 % (%) as NeutrEx-Light Table 1 reports it (EMOCA/FLAME, MagFace)
 OFIQ_GOLDEN = ((-10876.96, 24), (8682.56, 94), (-15067.55, 12), (-3141.56, 59))   # OFIQ's expected raw -> quality pairs (x0 = -5000, w = 5000)
 
 def neutrex_missing_files(root=None # Data root; None: `$SPARSEFACE_DATA`
@@ -213,7 +214,7 @@ def _yale(ctx, backend, # The 3D backend
     for probes, t in ((f'all {len(yr.pairs)} (expressions + neutral controls)', yr.edc.table), (f'the {ex} expression probes', yr.edc_expressions.table)):
         rows.append({'probes': probes, 'NeutrEx (%)': t.iloc[0, 0], f'{base} (%)': t.loc[base].iloc[0] if base in t.index else math.nan, 'random, mean (%)': t.loc['random'].iloc[0],
                      'random, std (%)': t.loc['random', 'pAUC std (%)'], 'FNMR at 0 % discard': t.start_fnmr.iloc[0]})
-    for ds, p in PAPER_PAUC.items():
+    for ds, p in NEUTREX_PAPER_PAUC.items():
         rows.append({'probes': f'paper: {ds} (NeutrEx-Light Table 1), NOT comparable', 'NeutrEx (%)': p})
     ctx.add_table('EDC pAUC@20 % on Yale (probe quality, threshold at the 10 % quantile of the mated dlib scores), with the published values', rows,
                   note=f'Yale: {yr.images.subject.nunique()} subjects, {len(yr.pairs)} mated pairs after de-duplication, LOSO anchors and min-max bounds; '
@@ -232,7 +233,7 @@ def _yale(ctx, backend, # The 3D backend
         ok = r['NeutrEx (%)'] < r['random, mean (%)'] and (r['NeutrEx (%)'] < r[f'{base} (%)'] if sv.quality is not None else None)   # no baseline: undecided
         ctx.claim(f'Yale, {key}: NeutrEx has a lower pAUC@20 % than the baseline (substitute SVM) and than random quality', r['NeutrEx (%)'], holds=ok, unit='%',
                   expect=f"lower than the SVM's {r[f'{base} (%)']:.2f} % and random's {r['random, mean (%)']:.2f} ± {r['random, std (%)']:.2f} % "
-                         f"(paper, not comparable: {PAPER_PAUC['Multi-PIE']} % Multi-PIE, {PAPER_PAUC['FEAFA+']} % FEAFA+)")
+                         f"(paper, not comparable: {NEUTREX_PAPER_PAUC['Multi-PIE']} % Multi-PIE, {NEUTREX_PAPER_PAUC['FEAFA+']} % FEAFA+)")
     med = yr.by_class['50%']
     nums |= {f'Yale: median NeutrEx {c}': float(m) for c, m in med.items()}
     ok = bool(max(med.get('happy', np.nan), med.get('surprised', np.nan)) < min(med[c] for c in YALE_NEUTRAL if c in med))
@@ -268,7 +269,7 @@ def _golden_edc(ctx) -> dict:
                  'assets/csv/benchmark/) are not in the data folder; measured once in 52_face.neutrex: 1.117 % and 1.465 %')
         return {}
     rows, nums = [], {}
-    for ds, paper in (('multipie', PAPER_PAUC['Multi-PIE']), ('feafa', PAPER_PAUC['FEAFA+'])):
+    for ds, paper in (('multipie', NEUTREX_PAPER_PAUC['Multi-PIE']), ('feafa', NEUTREX_PAPER_PAUC['FEAFA+'])):
         b = load_neutrex_light_scores(ds, root=ctx.data)
         t = compare_quality_edc(b.score.to_numpy(), {'NeutrEx': b.quality.to_numpy()}, n_random=0)
         rows.append({'data set': ds, 'pairs': len(b), 'threshold': t.threshold, 'pAUC@20 % (%)': t.table.iloc[0, 0], 'published (%)': paper})
@@ -309,7 +310,7 @@ def reproduce_neutrex(ctx # A `ReproContext`: quick or full, device, data root, 
                      ) -> dict:
     "NeutrEx: formula checks on synthetic meshes and the published anchors; with the data folder the Yale EDC protocol against the substitute SVM and random quality"
     ctx.compared_against(f"the score formula by hand and OFIQ's expected results (exact checks); on Yale the substitute SVM baseline and random quality on the same "
-                         f"pairs; the published pAUC@20 % ({PAPER_PAUC['Multi-PIE']} % Multi-PIE, {PAPER_PAUC['FEAFA+']} % FEAFA+, NeutrEx-Light Table 1) "
+                         f"pairs; the published pAUC@20 % ({NEUTREX_PAPER_PAUC['Multi-PIE']} % Multi-PIE, {NEUTREX_PAPER_PAUC['FEAFA+']} % FEAFA+, NeutrEx-Light Table 1) "
                          "is shown next to ours but is NOT comparable (other data, 3D model, comparator)")
     numbers = _synthetic(ctx)
     miss = neutrex_missing_files(ctx.data)
@@ -369,17 +370,17 @@ def neutrex_record_summary(rec:dict # A neutrex record (`run_reproduction('neutr
     return '\n'.join(out)
 
 # %% ../../nbs/52a_face.neutrex_repro.ipynb #a0053f79
-DEMO_SUBJECTS = tuple(range(1, 11))   # Yale subjects that build the demo's anchor, bounds and baseline SVM (subjects 11-15 are in its menu)
-DEMO_YALE = ('subject11.normal', 'subject11.happy', 'subject12.surprised', 'subject13.sleepy', 'subject14.wink', 'subject15.surprised')
+NEUTREX_DEMO_SUBJECTS = tuple(range(1, 11))   # Yale subjects that build the demo's anchor, bounds and baseline SVM (subjects 11-15 are in its menu)
+NEUTREX_DEMO_YALE = ('subject11.normal', 'subject11.happy', 'subject12.surprised', 'subject13.sleepy', 'subject14.wink', 'subject15.surprised')
 
 @functools.lru_cache(maxsize=2)
 def neutrex_demo_model(root=None, # Data root; None: `$SPARSEFACE_DATA`
                        device=None # Device; None: `default_device()`
                       ) -> Bunch:
-    "The demo's measures, built once per session: the backend, NeutrEx and the baseline SVM from Yale subjects `DEMO_SUBJECTS`, fer's network"
+    "The demo's measures, built once per session: the backend, NeutrEx and the baseline SVM from Yale subjects `NEUTREX_DEMO_SUBJECTS`, fer's network"
     backend = load_neutrex_backend(root, device)
-    nx = yale_neutrex(backend, root=root, subjects=DEMO_SUBJECTS)
-    try: sv = yale_svm_quality(root, train_subjects=DEMO_SUBJECTS, device=device)
+    nx = yale_neutrex(backend, root=root, subjects=NEUTREX_DEMO_SUBJECTS)
+    try: sv = yale_svm_quality(root, train_subjects=NEUTREX_DEMO_SUBJECTS, device=device)
     except ImportError: sv = Bunch(svm=None, fer=None)                       # no dlib or no fer: NeutrEx alone
     return Bunch(backend=backend, nx=nx, svm=sv.svm, fer=sv.fer)
 
@@ -389,7 +390,7 @@ def neutrex_demo_images(root=None # Data root; None: `$SPARSEFACE_DATA`
     imgs = {'astronaut': load_dataset('astronaut').image}
     if data_available('faces/yale/labels.csv', root=root):
         y = load_dataset('faces/yale', root=root); files = list(y.files)
-        imgs |= {f'Yale {f}': y.images[files.index(f)] for f in DEMO_YALE if f in files}
+        imgs |= {f'Yale {f}': y.images[files.index(f)] for f in NEUTREX_DEMO_YALE if f in files}
     if data_available('faces/celeba_hq', root=root):
         c = load_celeba_hq_samples(root, size=256)
         imgs |= {f'CelebA-HQ {c.image_id[i]}': c.images[i] for i in np.linspace(0, len(c.images) - 1, 3).round().astype(int)}
