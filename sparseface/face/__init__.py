@@ -14,7 +14,13 @@ __all__ = ['NoFaceError', 'TooManyFacesError', 'dlib_available', 'import_dlib', 
            'IdentityClassifier', 'predict_logits', 'identified', 'protection_rates', 'psnr_bound',
            'verification_threshold', 'protection_report', 'DEID_ATTACKS', 'protect', 'resize_chips', 'deid_sweep',
            'plot_deid_tradeoff', 'transfer_matrix', 'transfer_anova', 'plot_transfer_matrix', 'chip_affine',
-           'paste_back', 'require_face_extra', 'identify_full_images']
+           'paste_back', 'require_face_extra', 'identify_full_images', 'MobileNetV1TDDFA', 'load_3ddfa', 'roi_from_box',
+           'crop_roi', 'BFM', 'load_bfm', 'bfm_vertices', 'pose_decompose', 'Recon3D', 'BFMRecon3D', 'RECON3D',
+           'load_recon3d', 'plot_mesh', 'rasterize', 'D_MIN', 'D_MAX', 'vertex_errors', 'mean_vertex_distance',
+           'neutrex_from_distance', 'neutrex_score', 'load_neutrex_anchor', 'ofiq_map', 'build_anchor', 'loso_anchors',
+           'calibrate_neutrex', 'loso_neutrex', 'compare_quality_edc', 'join_quality_scores',
+           'load_neutrex_light_scores', 'image_digests', 'yale_neutrex_pairs', 'yale_neutrex_protocol', 'yale_neutrex',
+           'NeutrEx', 'neutrex_by_class', 'plot_neutrex_by_class', 'plot_neutrex_maps', 'upright']
 
 # %% ../../nbs/50_face.ipynb #ce1cb0af
 from .detect import (NoFaceError, TooManyFacesError, dlib_available, import_dlib, model_file, detect_faces, landmarks,
@@ -29,6 +35,13 @@ from .deid import (network_input_size, class_templates, IdentityClassifier, pred
                                   verification_threshold, protection_report, DEID_ATTACKS, protect, resize_chips, deid_sweep,
                                   plot_deid_tradeoff, transfer_matrix, transfer_anova, plot_transfer_matrix, chip_affine, paste_back,
                                   require_face_extra, identify_full_images)
+from .recon3d import (MobileNetV1TDDFA, load_3ddfa, roi_from_box, crop_roi, BFM, load_bfm, bfm_vertices, pose_decompose,
+                                     Recon3D, BFMRecon3D, RECON3D, load_recon3d, plot_mesh, rasterize)
+from .neutrex import (D_MIN, D_MAX, vertex_errors, mean_vertex_distance, neutrex_from_distance, neutrex_score,
+                                     load_neutrex_anchor, ofiq_map, build_anchor, loso_anchors, calibrate_neutrex, loso_neutrex,
+                                     compare_quality_edc, join_quality_scores, load_neutrex_light_scores, image_digests,
+                                     yale_neutrex_pairs, yale_neutrex_protocol, yale_neutrex, NeutrEx, neutrex_by_class, plot_neutrex_by_class,
+                                     plot_neutrex_maps, upright)
 
 # %% ../../nbs/50_face.ipynb #603e3410
 _all_ = ['NoFaceError', 'TooManyFacesError', 'dlib_available', 'import_dlib', 'model_file', 'detect_faces', 'landmarks', 'template_points',
@@ -40,3 +53,5 @@ _all_ = ['NoFaceError', 'TooManyFacesError', 'dlib_available', 'import_dlib', 'm
          'CosFaceHead', 'HEADS', 'face_tensor', 'train_face_recognizer', 'embed',
          'network_input_size', 'class_templates', 'IdentityClassifier', 'predict_logits', 'identified', 'protection_rates', 'psnr_bound', 'verification_threshold', 'protection_report', 'DEID_ATTACKS', 'protect',
          'resize_chips', 'deid_sweep', 'plot_deid_tradeoff', 'transfer_matrix', 'transfer_anova', 'plot_transfer_matrix', 'chip_affine', 'paste_back', 'require_face_extra', 'identify_full_images']
+_all_ += ['MobileNetV1TDDFA', 'load_3ddfa', 'roi_from_box', 'crop_roi', 'BFM', 'load_bfm', 'bfm_vertices', 'pose_decompose', 'Recon3D', 'BFMRecon3D', 'RECON3D', 'load_recon3d', 'plot_mesh', 'rasterize']
+_all_ += ['D_MIN', 'D_MAX', 'vertex_errors', 'mean_vertex_distance', 'neutrex_from_distance', 'neutrex_score', 'load_neutrex_anchor', 'ofiq_map', 'build_anchor', 'loso_anchors', 'calibrate_neutrex', 'loso_neutrex', 'compare_quality_edc', 'join_quality_scores', 'load_neutrex_light_scores', 'image_digests', 'yale_neutrex_pairs', 'yale_neutrex_protocol', 'yale_neutrex', 'NeutrEx', 'neutrex_by_class', 'plot_neutrex_by_class', 'plot_neutrex_maps', 'upright']
