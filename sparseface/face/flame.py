@@ -17,8 +17,8 @@ from .detect import warp_affine, check_image, detect_faces, landmarks, NoFaceErr
 __all__ = ['FLAME_FILE', 'FLAME_VERTICES', 'FLAME_FACES', 'FLAME_JOINTS', 'FLAME_HELP', 'EMOCA_MODEL', 'EMOCA_HELP', 'DECA_CODES',
            'ChumpyStandIn', 'SparseStandIn', 'CSRStandIn', 'FlameUnpickler', 'read_flame_pickle', 'rodrigues', 'FLAME',
            'flame_file', 'load_flame', 'flame_expression_mesh', 'ResNet50Regressor', 'EMOCAEncoder', 'emoca_key',
-           'CheckpointStandIn', 'read_checkpoint', 'emoca_checkpoint', 'load_emoca', 'emoca_crop_boxes', 'emoca_crop',
-           'emoca_face_crop', 'plot_vertices']
+           'CheckpointStandIn', 'read_checkpoint', 'emoca_checkpoint', 'load_emoca', 'emoca_flame', 'load_emoca_flame',
+           'emoca_crop_boxes', 'emoca_crop', 'emoca_face_crop', 'plot_vertices']
 
 # %% ../../nbs/50j_face.flame.ipynb #74308901
 FLAME_FILE = 'generic_model.pkl'
@@ -368,7 +368,32 @@ def load_emoca(path:str|os.PathLike, # EMOCA checkpoint (.ckpt), its model folde
     model.load_state_dict(mapped)
     return model.eval()
 
-# %% ../../nbs/50j_face.flame.ipynb #b43b407e
+# %% ../../nbs/50j_face.flame.ipynb #c35083fe
+def emoca_flame(state_dict:dict, # EMOCA's (Lightning) state dict, or a checkpoint dict holding one under 'state_dict'
+                n_shape:int=DECA_CODES['shape'], # Identity components in it (EMOCA: 100; the rest, 50, are expression)
+                prefix:str='deca.flame.' # Where DECA's FLAME module sits in the state dict
+               ) -> FLAME:
+    "The FLAME layer stored in EMOCA's checkpoint (DECA's FLAME buffers: 100 shape + 50 expression components)"
+    check_type(state_dict, dict, 'state_dict'); sd = state_dict.get('state_dict', state_dict)
+    names = ('v_template', 'shapedirs', 'posedirs', 'J_regressor', 'parents', 'lbs_weights', 'faces_tensor')
+    if missing := [prefix + n for n in names if prefix + n not in sd]:
+        raise ValueError(f"the checkpoint holds no FLAME buffers {missing[:3]}...: load FLAME with load_flame('generic_model.pkl') instead. {FLAME_HELP}")
+    b = {n: sd[prefix + n] for n in names}
+    V, P = b['v_template'].shape[0], b['posedirs'].shape[0]
+    if tuple(b['posedirs'].shape) != (P, 3 * V): raise ValueError(f"{prefix}posedirs must be [9 (J - 1), 3 V] = [*, {3 * V}] (DECA's layout), got {tuple(b['posedirs'].shape)}")
+    posedirs = b['posedirs'].T.reshape(V, 3, P)                  # DECA stores reshape(posedirs, [-1, P]).T
+    return FLAME(b['v_template'], b['shapedirs'], posedirs, b['J_regressor'], b['parents'], b['lbs_weights'], b['faces_tensor'], n_shape)
+
+def load_emoca_flame(path:str|os.PathLike, # EMOCA checkpoint (.ckpt), its model folder EMOCA_v2_lr_mse_20, or the folder holding that
+                     stage:str='detail', # Training stage whose checkpoint is read
+                     n_shape:int=DECA_CODES['shape'] # Identity components in it (EMOCA: 100)
+                    ) -> FLAME:
+    "EMOCA's own FLAME layer (100 + 50 components) read from its checkpoint, for users without generic_model.pkl at hand"
+    ck = read_checkpoint(emoca_checkpoint(path, stage))
+    if not isinstance(ck, dict): raise ValueError(f"{str(path)!r} holds no state dict (a {type(ck).__name__})")
+    return emoca_flame(ck, n_shape)
+
+# %% ../../nbs/50j_face.flame.ipynb #4229c04c
 def emoca_crop_boxes(points:torch.Tensor|np.ndarray, # 68 facial landmarks (x, y) [B, 68, 2] (or [68, 2])
                      scale:float=1.25 # EMOCA's crop scale
                     ) -> torch.Tensor:
@@ -398,7 +423,7 @@ def emoca_crop(images:torch.Tensor, # RGB images [B, 3, H, W] in [0, 1]
     theta = torch.stack([torch.stack([s, o, x0], 1), torch.stack([o, s, y0], 1)], 1)
     return warp_affine(x, theta, int(size))
 
-# %% ../../nbs/50j_face.flame.ipynb #19b0c424
+# %% ../../nbs/50j_face.flame.ipynb #e3146c8e
 def emoca_face_crop(image:np.ndarray, # uint8 RGB image [H, W, 3]
                     method:str='auto', # Face detector of the face core (`detect_faces`): 'auto', 'hog', 'mmod' or 'lbp'
                     size:int=224, # Output side
@@ -412,13 +437,14 @@ def emoca_face_crop(image:np.ndarray, # uint8 RGB image [H, W, 3]
     x = torch.from_numpy(img).permute(2, 0, 1)[None].to(torch.float32) / 255
     return emoca_crop(x, pts, size, scale)
 
-# %% ../../nbs/50j_face.flame.ipynb #63e10d1d
+# %% ../../nbs/50j_face.flame.ipynb #fa3024ae
 def plot_vertices(vertices, # Mesh vertices [V, 3] (FLAME: metres, y up, z towards the camera)
                   values=None, # Per-vertex values [V] to colour by (e.g. NeutrEx distances); None: depth
                   views:tuple=('front', 'side'), # 'front' (x, y) and/or 'side' (z, y)
                   cmap:str='viridis', # Matplotlib colour map
                   axes=None, # Matplotlib axes, one per view (None: a new figure)
-                  s:float=1.0 # Marker size
+                  s:float=1.0, # Marker size
+                  title:str|None=None # Figure title
                  ):
     "Scatter plots of a head's vertices from the front and the side, coloured by `values`; returns the figure"
     import matplotlib.pyplot as plt
@@ -427,12 +453,14 @@ def plot_vertices(vertices, # Mesh vertices [V, 3] (FLAME: metres, y up, z towar
     c = v[:, 2] if values is None else np.asarray(values.detach().cpu() if isinstance(values, torch.Tensor) else values, np.float64).reshape(-1)
     if len(c) != len(v): raise ValueError(f"values must have one value per vertex ({len(v)}), got {len(c)}")
     for w in views: check_choice(w, ('front', 'side'), 'views')
-    if axes is None: fig, axes = plt.subplots(1, len(views), figsize=(3.2 * len(views), 3.4), squeeze=False); axes = axes[0]
+    if axes is None: fig, axes = plt.subplots(1, len(views), figsize=(3.2 * len(views) + 0.8, 3.6), squeeze=False, layout='constrained'); axes = axes[0]
     else: axes = np.atleast_1d(axes); fig = axes[0].figure
     order = np.argsort(v[:, 2])                                   # far points first, near points on top
     for ax, w in zip(axes, views):
         h = v[order, 0] if w == 'front' else v[order, 2]
         sc = ax.scatter(h, v[order, 1], c=c[order], s=s, cmap=cmap, linewidths=0)
-        ax.set_aspect('equal'); ax.set_title(w); ax.set_xlabel('x (m)' if w == 'front' else 'z (m)'); ax.set_ylabel('y (m)')
-    fig.colorbar(sc, ax=list(axes), shrink=0.8)
+        ax.set_aspect('equal'); ax.set_title(w); ax.set_xlabel('x (m)' if w == 'front' else 'z (m)')
+    axes[0].set_ylabel('y (m)')
+    fig.colorbar(sc, ax=list(axes), shrink=0.8, label='depth z (m)' if values is None else None)
+    if title is not None: fig.suptitle(title)
     return fig
