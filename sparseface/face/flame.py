@@ -87,7 +87,10 @@ def _latin1_encode(s, encoding='latin1'):
 
 class FlameUnpickler(pickle.Unpickler):
     "An unpickler that only builds NumPy arrays, Python containers and stand-ins for chumpy and scipy.sparse objects"
-    def find_class(self, module, name):
+    def find_class(self, module:str, # Module named by the pickle
+                   name:str # Attribute of that module
+                  ):
+        "The allowed object `module.name`, or `UnpicklingError`"
         obj = _flame_global(module, name)
         if obj is None: raise pickle.UnpicklingError(f"FLAME pickle names {module}.{name}, which is not allowed (only NumPy, chumpy and scipy.sparse objects)")
         return obj
@@ -191,6 +194,8 @@ class FLAME(nn.Module):
         given = [x for x in (shape, expression, pose, translation) if x is not None]
         for x, n in zip((shape, expression, pose, translation), ('shape', 'expression', 'pose', 'translation')):
             if x is not None: check_tensor(x, n, ndim=2, dtype_kind='f')
+        shape, expression, pose, translation = (None if x is None else torch.as_tensor(x) for x in (shape, expression, pose, translation))
+        given = [x for x in (shape, expression, pose, translation) if x is not None]
         B = len(given[0]) if given else 1
         if any(len(x) != B for x in given): raise ValueError(f"shape, expression, pose and translation must share the batch size, got {[len(x) for x in given]}")
         ref = self.v_template
@@ -260,7 +265,7 @@ def flame_expression_mesh(flame:FLAME, # A FLAME layer (EMOCA's: 100 shape, 50 e
     "NeutrEx's normalised mesh [B, V, 3]: identity shape 0, global rotation 0, jaw kept, neck and eyes 0, no translation"
     check_type(flame, FLAME, 'flame')
     check_tensor(expression, 'expression', ndim=2, dtype_kind='f'); check_tensor(jaw_pose, 'jaw_pose', shape=(len(expression), 3), dtype_kind='f')
-    jaw = torch.as_tensor(jaw_pose).to(expression)
+    expression = torch.as_tensor(expression); jaw = torch.as_tensor(jaw_pose).to(expression)
     return flame(expression=expression, pose=torch.cat([torch.zeros_like(jaw), jaw], 1))
 
 # %% ../../nbs/50j_face.flame.ipynb #97b7e1b1
@@ -281,6 +286,7 @@ class ResNet50Regressor(nn.Module):
         self.layers = nn.Sequential(nn.Linear(2048, 1024), nn.ReLU(), nn.Linear(1024, int(outsize)))
     def forward(self, x:torch.Tensor # Images [B, 3, 224, 224] in [0, 1] (DECA: no mean/std normalisation)
                ) -> torch.Tensor:
+        "Regressed parameters [B, outsize]"
         return self.layers(self.encoder(x))
 
 class EMOCAEncoder(nn.Module):
@@ -325,6 +331,8 @@ def read_checkpoint(path:str|os.PathLike # A PyTorch / Lightning checkpoint
     p = Path(check_type(path, (str, os.PathLike), 'path'))
     try: return torch.load(p, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError: pass
+    if not hasattr(torch.serialization, 'get_unsafe_globals_in_checkpoint'):
+        raise ValueError(f"{str(p)!r} holds objects that torch.load(weights_only=True) refuses; reading them as inert stand-ins needs PyTorch >= 2.5")
     names = torch.serialization.get_unsafe_globals_in_checkpoint(p)
     stand = [type(n.rsplit('.', 1)[1], (CheckpointStandIn,), {'__module__': n.rsplit('.', 1)[0], '__qualname__': n.rsplit('.', 1)[1]}) for n in names]
     with torch.serialization.safe_globals(stand):
