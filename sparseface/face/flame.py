@@ -11,14 +11,18 @@ import torch
 from torch import nn
 from ..core import check_type, check_choice, check_range, check_tensor
 from ..models import resnet_cifar
-from .detect import warp_affine, check_image, detect_faces, landmarks, NoFaceError
+from sklearn.utils import Bunch
+from .detect import warp_affine, check_image, detect_faces, landmarks, NoFaceError, TooManyFacesError
+from .recon3d import Recon3D, RECON3D
 
 # %% auto #0
 __all__ = ['FLAME_FILE', 'FLAME_VERTICES', 'FLAME_FACES', 'FLAME_JOINTS', 'FLAME_HELP', 'EMOCA_MODEL', 'EMOCA_HELP', 'DECA_CODES',
-           'ChumpyStandIn', 'SparseStandIn', 'CSRStandIn', 'FlameUnpickler', 'read_flame_pickle', 'rodrigues', 'FLAME',
-           'flame_file', 'load_flame', 'flame_expression_mesh', 'ResNet50Regressor', 'EMOCAEncoder', 'emoca_key',
-           'CheckpointStandIn', 'read_checkpoint', 'emoca_checkpoint', 'load_emoca', 'emoca_flame', 'load_emoca_flame',
-           'emoca_crop_boxes', 'emoca_crop', 'emoca_face_crop', 'plot_vertices']
+           'FLAME_LMK_FILE', 'FLAME_LMK_KEYS', 'FLAME_LMK_HELP', 'ChumpyStandIn', 'SparseStandIn', 'CSRStandIn',
+           'FlameUnpickler', 'read_flame_pickle', 'rodrigues', 'FLAME', 'flame_file', 'load_flame',
+           'flame_expression_mesh', 'ResNet50Regressor', 'EMOCAEncoder', 'emoca_key', 'CheckpointStandIn',
+           'read_checkpoint', 'emoca_checkpoint', 'load_emoca', 'emoca_flame', 'load_emoca_flame', 'emoca_crop_boxes',
+           'emoca_crop', 'emoca_face_crop', 'plot_vertices', 'read_landmark_embedding', 'flame_contour_rows',
+           'FlameRecon3D', 'load_flame_recon3d']
 
 # %% ../../nbs/50j_face.flame.ipynb #74308901
 FLAME_FILE = 'generic_model.pkl'
@@ -472,3 +476,207 @@ def plot_vertices(vertices, # Mesh vertices [V, 3] (FLAME: metres, y up, z towar
     fig.colorbar(sc, ax=list(axes), shrink=0.8, label='depth z (m)' if values is None else None)
     if title is not None: fig.suptitle(title)
     return fig
+
+# %% ../../nbs/50j_face.flame.ipynb #779044f4
+FLAME_LMK_FILE = 'landmark_embedding.npy'
+FLAME_LMK_KEYS = {'static_lmk_faces_idx': (51,), 'static_lmk_bary_coords': (51, 3), 'dynamic_lmk_faces_idx': (79, 17),
+                  'dynamic_lmk_bary_coords': (79, 17, 3), 'full_lmk_faces_idx': (68,), 'full_lmk_bary_coords': (68, 3)}
+FLAME_LMK_HELP = (f"{FLAME_LMK_FILE} (FLAME's 68-landmark embedding: 17 yaw-dependent contour points + 51 static ones) comes with "
+                  "DECA/EMOCA's data (DECA's data/landmark_embedding.npy, from the FLAME website's downloads); put it next to "
+                  "generic_model.pkl to get landmarks (sparseface never downloads it)")
+
+def read_landmark_embedding(path:str|os.PathLike # FLAME's landmark_embedding.npy (a NumPy file holding a pickled dict), or a folder holding it
+                           ) -> dict:
+    "FLAME's landmark embedding as a dict of arrays (face indices and barycentric coordinates), read without running pickled code"
+    p = Path(check_type(path, (str, os.PathLike), 'path'))
+    if p.is_dir(): p = p / FLAME_LMK_FILE
+    if not p.is_file(): raise FileNotFoundError(f"{FLAME_LMK_FILE} not found at {str(p)!r}. {FLAME_LMK_HELP}")
+    try:
+        with open(p, 'rb') as f:
+            major, _ = np.lib.format.read_magic(f)
+            shape, _, dtype = (np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0)(f)
+            if dtype != object: raise ValueError(f"an array of {dtype}, not a pickled dict")
+            a = FlameUnpickler(f, encoding='latin1').load()          # only NumPy arrays and containers are rebuilt
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
+        raise ValueError(f"{str(p)!r} is not a readable FLAME landmark embedding ({type(e).__name__}: {e})") from e
+    d = a[()] if isinstance(a, np.ndarray) and a.dtype == object and a.ndim == 0 else a
+    if not isinstance(d, dict): raise ValueError(f"{str(p)!r} holds a {type(d).__name__}, not the landmark embedding's dict")
+    if missing := [k for k in FLAME_LMK_KEYS if k not in d]: raise ValueError(f"{str(p)!r} lacks {missing} (has {sorted(d)})")
+    out = {k: np.asarray(d[k]).reshape(s) if np.asarray(d[k]).size == np.prod(s) else np.asarray(d[k]) for k, s in FLAME_LMK_KEYS.items()}
+    if bad := [f"{k} {out[k].shape} (expected {s})" for k, s in FLAME_LMK_KEYS.items() if out[k].shape != s]:
+        raise ValueError(f"{str(p)!r}: wrong shapes {bad}")
+    return out
+
+def flame_contour_rows(rotation:torch.Tensor # Head rotation [B, 3, 3] (global x neck)
+                      ) -> torch.Tensor:
+    "DECA's row [B] of the dynamic-contour table for a head rotation: yaw in whole degrees, 0..39 (turned left) or 40..78 (right)"
+    check_tensor(rotation, 'rotation', shape=(None, 3, 3), dtype_kind='f')
+    R = torch.as_tensor(rotation)
+    yaw = torch.atan2(-R[:, 2, 0], torch.sqrt(R[:, 0, 0] ** 2 + R[:, 1, 0] ** 2))          # DECA's rot_mat_to_euler
+    a = torch.round(torch.clamp(torch.rad2deg(yaw), max=39)).long()
+    return torch.where(a < 0, torch.where(a < -39, torch.full_like(a, 78), 39 - a), a)
+
+# %% ../../nbs/50j_face.flame.ipynb #ba098541
+class FlameRecon3D(Recon3D):
+    "NeutrEx's faithful backend behind the `Recon3D` contract: EMOCA v2's encoders + the FLAME decoder, EMOCA's crop rule and orthographic camera"
+    name, crop_size = 'flame', 224
+    def __init__(self, encoder:EMOCAEncoder, # From `load_emoca`
+                 flame:FLAME, # From `load_flame(..., n_shape=100, n_exp=50)` or `load_emoca_flame`
+                 landmark_embedding:dict|None=None, # From `read_landmark_embedding` (None: no `landmarks`)
+                 scale:float=1.25 # EMOCA's crop scale
+                ):
+        super().__init__()
+        check_type(encoder, EMOCAEncoder, 'encoder'); check_type(flame, FLAME, 'flame'); check_range(scale, 'scale', 0, lo_open=True)
+        for k in ('shape', 'exp'):
+            if encoder.codes[k] > getattr(flame, 'n_' + k): raise ValueError(f"flame has {getattr(flame, 'n_' + k)} {k} components, the encoder regresses {encoder.codes[k]}")
+        self.encoder, self.flame, self.scale = encoder, flame, float(scale)
+        self.triangles = flame.faces.clone()
+        self.has_landmarks = landmark_embedding is not None
+        if self.has_landmarks:
+            e = check_type(landmark_embedding, dict, 'landmark_embedding')
+            F = len(flame.faces)
+            for k in FLAME_LMK_KEYS:
+                if k not in e: raise ValueError(f"landmark_embedding lacks {k!r} (expected the keys of {FLAME_LMK_FILE}: {list(FLAME_LMK_KEYS)})")
+                if k.endswith('faces_idx') and (np.asarray(e[k]).min() < 0 or np.asarray(e[k]).max() >= F): raise ValueError(f"landmark_embedding[{k!r}] must index flame's {F} triangles")
+            for k in FLAME_LMK_KEYS: self.register_buffer('lmk_' + k, torch.as_tensor(np.asarray(e[k])).to(torch.long if k.endswith('idx') else torch.float32))
+    @property
+    def n_vertices(self) -> int: return self.flame.v_template.shape[0]
+
+    def rois(self, points # 68 landmarks [B,68,2] (EMOCA's 'kpt68' rule) or face boxes [B,4] (DECA's 'bbox' rule)
+            ) -> torch.Tensor:
+        "EMOCA's square crop regions [B,4] (sx, sy, ex, ey): side int(1.1 (w+h)/2 x 1.25) around the landmarks (boxes: (w+h)/2, centre 0.12 lower)"
+        check_tensor(points, 'points', ndim=(2, 3), dtype_kind='fi')
+        p = torch.as_tensor(points)
+        p = (p if p.is_floating_point() else p.double())
+        if p.ndim == 3: b = emoca_crop_boxes(p, self.scale)
+        else:
+            if p.shape[-1] != 4: raise ValueError(f"points must be landmarks [B, 68, 2] or boxes [B, 4], got {tuple(p.shape)}")
+            l, t, r, bt = p.unbind(-1); old = (r - l + bt - t) / 2
+            b = torch.stack([r - (r - l) / 2, bt - (bt - t) / 2 + 0.12 * old, torch.floor(old * self.scale)], -1)
+        return torch.stack([b[:, 0] - b[:, 2] / 2, b[:, 1] - b[:, 2] / 2, b[:, 0] + b[:, 2] / 2, b[:, 1] + b[:, 2] / 2], -1)
+
+    def crops(self, images, # A uint8 image [H,W(,3)], a list of them, or float images [B,3,H,W] in [0,1]
+              boxes=None, # Face boxes [B,4] (one per image); None: `detect_faces` (exactly one face per image)
+              method:str='auto', # Detector when `boxes` is None
+              best:bool=True # With several faces, take the detector's best one (False: raise `TooManyFacesError`)
+             ) -> Bunch:
+        "EMOCA's crops [B,3,224,224] (dlib's 68 landmarks in each box instead of FAN's), ROIs [B,4], boxes [B,4] and the landmarks `points` [B,68,2]"
+        if isinstance(images, torch.Tensor) or (isinstance(images, np.ndarray) and images.ndim == 4 and images.dtype != np.uint8):
+            check_tensor(images, 'images', shape=(None, 3, None, None), dtype_kind='f')
+            batch = torch.as_tensor(images)
+            ims = [(b.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy() for b in batch.detach()]
+            tens = list(batch)
+        else:
+            ims = [images] if isinstance(images, np.ndarray) and images.ndim in (2, 3) else list(images)
+            if not ims: raise ValueError("images is empty")
+            ims = [check_image(im, f'images[{i}]', rgb=False) for i, im in enumerate(ims)]
+            ims = [np.repeat(im.reshape(*im.shape[:2], 1), 3, 2) if im.ndim == 2 or im.shape[2] == 1 else im for im in ims]
+            tens = [torch.from_numpy(im).permute(2, 0, 1).float() / 255 for im in ims]
+        if boxes is None:
+            bx = []
+            for i, im in enumerate(ims):
+                b, _ = detect_faces(im, method)
+                if len(b) == 0: raise NoFaceError(f"no face found in images[{i}]")
+                if len(b) > 1 and not best: raise TooManyFacesError(f"{len(b)} faces found in images[{i}]; pass boxes= or best=True")
+                bx.append(b[0])
+            boxes = np.stack(bx)
+        check_tensor(boxes, 'boxes', ndim=(1, 2), dtype_kind='fi')
+        boxes = torch.as_tensor(np.asarray(boxes) if isinstance(boxes, np.ndarray) else boxes).double().reshape(-1, 4)
+        if len(boxes) != len(ims): raise ValueError(f"boxes has {len(boxes)} rows for {len(ims)} images (one face per image)")
+        points = torch.from_numpy(np.concatenate([landmarks(im, boxes[i:i + 1].numpy(), 68) for i, im in enumerate(ims)])).double()
+        rois = self.rois(points)
+        S = self.crop_size
+        k = (rois[:, 2] - rois[:, 0]) / (S - 1)                      # corners map to corners (EMOCA's similarity warp)
+        o = torch.zeros_like(k)
+        theta = torch.stack([torch.stack([k, o, rois[:, 0]], 1), torch.stack([o, k, rois[:, 1]], 1)], 1)
+        if len({t.shape for t in tens}) == 1: crops = warp_affine(torch.stack(tens).to(self.device), theta.to(self.device, torch.float32), S)
+        else: crops = torch.cat([warp_affine(t[None].to(self.device), theta[i:i + 1].to(self.device, torch.float32), S) for i, t in enumerate(tens)])  # sizes differ
+        return Bunch(crops=crops, rois=rois.to(self.device, torch.float32), boxes=boxes.float(), points=points.float())
+
+    def regress(self, crops:torch.Tensor # RGB crops [B,3,224,224] in [0,1] (`crops`, `emoca_crop`)
+               ) -> dict:
+        "EMOCA's codes: shape [B,100], tex, exp [B,50] (EMOCA's), pose [B,6] (global + jaw), cam [B,3] (scale, tx, ty), light, exp_deca"
+        return self.encoder(crops)
+
+    def posed_vertices(self, params:dict # `regress` output
+                      ) -> torch.Tensor:
+        "DECA's decoded mesh [B,5023,3] in FLAME units (metres; x left-to-right of the viewer, y up, z towards the camera): shape, expression, global + jaw pose"
+        return self.flame(params['shape'], params['exp'], params['pose'])
+
+    def project(self, points:torch.Tensor, # FLAME-space points [B,N,3] (metres, y up)
+                cam:torch.Tensor, # EMOCA's orthographic camera [B,3] (scale, tx, ty)
+                rois:torch.Tensor|None=None # ROIs [B,4] of the crops; None: the crop's pixel frame
+               ) -> torch.Tensor:
+        "EMOCA's orthographic camera s (X + t) to crop pixels (u + 1) x 112 (y flipped), then to the image through the ROI; z in the same pixels, towards the camera"
+        check_tensor(points, 'points', ndim=3, dtype_kind='f'); check_tensor(cam, 'cam', shape=(len(points), 3), dtype_kind='f')
+        X, c = torch.as_tensor(points), torch.as_tensor(cam).to(points)
+        S = self.crop_size
+        u = c[:, None, :1] * (X[..., :2] + c[:, None, 1:])           # batch_orth_proj: [-1, 1] across the crop
+        px, py = (u[..., 0] + 1) * S / 2, (1 - u[..., 1]) * S / 2    # DECA: image y (and z) point the other way
+        pz = c[:, None, 0] * X[..., 2] * S / 2
+        if rois is None: return torch.stack([px, py, pz], -1)
+        check_tensor(rois, 'rois', shape=(len(X), 4), dtype_kind='fi')
+        r = torch.as_tensor(rois).to(X)
+        k = ((r[:, 2] - r[:, 0]) / (S - 1))[:, None]                   # crop pixel -> image pixel (corners to corners)
+        return torch.stack([r[:, None, 0] + px * k, r[:, None, 1] + py * k, pz * k], -1)
+
+    def vertices(self, params:dict, # `regress` output
+                 rois:torch.Tensor|None=None # ROIs [B,4] of the crops; None: crop frame
+                ) -> torch.Tensor:
+        "Posed mesh [B,5023,3] in image pixels (x right, y down, z towards the camera, min z = 0) through EMOCA's orthographic camera"
+        v = self.project(self.posed_vertices(params), params['cam'], rois)
+        return torch.cat([v[..., :2], v[..., 2:] - v[..., 2:].amin(1, keepdim=True)], -1)
+
+    def landmarks(self, params:dict, # `regress` output
+                  rois:torch.Tensor|None=None # ROIs [B,4] of the crops; None: crop frame
+                 ) -> torch.Tensor:
+        "DECA's 68 2D landmarks [B,68,2] in image pixels: 17 contour points chosen by head yaw + 51 static ones (needs `landmark_embedding.npy`)"
+        if not self.has_landmarks: raise NotImplementedError(f"landmarks need FLAME's landmark embedding, which generic_model.pkl lacks: pass landmark_embedding=read_landmark_embedding(path). {FLAME_LMK_HELP}")
+        v = self.posed_vertices(params)
+        pose = self.flame.full_pose(params['pose'].to(v))
+        R = rodrigues(pose[:, :2])                                 # global and neck rotations
+        rows = flame_contour_rows(R[:, 0] @ R[:, 1])               # DECA: rel = R_global R_neck
+        idx = torch.cat([self.lmk_dynamic_lmk_faces_idx[rows], self.lmk_static_lmk_faces_idx.expand(len(v), -1)], 1)   # [B, 68]
+        bary = torch.cat([self.lmk_dynamic_lmk_bary_coords[rows], self.lmk_static_lmk_bary_coords.expand(len(v), -1, -1)], 1).to(v)
+        tri = v[torch.arange(len(v), device=v.device)[:, None, None], self.flame.faces[idx]]    # [B, 68, 3 corners, 3]
+        return self.project(torch.einsum('blfi,blf->bli', tri, bary), params['cam'], rois)[..., :2]
+
+    def expression_mesh(self, params:dict # `regress` output
+                       ) -> torch.Tensor:
+        "NeutrEx's normalised mesh [B,5023,3] in metres (`flame_expression_mesh`): EMOCA's expression and jaw; identity, rotation and camera neutral"
+        return flame_expression_mesh(self.flame, params['exp'], params['pose'][:, 3:])
+
+    def fit(self, images, # A uint8 image [H,W(,3)], a list of them, or float images [B,3,H,W] in [0,1]
+            boxes=None, # Face boxes [B,4] (one per image); None: `detect_faces`
+            method:str='auto', # Detector when `boxes` is None
+            best:bool=True # With several faces, take the best one (False: raise `TooManyFacesError`)
+           ) -> Bunch:
+        "`Recon3D.fit`; without the landmark embedding `landmarks` is None"
+        if self.has_landmarks: return super().fit(images, boxes, method, best)
+        c = self.crops(images, boxes, method, best)
+        params = self.regress(c.crops)
+        return Bunch(params=params, vertices=self.vertices(params, c.rois), landmarks=None, rois=c.rois, boxes=c.boxes)
+
+# %% ../../nbs/50j_face.flame.ipynb #67d8e078
+@RECON3D.register('flame', crop_size=224, vertices=FLAME_VERTICES)
+def _flame_backend(path:str|os.PathLike|None=None # A folder with EMOCA's model (EMOCA_v2_lr_mse_20/...), optionally generic_model.pkl and landmark_embedding.npy
+                  ) -> FlameRecon3D:
+    "EMOCA v2 (DECA + expression encoder) + FLAME from the user's files: NeutrEx's faithful backend"
+    return load_flame_recon3d(path)
+
+def load_flame_recon3d(path:str|os.PathLike|None, # Folder holding EMOCA's model folder EMOCA_v2_lr_mse_20 (or the folder itself), optionally generic_model.pkl and landmark_embedding.npy
+                       flame:str|os.PathLike|None=None, # generic_model.pkl (or its folder); None: `path`'s, else the FLAME layer in EMOCA's checkpoint
+                       landmark_embedding:str|os.PathLike|None=None # landmark_embedding.npy; None: `path`'s if there (else no landmarks)
+                      ) -> FlameRecon3D:
+    "`FlameRecon3D` from the user's files; a missing file is named with where to get it"
+    if path is None: raise FileNotFoundError(f"the 'flame' backend needs the user's files: pass path= a folder holding {EMOCA_MODEL}/ "
+                                             f"(and optionally {FLAME_FILE} and {FLAME_LMK_FILE}). {EMOCA_HELP}. {FLAME_HELP}")
+    p = Path(check_type(path, (str, os.PathLike), 'path'))
+    if not p.exists(): raise FileNotFoundError(f"{str(p)!r} does not exist: expected a folder holding {EMOCA_MODEL}/ (and optionally {FLAME_FILE}). {EMOCA_HELP}. {FLAME_HELP}")
+    folder = p if p.is_dir() else p.parent
+    encoder = load_emoca(p)
+    if flame is None and (folder / FLAME_FILE).is_file(): flame = folder / FLAME_FILE
+    fl = load_flame(flame, DECA_CODES['shape'], DECA_CODES['exp']) if flame is not None else load_emoca_flame(p)
+    if landmark_embedding is None and (folder / FLAME_LMK_FILE).is_file(): landmark_embedding = folder / FLAME_LMK_FILE
+    lmk = read_landmark_embedding(landmark_embedding) if landmark_embedding is not None else None
+    return FlameRecon3D(encoder, fl, lmk)
