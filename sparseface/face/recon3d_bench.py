@@ -15,7 +15,7 @@ from ..core import BENCHMARKS, check_type, check_choice, check_range, check_tens
 from ..data import load_dataset, data_available, data_path
 from ..repro import timed
 from .detect import detect_faces, resolve_method, load_celeba_hq_samples, NoFaceError
-from .recon3d import Recon3D, BFMRecon3D, MobileNetV1TDDFA, load_3ddfa, load_bfm, roi_from_box, TDDFA_WEIGHTS, TDDFA_CONFIGS, TDDFA_STATS
+from .recon3d import Recon3D, BFMRecon3D, MobileNetV1TDDFA, load_3ddfa, load_bfm, roi_from_box, crop_roi, TDDFA_WEIGHTS, TDDFA_CONFIGS, TDDFA_STATS
 
 # %% auto #0
 __all__ = ['BENCH_MODES', 'RECON3D_GPU_DEFAULTS', 'bench_faces', 'jitter_boxes', 'bench_crops', 'regress_throughput',
@@ -200,7 +200,7 @@ def ours_vs_official(model:BFMRecon3D, # The 'bfm' backend
                      repeats:int=3, # Timed passes of each path, interleaved (after one warm-up pass each)
                      resize:str='auto' # Resize of the official crop ('cv2', 'pil', 'auto')
                     ) -> Bunch:
-    "From image + box to landmarks (or dense mesh): our batched path (`crops`, `regress`, `landmarks`/`vertices`) vs the official per-face path (`official_3ddfa`); faces/s per stage (medians of interleaved passes), ratio, and max |difference| in pixels"
+    "From image + box to landmarks (or dense mesh): our batched path (`crops`, `regress`, `landmarks`/`vertices`) vs the official per-face path (`official_3ddfa`); faces/s per stage (medians of interleaved passes), ratio, and the differences in image and crop pixels (also with the official crop geometry: the transcription check)"
     check_type(model, BFMRecon3D, 'model'); check_type(batch_size, int, 'batch_size'); check_range(batch_size, 'batch_size', 1)
     check_type(repeats, int, 'repeats'); check_range(repeats, 'repeats', 1)
     images = list(images); n = len(images)
@@ -224,13 +224,23 @@ def ours_vs_official(model:BFMRecon3D, # The 'bfm' backend
             t = new(); ours(t); tm.append(t)
             t = new(); official_3ddfa(model, bgr, bx, dense, resize, times=t); to.append(t)
     ref = torch.from_numpy(np.stack(off.vertices)).transpose(1, 2)          # [N,V,3]
-    d = (mine.cpu().double()[..., :2] - ref.double()[..., :2]).norm(dim=-1)   # image-plane distance per point
+    d = (mine.cpu().double()[..., :2] - ref.double()[..., :2]).norm(dim=-1)   # image-plane distance per point [N,P]
+    k = torch.from_numpy(off.rois[:, 2] - off.rois[:, 0])[:, None]/model.crop_size   # image pixels per crop pixel
+    # the transcription check: our model on the official crop geometry (ROI rounded to whole pixels, crop quantised to
+    # uint8) mapped back with the unrounded ROI, as the official code does, against the official output
+    with torch.inference_mode():
+        fl = lambda im: torch.from_numpy(np.ascontiguousarray(im)).float().div(255).reshape(*im.shape[:2], -1).permute(2, 0, 1).expand(3, -1, -1)[None]
+        rr = torch.from_numpy(off.rois).round()
+        cr = (torch.cat([crop_roi(fl(im), rr[i:i + 1], model.crop_size) for i, im in enumerate(images)])*255).round()/255
+        same = (model.vertices if dense else model.landmarks)(model.regress(cr.to(model.device)), torch.from_numpy(off.rois).float().to(model.device))
+    d2 = (same.cpu().double()[..., :2] - ref.double()[..., :2]).norm(dim=-1)
     rows = []
     for name, ts in (('ours (batched)', tm), ('official 3DDFA_V2 (per face)', to)):
         tot = [sum(t.values()) for t in ts]
         rows.append(dict(path=name, faces=n, batch=batch_size if ts is tm else 1, output='dense mesh' if dense else '68 landmarks',
                          faces_per_s=n/_median(tot), **{f'{s}_ms_per_face': 1e3*_median([t[s] for t in ts])/n for s in stages}))
     return Bunch(rows=rows, ratio=rows[0]['faces_per_s']/rows[1]['faces_per_s'], max_px=float(d.max()), median_px=float(d.median()),
+                 max_crop_px=float((d/k).max()), median_crop_px=float((d/k).median()), same_crop_max_crop_px=float((d2/k).max()),
                  resize=official_resize() if resize == 'auto' else resize, params=off.params)
 
 # %% ../../nbs/50i_face.recon3d_bench.ipynb #7aa8fcf0
@@ -403,16 +413,23 @@ def bench_recon3d(ctx # The benchmark context (quick, device, data, seed, progre
     peer_rows = []
     for dense in (False, True):
         pv = ours_vs_official(model, ims, bx, dense=dense, batch_size=32, repeats=reps)
-        for r in pv.rows: r.update(ratio_to_official=r['faces_per_s']/pv.rows[1]['faces_per_s'], max_abs_diff_px=pv.max_px, median_diff_px=pv.median_px)
+        for r in pv.rows: r.update(ratio_to_official=r['faces_per_s']/pv.rows[1]['faces_per_s'], max_diff_px=pv.max_px, median_diff_px=pv.median_px,
+                                   max_diff_crop_px=pv.max_crop_px, median_diff_crop_px=pv.median_crop_px, same_crop_max_diff_crop_px=pv.same_crop_max_crop_px)
         peer_rows += pv.rows
         what = 'dense mesh' if dense else 'landmarks'
         nums[f'{what}: ours / official faces/s'] = pv.ratio; nums[f'{what}: max |ours - official| px'] = pv.max_px
+        nums[f'{what}: max |ours - official| crop px'] = pv.max_crop_px
+        nums[f'{what}: max |ours on the official crop - official| crop px'] = pv.same_crop_max_crop_px
     ctx.add_table(f'From image + face box to 68 landmarks / dense mesh: our batched path (B = 32) vs the official 3DDFA_V2 per-face path transcribed (crop_img + {official_resize()} resize, one network call per face, recon_vers in NumPy); {n_peer} faces of {faces.source}; ms per face by stage, medians of {reps} interleaved passes ({mach})', peer_rows,
-                  note='The network module is the same in both paths (equal to the official one, 50f_face.recon3d); the paths differ in cropping (ours: exact bilinear ROI warp; official: ROI rounded to whole pixels, then resize), batching and the reconstruction. max_abs_diff_px: largest image-plane distance between the two outputs over all points and faces.')
+                  note='The network module is the same in both paths (equal to the official one, 50f_face.recon3d); the paths differ in cropping (ours: exact bilinear ROI warp; official: ROI rounded to whole pixels, then resize), batching and the reconstruction. max_diff_px: largest image-plane distance between the two outputs over all points and faces; *_crop_px: distances in crop pixels (image pixels over ROI side / 120); '
+                       'same_crop_max_diff_crop_px: our network and reconstruction on the official crop geometry (ROI rounded to whole pixels, uint8 crop) against the official output: the transcription check.')
     lm = [r for r in peer_rows if r['output'] == '68 landmarks']
     ctx.compared_against("the official 3DDFA_V2 per-face path (TDDFA.__call__ + recon_vers), transcribed in this benchmark")
     ctx.claim('Our batched path from image + box to 68 landmarks is at least as fast as the official per-face path (this device)', lm[0]['ratio_to_official'], holds=lm[0]['ratio_to_official'] >= 1, expect='>= 1 (ours / official faces per second)')
-    ctx.claim("Our landmarks agree with the official path's", lm[0]['max_abs_diff_px'], holds=lm[0]['max_abs_diff_px'] < 2, expect='< 2 px (the official crop rounds the ROI to whole pixels; ours does not)', unit='px')
+    ctx.claim("The transcribed official path computes what ours computes: on the official crop geometry our landmarks equal the official ones", lm[0]['same_crop_max_diff_crop_px'],
+              holds=lm[0]['same_crop_max_diff_crop_px'] < 0.5, unit='crop px', expect="< 0.5 crop px (what is left: OpenCV's fixed-point bilinear weights)")
+    ctx.claim("Our landmarks against the official path's (largest distance over all faces and points)", lm[0]['max_diff_crop_px'], unit='crop px',
+              expect="about a crop pixel at most: the official crop rounds the ROI to whole pixels (a shift of up to half an image pixel) but maps back with the unrounded ROI; ours does not round")
     fb = fit_breakdown(model, faces.images, faces.names, repeats=reps_fit)
     ctx.add_table(f'Where the time of fit(image) goes: face detection vs crop + regress + mesh + landmarks, ms per image, median of {reps_fit} interleaved runs ({mach})', fb)
     nums.update({f"fit {r['image']}: detection share": r['detection_share'] for r in fb})
