@@ -142,6 +142,9 @@ def official_crop(image:np.ndarray, # uint8 image [H,W,3] (or [H,W])
                   resize:str='auto' # 'cv2', 'pil' or 'auto' (`official_resize()`)
                  ) -> np.ndarray:
     "3DDFA_V2's crop: the ROI rounded to whole pixels, cut from the image with black outside it (`crop_img`), then resized to size x size"
+    check_type(image, np.ndarray, 'image')
+    if image.dtype != np.uint8 or image.ndim not in (2, 3): raise ValueError(f"image must be a uint8 [H,W,3] or [H,W] array, got {image.dtype} {image.shape}")
+    if len(roi) != 4: raise ValueError(f"roi must be (sx, sy, ex, ey), got {len(roi)} values")
     resize = official_resize() if resize == 'auto' else resize
     check_choice(resize, ('cv2', 'pil'), 'resize')
     h, w = image.shape[:2]
