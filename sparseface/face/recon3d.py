@@ -297,6 +297,30 @@ def _rgb_float(im:np.ndarray # uint8 image [H,W] or [H,W,3] (or float [H,W,3] in
     if t.ndim == 2: t = t[..., None]
     return t.permute(2, 0, 1).expand(3, -1, -1)
 
+def _crop_images(ims:list, # uint8 images [H,W] or [H,W,3] (or float in [0,1]), sizes may differ
+                 rois:torch.Tensor, # ROIs [B,4] (sx, sy, ex, ey), one per image
+                 size:int, # Crop side
+                 device:torch.device|None=None # Where the interpolation runs
+                ) -> torch.Tensor:
+    "The bilinear crops of `crop_roi` (zeros outside the image) [B,3,size,size], reading only the 2 x size rows and columns of each image that the crop samples"
+    r = rois.detach().double().cpu().numpy(); u = np.arange(size) + 0.5; tap = np.array([[0], [1]])
+    pats, ws = [], []
+    for im, (sx, sy, ex, ey) in zip(ims, r):
+        H, W = im.shape[:2]
+        x, y = sx + u*(ex - sx)/size - 0.5, sy + u*(ey - sy)/size - 0.5     # sample points (crop pixel centres), as `roi_theta`
+        xi, yi = np.floor(x).astype(np.int64) + tap, np.floor(y).astype(np.int64) + tap   # [2,S] taps
+        fx, fy = x - np.floor(x), y - np.floor(y)
+        ws.append((np.stack([1 - fy, fy])*((yi >= 0) & (yi < H)), np.stack([1 - fx, fx])*((xi >= 0) & (xi < W))))   # zero weight outside
+        p = np.asarray(im).take(np.clip(yi, 0, H - 1).reshape(-1), 0).take(np.clip(xi, 0, W - 1).reshape(-1), 1)   # rows, then columns: [2S,2S(,C)]
+        pats.append(np.repeat(p[..., None], 3, -1) if p.ndim == 2 else np.repeat(p, 3, -1) if p.shape[-1] == 1 else p)
+    P = torch.from_numpy(np.stack(pats)).to(device)
+    scale = 1/255 if P.dtype == torch.uint8 else 1.   # uint8 -> [0,1], folded into the x weights
+    P = P.permute(0, 3, 1, 2).to(torch.float32, memory_format=torch.contiguous_format).view(len(pats), 3, 2, size, 2, size)   # channels first
+    wy, wx = (torch.from_numpy(np.stack(w)).float().to(device) for w in zip(*ws))   # [B,2,S] each
+    wx = wx*scale
+    P = P[..., 0, :]*wx[:, None, None, None, 0] + P[..., 1, :]*wx[:, None, None, None, 1]   # along x: [B,3,2,S,S]
+    return P[:, :, 0]*wy[:, None, 0, :, None] + P[:, :, 1]*wy[:, None, 1, :, None]          # along y: [B,3,S,S]
+
 class Recon3D(nn.Module):
     "Contract of a 3D face-reconstruction backend: crops -> parameters -> image-frame mesh, 68 landmarks, expression-only mesh"
     name:str = 'base'   # registered name of the backend
@@ -364,8 +388,10 @@ class Recon3D(nn.Module):
         if len(boxes) != n: raise ValueError(f"boxes has {len(boxes)} rows for {n} images (one face per image)")
         rois = self.rois(boxes)
         if batch is not None: crops = crop_roi(batch.to(self.device), rois.to(self.device), self.crop_size)
-        elif len({im.shape[:2] for im in ims}) == 1: crops = crop_roi(torch.stack([_rgb_float(im) for im in ims]).to(self.device), rois.to(self.device), self.crop_size)
-        else: crops = torch.cat([crop_roi(_rgb_float(im)[None].to(self.device), rois[i:i+1].to(self.device), self.crop_size) for i, im in enumerate(ims)])  # sizes differ
+        else:   # only the pixels the crops sample are read (not whole images converted to float): cheap for large photos
+            side = torch.minimum(rois[:, 2] - rois[:, 0], rois[:, 3] - rois[:, 1])
+            if (side < MIN_ROI).any(): raise ValueError(f"rois must be at least {MIN_ROI} px wide (face boxes of at least ~{MIN_ROI/1.58:.0f} px); got sides {side.tolist()}")
+            crops = _crop_images(ims, rois, self.crop_size, self.device)
         return Bunch(crops=crops, rois=rois.to(self.device, torch.float32), boxes=boxes.float())
 
     def fit(self, images, # A uint8 image [H,W(,3)], a list of them, or float images [B,3,H,W] in [0,1]
