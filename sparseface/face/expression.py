@@ -19,6 +19,7 @@ from sklearn.svm import SVC
 from sklearn.utils import Bunch
 from sklearn.utils.validation import check_is_fitted
 from ..core import check_type, check_choice, check_range, check_tensor, default_device
+from .neutrex import ofiq_map
 from .detect import detect_faces, check_image
 
 # %% auto #0
@@ -287,15 +288,6 @@ def prepare_fer_faces(images, # uint8 images: [N, H, W] grey, [N, H, W, 3] RGB, 
             boxes[i] = (l, t, l + s - 1, t + s - 1)
     return Bunch(faces=crop_fer_faces(ims, boxes, offsets), found=torch.from_numpy(found), boxes=boxes)
 
-# %% ../../nbs/50k_face.expression.ipynb #1bf626cc
-def _quality_map(x, # Raw scores
-                 x0:float, # Sigmoid centre
-                 w:float # Sigmoid width (> 0)
-                ) -> np.ndarray:
-    "OFIQ's mapping with h=100, a=0, s=1: round(100 sigmoid((x - x0)/w)) clipped to [0, 100] (stands in for `ofiq_map`)"
-    t = np.clip((np.asarray(x, np.float64) - x0)/w, -60, 60)   # beyond |t| = 60 the sigmoid rounds to 0 or 100 anyway
-    return np.clip(np.round(100/(1 + np.exp(-t))), 0, 100)
-
 # %% ../../nbs/50k_face.expression.ipynb #02833cfb
 class ExpressionNeutralitySVM(ClassifierMixin, BaseEstimator):
     "Neutral-vs-expression SVM on expression-CNN embeddings (NeutrEx's baseline, substituted): standardise, SVC; positive decision = neutral"
@@ -353,7 +345,7 @@ class ExpressionNeutralitySVM(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, 'model_')
         x0, w = self.x0_ if x0 is None else x0, self.w_ if w is None else w
         check_range(x0, 'x0'); check_range(w, 'w', 0, lo_open=True)
-        return _quality_map(self.decision_function(X), x0, w)
+        return ofiq_map(self.decision_function(X), x0, w)
 
 # %% ../../nbs/50k_face.expression.ipynb #7faacfb4
 def neutrality_loso(X, # Embeddings [N, D]
