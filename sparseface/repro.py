@@ -16,8 +16,8 @@ from .core import REPRODUCTIONS, BENCHMARKS, Registry, default_device, ensure_di
 
 # %% auto #0
 __all__ = ['PACKAGE_DIR', 'VERDICTS', 'QUICK_THREADS', 'LONG_TABLE', 'SUMMARY_COLUMNS', 'package_shadowed', 'discover',
-           'ReproContext', 'cpu_seconds', 'timed', 'run_reproduction', 'run_reproductions', 'format_value',
-           'summary_rows', 'write_report']
+           'ReproContext', 'cpu_seconds', 'timed', 'machine_name', 'write_script', 'run_reproduction',
+           'run_reproductions', 'format_value', 'summary_rows', 'write_report']
 
 # %% ../nbs/05_repro.ipynb #637a7928
 _SKIP_DISCOVERY = {'sparseface.cli', 'sparseface._modidx'}
@@ -149,6 +149,24 @@ def cpu_seconds() -> float:
 def timed(f): # A function of no arguments
     "`(f(), seconds)`: the result of `f()` and its wall-clock time (`time.perf_counter`), the unit of every benchmark's timings"
     t0 = time.perf_counter(); out = f(); return out, time.perf_counter() - t0
+
+# %% ../nbs/05_repro.ipynb #496e2032
+def machine_name(device='cpu' # The device the timings ran on
+                ) -> str:
+    "The machine behind a timing, in words: the GPU's name, or the CPU (architecture, cores, load average, torch threads)"
+    dev = torch.device(device)
+    if dev.type == 'cuda': return torch.cuda.get_device_name(dev)
+    load = f', load average {os.getloadavg()[0]:.1f}' if hasattr(os, 'getloadavg') else ''
+    return f"CPU {platform.machine()}, {os.cpu_count()} cores (shared{load}), {torch.get_num_threads()} torch thread(s)"
+
+def write_script(path:str|Path, # Where to write (parent folders are made)
+                 text:str # The script's text
+                ) -> Path:
+    "Write a prepared script (e.g. a benchmark's GPU run) to `path`, executable, and return the path"
+    check_type(text, str, 'text')
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text); path.chmod(0o755)
+    return path
 
 # %% ../nbs/05_repro.ipynb #788ca07f
 QUICK_THREADS = 1 # PyTorch intra-op threads of a quick run on the CPU (a registration's `quick_threads=` overrides it; None: leave as set)

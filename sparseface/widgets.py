@@ -13,9 +13,10 @@ import matplotlib.pyplot as plt
 from IPython import get_ipython
 from IPython.display import display
 from .core import Registry, check_type
+from PIL import Image
 
 # %% auto #0
-__all__ = ['DEMOS', 'Demo', 'noisy_image', 'NoisePSNRDemo']
+__all__ = ['DEMOS', 'Demo', 'noisy_image', 'NoisePSNRDemo', 'ImageUploads']
 
 # %% ../nbs/04_widgets.ipynb #9a1ea069
 DEMOS = Registry('demo')
@@ -123,3 +124,39 @@ class NoisePSNRDemo(Demo):
             ax.imshow(im.permute(1, 2, 0).squeeze(-1).numpy(), cmap='gray', vmin=0, vmax=1); ax.set_title(t, fontsize=10); ax.axis('off')
         fig.tight_layout()
         return fig
+
+# %% ../nbs/04_widgets.ipynb #27b23c25
+class ImageUploads:
+    "Mixin for a `Demo` with an 'image' dropdown over `self.images`: `add_image` and an upload button"
+    def add_image(self, name:str, # Menu entry (made unique with a counter)
+                  image # uint8 image [H, W, 3] RGB or [H, W] grey (repeated to RGB)
+                 ) -> str:
+        "Add an image to the menu and show it; returns its menu entry"
+        im = np.asarray(image)
+        if im.dtype != np.uint8 or not (im.ndim == 2 or (im.ndim == 3 and im.shape[2] in (1, 3))):
+            raise ValueError(f"image must be a uint8 [H, W] or [H, W, 3] array, got {im.dtype} {im.shape}")
+        if im.ndim == 2 or im.shape[2] == 1: im = np.repeat(im.reshape(*im.shape[:2], 1), 3, -1)
+        im = self.check_upload(im)
+        self._n_added = getattr(self, '_n_added', 0) + 1
+        key = f'{self._n_added}: {name}'; self.images[key] = np.ascontiguousarray(im)
+        dd = self._controls['image']; self._paused = True
+        try: dd.options = list(self.images)
+        finally: self._paused = False
+        dd.value = key                                           # redraws
+        return key
+    def check_upload(self, image # uint8 RGB image [H, W, 3]
+                    ):
+        "Hook: a demo's own checks on an added image (e.g. a minimum size); returns the image"
+        return image
+    def on_upload(self, change): # The FileUpload's value change: {'new': ({'name', 'content', ...}, ...)} (ipywidgets 8)
+        "Add every uploaded file that reads as an image; report the others in the demo's text"
+        for f in change['new']:
+            try: im = np.asarray(Image.open(io.BytesIO(bytes(f['content']))).convert('RGB'))
+            except Exception as e: self.text.value = f"could not read {f['name']!r} as an image: {e}"; continue
+            self.add_image(f['name'], im)
+    def widget(self) -> W.Widget:
+        "The demo with an upload button next to the controls"
+        up = W.FileUpload(accept='image/*', multiple=False, description='upload')
+        up.observe(self.on_upload, names='value')
+        w = super().widget(); kids = list(w.children); kids[1] = W.HBox([kids[1], up])
+        w.children = tuple(kids); return w

@@ -572,17 +572,7 @@ class FlameRecon3D(Recon3D):
             ims = [check_image(im, f'images[{i}]', rgb=False) for i, im in enumerate(ims)]
             ims = [np.repeat(im.reshape(*im.shape[:2], 1), 3, 2) if im.ndim == 2 or im.shape[2] == 1 else im for im in ims]
             tens = [torch.from_numpy(im).permute(2, 0, 1).float() / 255 for im in ims]
-        if boxes is None:
-            bx = []
-            for i, im in enumerate(ims):
-                b, _ = detect_faces(im, method)
-                if len(b) == 0: raise NoFaceError(f"no face found in images[{i}]")
-                if len(b) > 1 and not best: raise TooManyFacesError(f"{len(b)} faces found in images[{i}]; pass boxes= or best=True")
-                bx.append(b[0])
-            boxes = np.stack(bx)
-        check_tensor(boxes, 'boxes', ndim=(1, 2), dtype_kind='fi')
-        boxes = torch.as_tensor(np.asarray(boxes) if isinstance(boxes, np.ndarray) else boxes).double().reshape(-1, 4)
-        if len(boxes) != len(ims): raise ValueError(f"boxes has {len(boxes)} rows for {len(ims)} images (one face per image)")
+        boxes = self.face_boxes(ims, boxes, len(ims), method, best)
         points = torch.from_numpy(np.concatenate([landmarks(im, boxes[i:i + 1].numpy(), 68) for i, im in enumerate(ims)])).double()
         rois = self.rois(points)
         S = self.crop_size

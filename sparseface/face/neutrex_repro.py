@@ -15,7 +15,7 @@ from PIL import Image
 from sklearn.utils import Bunch
 from ..core import REPRODUCTIONS, DataNotFoundError, check_type, check_range, default_device, module_device
 from ..data import data_available, data_path, data_root, load_dataset
-from ..widgets import DEMOS, Demo
+from ..widgets import DEMOS, Demo, ImageUploads
 from .detect import NoFaceError, dlib_available, load_celeba_hq_samples
 from .eval import plot_edc
 from .recon3d import BFM, BFMRecon3D, TDDFA_WEIGHTS, TDDFA_CONFIGS, TDDFA_STATS, load_3ddfa, load_bfm, plot_mesh
@@ -403,7 +403,7 @@ def _message_figure(text:str # The message
     ax.text(0.01, 0.5, text, fontsize=9, va='center', wrap=True); return fig
 
 @DEMOS.register('neutrex')
-class NeutrExDemo(Demo):
+class NeutrExDemo(ImageUploads, Demo):
     "NeutrEx of a face: the fitted 3D mesh, the expression-only mesh, the per-vertex distance to the neutral anchor, and the baseline's quality"
     title = 'NeutrEx: expression neutrality from a 3D face'
     description = ('Pick a face or upload one: the 3DDFA/BFM mesh over the photo, the expression-only mesh, the per-vertex distance to a neutral anchor '
@@ -444,28 +444,3 @@ class NeutrExDemo(Demo):
         r = self.compute(image)
         if r.error: return _message_figure(r.error)
         return plot_neutrex_example(self.images[image], r.ex, r.triangles, title=image, baseline=r.baseline, on_photo=heat_map == 'on the photo')
-    def add_image(self, name:str, # Menu entry (made unique with a counter)
-                  image # uint8 image [H, W, 3] RGB or [H, W] grey
-                 ) -> str:
-        "Add an image to the menu and show it; returns its menu entry"
-        im = np.ascontiguousarray(np.asarray(image))
-        if im.dtype != np.uint8 or im.ndim not in (2, 3): raise ValueError(f"image must be a uint8 [H, W] or [H, W, 3] array, got {im.dtype} {im.shape}")
-        self._n_added = getattr(self, '_n_added', 0) + 1
-        key = f'{self._n_added}: {name}'; self.images[key] = im
-        dd = self._controls['image']; self._paused = True
-        try: dd.options = list(self.images)
-        finally: self._paused = False
-        dd.value = key
-        return key
-    def _on_upload(self, change): # The FileUpload's value change
-        "Add every uploaded file that reads as an image"
-        for f in change['new']:
-            try: im = np.asarray(Image.open(io.BytesIO(bytes(f['content']))).convert('RGB'))
-            except Exception as e: self.text.value = f"could not read {f['name']!r} as an image: {e}"; continue
-            self.add_image(f['name'], im)
-    def widget(self) -> W.Widget:
-        "The demo with an upload button next to the controls"
-        up = W.FileUpload(accept='image/*', multiple=False, description='upload')
-        up.observe(self._on_upload, names='value')
-        w = super().widget(); kids = list(w.children); kids[1] = W.HBox([kids[1], up])
-        w.children = tuple(kids); return w

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 from sklearn.utils import Bunch
 from ..core import REPRODUCTIONS, check_type, check_range
 from ..data import load_dataset, data_available
-from ..widgets import DEMOS, Demo
+from ..widgets import DEMOS, Demo, ImageUploads
 from .detect import dlib_available, check_image, crop_faces, find_faces, plot_detections, load_celeba_hq_samples
 from .recognition import load_recognizer, compare_with_dlib
 from .eval import pair_scores, verification_report, gallery_probe_split, identification_report, plot_roc, plot_cmc
@@ -172,41 +172,15 @@ def _plot_matches(name:str, # Image name (the title)
     fig.tight_layout()
     return fig
 
-# %% ../../nbs/50e_face.recognition_repro.ipynb #fb1e0006
-class _ImageUploads:
-    "Mixin for a `Demo` with an 'image' dropdown over `self.images`: `add_image` and an upload button"
-    def add_image(self, name:str, # Menu entry (made unique with a counter)
-                  image) -> str: # uint8 image [H, W, 3] RGB or [H, W] grey (repeated to RGB)
-        "Add an image to the menu and show it; returns its menu entry"
-        im = np.asarray(image)
-        if im.ndim == 2: im = np.repeat(im[..., None], 3, -1)
-        im = check_image(np.ascontiguousarray(im))
-        self._n_added = getattr(self, '_n_added', 0) + 1
-        key = f'{self._n_added}: {name}'; self.images[key] = im
-        dd = self._controls['image']; self._paused = True
-        try: dd.options = list(self.images)
-        finally: self._paused = False
-        dd.value = key                                           # redraws
-        return key
-    def _on_upload(self, change): # The FileUpload's value change
-        "Add every uploaded file that reads as an image; report the others in the summary"
-        for f in change['new']:                                   # ipywidgets 8: a tuple of {'name', 'content', ...}
-            try: im = np.asarray(Image.open(io.BytesIO(bytes(f['content']))).convert('RGB'))
-            except Exception as e: self.text.value = f"could not read {f['name']!r} as an image: {e}"; continue
-            self.add_image(f['name'], im)
-    def widget(self) -> W.Widget:
-        "The demo with an upload button next to the controls"
-        up = W.FileUpload(accept='image/*', multiple=False, description='upload')
-        up.observe(self._on_upload, names='value')
-        w = super().widget(); kids = list(w.children); kids[1] = W.HBox([kids[1], up])
-        w.children = tuple(kids); return w
-
 # %% ../../nbs/50e_face.recognition_repro.ipynb #fb1e0007
 @DEMOS.register('face')
-class FaceDemo(_ImageUploads, Demo):
+class FaceDemo(ImageUploads, Demo):
     "Detections, landmarks, the aligned chip and the closest gallery identities of a face image"
     title = 'Face core: detect, align, recognise'
     description = 'Pick an image: the faces dlib finds, their 5 landmarks, the aligned 150x150 chip, and the closest identities of a gallery by the PyTorch dlib ResNet.'
+    def check_upload(self, image): # uint8 RGB image [H, W, 3]
+        "The face core's image checks (`check_image`: uint8, at least 32 px)"
+        return check_image(image)
     def __init__(self, images:dict|None=None, # Extra images {name: uint8 RGB [H, W, 3]} for the menu
                  net:torch.nn.Module|None=None, # Recognizer; None: `load_recognizer()` on first use
                  top:int=5): # Gallery matches shown

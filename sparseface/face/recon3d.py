@@ -357,6 +357,27 @@ class Recon3D(nn.Module):
         "Mesh [B,V,3] with pose and identity set to neutral: only the expression varies"
         raise NotImplementedError
 
+    def face_boxes(self, ims, # uint8 images [H,W(,3)] (used when `boxes` is None)
+                   boxes=None, # Given face boxes [n,4], or None: one detected face per image
+                   n:int|None=None, # Number of images (default: len(ims))
+                   method:str='auto', # Detector (`detect_faces`) when `boxes` is None
+                   best:bool=True # Several faces: keep the detector's best (True) or raise `TooManyFacesError`
+                  ) -> torch.Tensor:
+        "One face box per image [n,4] float64: the given boxes, checked, or the detector's (NoFaceError when an image has none)"
+        n = len(ims) if n is None else n
+        if boxes is None:
+            bx = []
+            for i, im in enumerate(ims):
+                b, _ = detect_faces(im, method)
+                if len(b) == 0: raise NoFaceError(f"no face found in images[{i}]")
+                if len(b) > 1 and not best: raise TooManyFacesError(f"{len(b)} faces found in images[{i}]; pass boxes= or best=True")
+                bx.append(b[0])
+            boxes = np.stack(bx)
+        check_tensor(boxes, 'boxes', ndim=(1, 2), dtype_kind='fi')
+        boxes = torch.as_tensor(np.asarray(boxes) if isinstance(boxes, np.ndarray) else boxes).double().reshape(-1, 4)
+        if len(boxes) != n: raise ValueError(f"boxes has {len(boxes)} rows for {n} images (one face per image)")
+        return boxes
+
     def crops(self, images, # A uint8 image [H,W(,3)], a list of them, or float images [B,3,H,W] in [0,1]
               boxes=None, # Face boxes [B,4] (one per image); None: `detect_faces` (exactly one face per image)
               method:str='auto', # Detector when `boxes` is None
@@ -374,18 +395,8 @@ class Recon3D(nn.Module):
                 if not (im.ndim == 2 or (im.ndim == 3 and im.shape[2] in (1, 3))): raise ValueError(f"images[{i}] must be [H, W] (grey) or [H, W, 3] (RGB), got shape {im.shape}")
             batch = None
         n = len(batch) if batch is not None else len(ims)
-        if boxes is None:
-            if ims is None: ims = [(b.permute(1, 2, 0).clamp(0, 1)*255).round().byte().cpu().numpy() for b in batch]
-            bx = []
-            for i, im in enumerate(ims):
-                b, _ = detect_faces(im, method)
-                if len(b) == 0: raise NoFaceError(f"no face found in images[{i}]")
-                if len(b) > 1 and not best: raise TooManyFacesError(f"{len(b)} faces found in images[{i}]; pass boxes= or best=True")
-                bx.append(b[0])
-            boxes = np.stack(bx)
-        check_tensor(boxes, 'boxes', ndim=(1, 2), dtype_kind='fi')
-        boxes = torch.as_tensor(np.asarray(boxes) if isinstance(boxes, np.ndarray) else boxes).double().reshape(-1, 4)
-        if len(boxes) != n: raise ValueError(f"boxes has {len(boxes)} rows for {n} images (one face per image)")
+        if boxes is None and ims is None: ims = [(b.permute(1, 2, 0).clamp(0, 1)*255).round().byte().cpu().numpy() for b in batch]
+        boxes = self.face_boxes(ims, boxes, n, method, best)
         rois = self.rois(boxes)
         if batch is not None: crops = crop_roi(batch.to(self.device), rois.to(self.device), self.crop_size)
         else:   # only the pixels the crops sample are read (not whole images converted to float): cheap for large photos

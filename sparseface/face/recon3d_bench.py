@@ -13,7 +13,7 @@ from sklearn.utils import Bunch
 from tqdm.auto import tqdm
 from ..core import BENCHMARKS, check_type, check_choice, check_range, check_tensor, make_generator, module_device, default_device
 from ..data import load_dataset, data_available, data_path
-from ..repro import timed
+from ..repro import timed, machine_name, write_script
 from .detect import detect_faces, resolve_method, load_celeba_hq_samples, NoFaceError
 from .recon3d import Recon3D, BFMRecon3D, MobileNetV1TDDFA, load_3ddfa, load_bfm, roi_from_box, crop_roi, TDDFA_WEIGHTS, TDDFA_CONFIGS, TDDFA_STATS
 
@@ -381,17 +381,9 @@ def write_recon3d_gpu_script(path:str|os.PathLike, # Where to write the script (
                              **kw # `recon3d_gpu_script` arguments
                             ) -> Path:
     "Write `recon3d_gpu_script(**kw)` to `path` (executable) and return the path"
-    path = Path(check_type(path, (str, os.PathLike), 'path')); path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(recon3d_gpu_script(**kw)); path.chmod(0o755)
-    return path
+    return write_script(check_type(path, (str, os.PathLike), 'path'), recon3d_gpu_script(**kw))
 
 # %% ../../nbs/50i_face.recon3d_bench.ipynb #9cdb11a6
-def _machine(dev):
-    dev = torch.device(dev)
-    if dev.type == 'cuda': return torch.cuda.get_device_name(dev)
-    load = f', load average {os.getloadavg()[0]:.1f}' if hasattr(os, 'getloadavg') else ''
-    return f"CPU {platform.machine()}, {os.cpu_count()} cores (shared{load}), {torch.get_num_threads()} torch thread(s)"
-
 @BENCHMARKS.register('recon3d', title="3DDFA_V2 regressor + BFM: crops/s batched vs one at a time (network, dense mesh, 68 landmarks), against the official per-face path, where fit's time goes, a prepared GPU run")
 def bench_recon3d(ctx # The benchmark context (quick, device, data, seed, progress, out)
                  ) -> dict:
@@ -403,7 +395,7 @@ def bench_recon3d(ctx # The benchmark context (quick, device, data, seed, progre
         ctx.substitute(desc, "3DDFA_V2's mb05_120x120.pth on its no-neck BFM", 'the weights are not in the data folder; throughput does not depend on the weights')
     faces = bench_faces(ctx.data, n_yale, n_celeba)
     x = bench_crops(model, faces, n, ctx.seed)
-    mach = _machine(ctx.device)
+    mach = machine_name(ctx.device)
     rows = regress_throughput(model, x.crops, x.rois, batches, BENCH_MODES, reps, progress=ctx.progress)
     ctx.add_table(f'Crops per second of {desc}: network alone, + dense mesh, + 68 landmarks; {n} crops of {faces.source} in batches of B (B = 1: one crop at a time), median of {reps} interleaved passes ({mach})', rows,
                   note='speedup_vs_loop: seconds of the B = 1 loop over seconds at batch B, same mode and run. Absolute rates hold for this machine only.')

@@ -18,7 +18,7 @@ from .dfmx import dfmx_params, dfmx_source, dfmx_apply, dfmx_masks, load_dfmx_df
 from .shortcuts_repro import CIFAR_MEAN, CIFAR_STD
 from ..robust.augment import PadFlipResizedCrop, augmix, autoaugment
 from .dfmx_repro import DFMX_STANDARD, dfmx_augmentations, black_pixel
-from ..repro import timed
+from ..repro import timed, machine_name, write_script
 
 # %% auto #0
 __all__ = ['DFMX_GPU_DEFAULTS', 'official_filter', 'official_dfmx_sample', 'bench_dfms', 'dfmx_vs_official',
@@ -313,22 +313,16 @@ def write_dfmx_gpu_script(path:str|Path, # Where to write the script (e.g. dfmx_
                           **kw # `dfmx_gpu_script` arguments
                          ) -> Path:
     "Write `dfmx_gpu_script(**kw)` to `path` (executable) and return the path"
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(dfmx_gpu_script(**kw)); path.chmod(0o755)
-    return path
+    return write_script(path, dfmx_gpu_script(**kw))
 
 # %% ../../nbs/22b_freq.dfmx_bench.ipynb #74c93b2c
-def _machine(dev):
-    dev = torch.device(dev)
-    return torch.cuda.get_device_name(dev) if dev.type == 'cuda' else f"CPU {platform.machine()}, {os.cpu_count()} cores (shared), {torch.get_num_threads()} torch thread(s)"
-
 @BENCHMARKS.register('dfm-x', title='DFM-X: training-time cost, the official per-sample path vs batched (same draws), AugMix/AutoAugment batching, a prepared GPU run')
 def bench_dfmx(ctx # The benchmark context (quick, device, seed, progress, out)
               ) -> dict:
     "DFM-X's epoch-time ratio, the batched paths against the official per-sample ones on the same images and draws, batched AugMix/AutoAugment, and the GPU script"
     q = ctx.quick
     n_peer, n_aug, n_epoch, reps = (512, 64, 512, 3) if q else (2048, 256, 4096, 5)
-    cpu = _machine('cpu')
+    cpu = machine_name('cpu')
     dfms, dfm_name = bench_dfms(ctx.data)
     r = dfmx_vs_official(n_peer, dfms=dfms, repeats=reps, seed=ctx.seed)
     s = standard_vs_official(n_peer, repeats=reps, seed=ctx.seed)
@@ -341,7 +335,7 @@ def bench_dfmx(ctx # The benchmark context (quick, device, seed, progress, out)
     ctx.claim('Batched DFM-X with roll_channels=True equals the official per-sample filter on the same images and draws',
               r['max_abs_diff'], holds=r['max_abs_diff'] < 1e-5 and r['unchanged_equal'], expect='< 1e-5 (float32)')
     rows = [dfmx_epoch_times(n_epoch, reps, standard=st, device=ctx.device, seed=ctx.seed) for st in tqdm(DFMX_STANDARD, disable=not ctx.progress, leave=False)]
-    ctx.add_table(f'Seconds per training epoch without / with DFM-X: SmallCNN, {n_epoch} images 3x32x32, batch 64, {reps} interleaved repeats ({_machine(ctx.device)})', rows)
+    ctx.add_table(f'Seconds per training epoch without / with DFM-X: SmallCNN, {n_epoch} images 3x32x32, batch 64, {reps} interleaved repeats ({machine_name(ctx.device)})', rows)
     for e in rows:
         ctx.claim(f"DFM-X training time per epoch over without (SmallCNN, after '{e['standard']}', median of {reps})", e['ratio_median'],
                   holds=e['ratio_median'] <= 1.1, expect="<= 1.1 (the issue's target)")

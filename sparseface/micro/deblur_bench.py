@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from ..core import BENCHMARKS, check_type, check_choice, check_range, make_generator, set_seed
 from .data import synthetic_focal_stack, defocus_kernel, defocus_radii, focus_sources, center_crop, PSF_KINDS, CROP_SIZE
 from ..filters import correlate2d, filter_method
-from ..repro import timed
+from ..repro import timed, machine_name, write_script
 from .deblur import LinearLatentAE, LatentBlurObjective, VARIANTS, deblur, classical_deblur
 
 # %% auto #0
@@ -318,22 +318,16 @@ def write_micro_gpu_script(path:str|Path, # Where to write the script (e.g. micr
                            **kw # `micro_gpu_script` arguments
                           ) -> Path:
     "Write `micro_gpu_script(**kw)` to `path` (executable) and return the path"
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(micro_gpu_script(**kw)); path.chmod(0o755)
-    return path
+    return write_script(path, micro_gpu_script(**kw))
 
 # %% ../../nbs/41b_micro.deblur_bench.ipynb #27b1519d
-def _machine(dev):
-    dev = torch.device(dev)
-    return torch.cuda.get_device_name(dev) if dev.type == 'cuda' else f"CPU {platform.machine()}, {os.cpu_count()} cores (shared), {torch.get_num_threads()} torch thread(s)"
-
 @BENCHMARKS.register('microscopy', title='Microscopy deblurring: LinearLatentAE training-step and encode/decode throughput per variant, batched focal stacks vs a SciPy loop, classical deconvolution cost, a prepared GPU run')
 def bench_microscopy(ctx # The benchmark context (quick, device, seed, progress, out)
                     ) -> dict:
     "Training-step throughput per variant and widths, encode/decode throughput, batched synthetic stacks against a per-image SciPy loop, Richardson-Lucy / Wiener against one AE deblur, and the GPU script"
     q = ctx.quick
     b_paper, reps, n_img, side = (4, 2, 4, 256) if q else (10, 5, 9, 512)
-    mach = _machine(ctx.device)
+    mach = machine_name(ctx.device)
     rows = []
     for w, b in tqdm((('paper', b_paper), ('quick', 10)), disable=not ctx.progress, leave=False):
         rows += ae_step_throughput(w, batch_size=b, repeats=reps, device=ctx.device, seed=ctx.seed)
@@ -344,7 +338,7 @@ def bench_microscopy(ctx # The benchmark context (quick, device, seed, progress,
     ctx.add_table(f'Encode / decode throughput (eval mode, no gradients), batches of 10 images 128x128 ({mach})', codec)
     X, src = bench_images(n_img, side, ctx.data)
     st = stack_vs_scipy(X, repeats=reps)
-    cpu = _machine('cpu')
+    cpu = machine_name('cpu')
     ctx.add_table(f'Synthetic focal stacks (9 levels, radius 8 px at level 0, float64 and float32): batched synthetic_focal_stack vs a per-image scipy.ndimage.correlate loop; {n_img} crops {side}x{side} of {src} ({cpu})', st,
                   note='speedup: SciPy loop seconds over batched seconds (medians of interleaved repeats).')
     s64, s32 = [r for r in st if r['dtype'] == 'float64'], [r for r in st if r['dtype'] == 'float32']

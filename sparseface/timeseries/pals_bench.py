@@ -15,6 +15,7 @@ from .data import make_forecast_data, synthetic_series
 from .models import create_forecaster
 from .pals import fit_forecaster, count_dense_params
 from .pals_repro import PALS_MODELS, PALS_QUICK, PALS_DATASETS, pals_case_config
+from ..repro import machine_name, write_script
 
 # %% auto #0
 __all__ = ['pals_bench_data', 'pals_overhead', 'forecaster_throughput', 'pals_gpu_script', 'write_pals_gpu_script', 'bench_pals']
@@ -128,9 +129,7 @@ def write_pals_gpu_script(path:str|Path, # Where to write the script
                           **kw # `pals_gpu_script` arguments
                          ) -> Path:
     "Write `pals_gpu_script(**kw)` to `path` (executable) and return the path"
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(pals_gpu_script(**kw)); path.chmod(0o755)
-    return path
+    return write_script(path, pals_gpu_script(**kw))
 
 # %% ../../nbs/15b_timeseries.pals_bench.ipynb #bb7a78fb
 @BENCHMARKS.register('pals', title='PALS: training time over dense, forecaster throughput at the PALS configuration, a prepared GPU run')

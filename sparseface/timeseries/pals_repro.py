@@ -18,6 +18,7 @@ from .data import load_forecast_data, make_forecast_data, synthetic_series, plot
 from .models import create_forecaster
 from .autoformer import Autoformer, FEDformer
 from .pals import fit_forecaster, select_pals, plot_trajectory
+from ..repro import machine_name
 
 # %% auto #0
 __all__ = ['PAPER_HEADLINE', 'PAPER_HORIZONS', 'PAPER_FINAL_SPARSITY', 'PAPER_DLINEAR', 'PALS_MODELS', 'PALS_TRANSFORMERS',
@@ -111,11 +112,6 @@ def cached_record(path:str|Path|None, # JSON file of the record; None: no cachin
     return {**rec, 'cached': False}
 
 # %% ../../nbs/15a_timeseries.pals_repro.ipynb #8645f054
-def _machine(device) -> str:
-    "The device the fit ran on, in words"
-    if device.type == 'cuda': return torch.cuda.get_device_name(device)
-    return f"CPU {platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch thread(s)"
-
 def fit_record(r, # `fit_forecaster`'s result
                **info # Case description to store with it
               ) -> dict:
@@ -158,7 +154,7 @@ def run_pals_case(dataset:str, # A name of `PALS_DATASETS`
                            seed=seed, device=dev, progress=progress)
         return fit_record(r, dataset=dataset, model=model, horizon=int(horizon), method=method, seed=seed, d_model=d_model, epochs=int(epochs),
                           lambda_pr=lambda_pr if method == 'pals' else None, lambda_lf=lambda_lf if method == 'pals' else None,
-                          update_every=cfg['update_every'], machine=_machine(dev), device=str(dev))
+                          update_every=cfg['update_every'], machine=machine_name(dev), device=str(dev))
     return cached_record(Path(cache) / f"{key}.json" if cache is not None else None, compute)
 
 # %% ../../nbs/15a_timeseries.pals_repro.ipynb #1cad9912
