@@ -519,18 +519,21 @@ def plot_neutrex_maps(errors, # Per-vertex errors [C, V] (e.g. the mean of each 
                       mesh, # The mesh to draw them on [V, 3] (image frame: y down; see `upright`)
                       triangles, # Triangles [T, 3]
                       titles:Sequence[str]|None=None, # One title per map
-                      ncols:int=4 # Maps per row
+                      ncols:int=4, # Maps per row
+                      shared_scale:bool=True # One colour scale for all maps (comparable across panels); False: one per map
                      ):
-    "Per-vertex NeutrEx error heat maps, one panel per row of `errors` (each with its colour bar); returns the figure"
+    "Per-vertex NeutrEx error heat maps, one panel per row of `errors`, on one shared colour scale by default; returns the figure"
     import matplotlib.pyplot as plt
     check_tensor(errors, 'errors', ndim=2, dtype_kind='f')
     if titles is not None and len(titles) != len(errors): raise ValueError(f"titles has {len(titles)} entries for {len(errors)} maps")
     check_type(ncols, (int, np.integer), 'ncols'); check_range(int(ncols), 'ncols', 1)
     nr = -(-len(errors) // ncols)
+    e = np.asarray(errors.detach().cpu() if isinstance(errors, torch.Tensor) else errors, dtype=np.float64)
+    lo, hi = (float(np.nanmin(e)), float(np.nanmax(e))) if shared_scale else (None, None)
     fig, axs = plt.subplots(nr, min(ncols, len(errors)), figsize=(3 * min(ncols, len(errors)), 3 * nr), layout='constrained', squeeze=False)
     for k, ax in enumerate(axs.flat):
         if k >= len(errors): ax.axis('off'); continue
-        plot_mesh(mesh, triangles, values=errors[k], ax=ax, cmap='inferno')
+        plot_mesh(mesh, triangles, values=errors[k], ax=ax, cmap='inferno', vmin=lo, vmax=hi)
         if titles is not None: ax.set_title(str(titles[k]))
     return fig
 

@@ -473,7 +473,9 @@ def plot_mesh(vertices, # One mesh [V,3] (x, y image pixels, z towards the camer
               image=None, # Background image [H,W(,3)] uint8 (e.g. the photo the mesh was fitted to)
               cmap:str='viridis', # Colour map of `values`
               alpha:float=1.0, # Mesh opacity (e.g. 0.6 over an image)
-              colorbar:bool=True # Add a colour bar when `values` is given?
+              colorbar:bool=True, # Add a colour bar when `values` is given?
+              vmin:float|None=None, # Colour scale of `values` (None: their minimum)
+              vmax:float|None=None # ... and maximum (share them across panels to compare maps)
              ):
     "Draw a mesh as filled triangles in painter's order (far first), shaded or coloured by per-vertex `values`; returns the axes"
     import matplotlib.pyplot as plt
@@ -492,7 +494,7 @@ def plot_mesh(vertices, # One mesh [V,3] (x, y image pixels, z towards the camer
         check_tensor(values, 'values', shape=(len(v),))
         val = np.asarray(torch.as_tensor(values).detach().cpu().double())[t[idx]].mean(1)
         import matplotlib as mpl
-        norm = mpl.colors.Normalize(np.nanmin(val), np.nanmax(val)); colours = plt.get_cmap(cmap)(norm(val))
+        norm = mpl.colors.Normalize(np.nanmin(val) if vmin is None else vmin, np.nanmax(val) if vmax is None else vmax); colours = plt.get_cmap(cmap)(norm(val))
     else:
         shade = np.abs(n[idx, 2])/np.linalg.norm(n[idx], axis=1).clip(1e-12)
         colours = plt.get_cmap('Greys_r')(0.25 + 0.7*shade)
