@@ -258,7 +258,7 @@ LANDMARKS_51 = list(range(17, 68))   # the 68 iBUG landmarks minus the jaw line
 class BFMLandmarks(nn.Module):
     "Differentiable 68 landmarks [B,68,2] (image pixels) of aligned faces from a 3D backend (3DDFA_V2 + BFM), through a fixed face box"
     def __init__(self, recon:Recon3D|str='bfm', # A 3D backend, or its name in `RECON3D` (needs the 3DDFA files)
-                 box:tuple=(0.2, 0.2, 0.8, 0.85), # Face box (left, top, right, bottom) as fractions of the image side
+                 box:tuple=(0.22, 0.25, 0.78, 0.9), # Face box (left, top, right, bottom) as fractions of the side of aligned (FFHQ/CelebA-HQ) faces
                  device=None): # Device when `recon` is a name
         super().__init__()
         if isinstance(recon, str): recon = load_recon3d(recon, device=device)
@@ -291,7 +291,7 @@ def landmark_loss(lmk_pred:torch.Tensor, # Landmarks of the generated images [B,
     s = frame / size
     return ((lmk_pred[:, LANDMARKS_51] - lmk_ref[:, LANDMARKS_51].detach()) * s).pow(2).mean()
 
-# %% ../../nbs/55_face.e2f.ipynb #0287c4da
+# %% ../../nbs/55_face.e2f.ipynb #1846516e
 def e2f_loss(pred:torch.Tensor, # Generated faces (G(w)+1)/2 [B,3,H,W]
              truth:torch.Tensor, # Ground truth I [B,3,H,W] in [0,1]
              masked:torch.Tensor, # Masked input I*M [B,3,H,W] in [0,1] (the identity reference, quirk 1)
@@ -348,7 +348,7 @@ class E2FLoss(nn.Module):
         self.parts = {k: float(v.detach()) for k, v in parts.items()}
         return total
 
-# %% ../../nbs/55_face.e2f.ipynb #5aaedc3c
+# %% ../../nbs/55_face.e2f.ipynb #d4efdfc7
 E2F_LR = 5e-5   # Adam learning rate of the official training at 256 px (1e-5 at 1024 px)
 
 def e2f_batches(eye:torch.Tensor, # Eye crops [N,3,112,112] in [0,1]
@@ -376,7 +376,7 @@ def e2f_trainer(net:E2FNet, # The network (only its trainable parts get an optim
     check_type(net, E2FNet, 'net')
     return Trainer(net, loss_fn=loss, opt='adam', lr=lr, **kwargs)
 
-# %% ../../nbs/55_face.e2f.ipynb #4b26a9e6
+# %% ../../nbs/55_face.e2f.ipynb #aee57613
 class Inversion(NamedTuple):
     "Result of `invert`"
     w: torch.Tensor        # final W+ codes [B, n_latent, 512]
@@ -424,7 +424,7 @@ def invert(G:nn.Module, # Frozen generator G(w) -> [-1,1] with attribute `n_late
     shots.append(final.cpu()); at.append(int(steps))
     return Inversion(w.detach(), torch.stack(shots), at, torch.stack(losses), final)
 
-# %% ../../nbs/55_face.e2f.ipynb #074144f2
+# %% ../../nbs/55_face.e2f.ipynb #c32d1421
 def e2f_metrics(result:torch.Tensor, # Inpainted faces [B,3,H,W] (clamped to [0,1] here)
                 truth:torch.Tensor, # Ground truth [B,3,H,W] in [0,1]
                 mask:torch.Tensor, # Visible region M [B,1,H,W], 1 = periocular pixel
