@@ -27,7 +27,9 @@ __all__ = ['NoFaceError', 'TooManyFacesError', 'dlib_available', 'import_dlib', 
            'compare_quality_edc', 'join_quality_scores', 'load_neutrex_light_scores', 'image_digests',
            'yale_neutrex_pairs', 'yale_neutrex_protocol', 'yale_neutrex', 'NeutrEx', 'neutrex_by_class',
            'plot_neutrex_by_class', 'plot_neutrex_maps', 'upright', 'StyleGAN2Generator', 'load_stylegan2',
-           'random_stylegan2', 'stylegan2_config']
+           'random_stylegan2', 'stylegan2_config', 'E2F_WEIGHTS', 'E2F_LR', 'E2FMapping', 'AttributeEncoder',
+           'IdentityEncoder', 'E2FNet', 'FaceLossNet', 'BFMLandmarks', 'inverse_gaussian_weights', 'pixel_loss',
+           'e2f_loss', 'E2FLoss', 'e2f_batches', 'e2f_trainer', 'Inversion', 'invert', 'e2f_metrics']
 
 # %% ../../nbs/50_face.ipynb #ce1cb0af
 from .detect import (NoFaceError, TooManyFacesError, dlib_available, import_dlib, model_file, detect_faces, landmarks,
@@ -57,6 +59,8 @@ from .neutrex import (D_MIN, D_MAX, vertex_errors, mean_vertex_distance, neutrex
                                      yale_neutrex_pairs, yale_neutrex_protocol, yale_neutrex, NeutrEx, neutrex_by_class, plot_neutrex_by_class,
                                      plot_neutrex_maps, upright)
 from .stylegan import StyleGAN2Generator, load_stylegan2, random_stylegan2, stylegan2_config
+from .e2f import (E2F_WEIGHTS, E2F_LR, E2FMapping, AttributeEncoder, IdentityEncoder, E2FNet, FaceLossNet, BFMLandmarks,
+                                  inverse_gaussian_weights, pixel_loss, e2f_loss, E2FLoss, e2f_batches, e2f_trainer, Inversion, invert, e2f_metrics)
 
 # %% ../../nbs/50_face.ipynb #603e3410
 _all_ = ['NoFaceError', 'TooManyFacesError', 'dlib_available', 'import_dlib', 'model_file', 'detect_faces', 'landmarks', 'template_points',
@@ -73,3 +77,4 @@ _all_ += ['FLAME_FILE', 'FLAME_VERTICES', 'FLAME_HELP', 'EMOCA_MODEL', 'EMOCA_HE
 _all_ += ['FER_CLASSES', 'MiniXception', 'load_fer_model', 'read_fer_weights', 'prepare_fer_faces', 'crop_fer_faces', 'ExpressionNeutralitySVM', 'neutrality_loso']
 _all_ += ['D_MIN', 'D_MAX', 'vertex_errors', 'mean_vertex_distance', 'neutrex_from_distance', 'neutrex_score', 'load_neutrex_anchor', 'ofiq_map', 'build_anchor', 'loso_anchors', 'calibrate_neutrex', 'loso_neutrex', 'compare_quality_edc', 'join_quality_scores', 'load_neutrex_light_scores', 'image_digests', 'yale_neutrex_pairs', 'yale_neutrex_protocol', 'yale_neutrex', 'NeutrEx', 'neutrex_by_class', 'plot_neutrex_by_class', 'plot_neutrex_maps', 'upright']
 _all_ += ['StyleGAN2Generator', 'load_stylegan2', 'random_stylegan2', 'stylegan2_config']
+_all_ += ['E2F_WEIGHTS', 'E2F_LR', 'E2FMapping', 'AttributeEncoder', 'IdentityEncoder', 'E2FNet', 'FaceLossNet', 'BFMLandmarks', 'inverse_gaussian_weights', 'pixel_loss', 'e2f_loss', 'E2FLoss', 'e2f_batches', 'e2f_trainer', 'Inversion', 'invert', 'e2f_metrics']
