@@ -11,7 +11,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from ..core import check_type, check_choice, check_range, check_tensor, default_device, module_device
+from ..core import check_type, check_choice, check_range, check_tensor, module_device
 from ..train import Trainer
 from ..metrics import psnr, ssim
 from .recognition import DlibResNet, load_recognizer
