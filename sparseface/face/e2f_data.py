@@ -179,8 +179,8 @@ def eye_crop(images, # Images [B, 3, H, W] (float in [0, 1] or uint8)
     theta = torch.stack([torch.stack([sx, z, b[:, 0] - 0.5 + sx/2], -1), torch.stack([z, sy, b[:, 1] - 0.5 + sy/2], -1)], 1)
     return warp_affine(x, theta.to(x.dtype), size)
 
-# %% ../../nbs/54_face.e2f_data.ipynb #fd6a0518
-YAW_K = 1.38   # k = D/W of the cylinder model, fitted to 3DDFA_V2's yaw on the 56 CelebA-HQ samples (measured below)
+# %% ../../nbs/54_face.e2f_data.ipynb #b99a07e1
+YAW_K = 1.39   # k = D/W of the cylinder model, fitted to 3DDFA_V2's yaw on the 56 CelebA-HQ samples (measured below)
 
 def landmark_pose(points # dlib 68 landmarks [B, 68, 2]
                  ) -> torch.Tensor:
