@@ -194,14 +194,14 @@ def landmark_pose(points # dlib 68 landmarks [B, 68, 2]
     roll = -torch.rad2deg(torch.atan2(e2e[:, 1], e2e[:, 0]))             # counter-clockwise on screen = positive roll
     return torch.stack([yaw, torch.full_like(yaw, float('nan')), roll], -1)
 
-# %% ../../nbs/54_face.e2f_data.ipynb #693e5450
+# %% ../../nbs/54_face.e2f_data.ipynb #ff486827
 def _pose_backend(recon # 'auto', 'landmarks' or a `Recon3D`
                  ) -> Recon3D|None:
     "The 3D backend to use, or None for the landmark estimate ('auto' without the 3DDFA_V2 files)"
     if isinstance(recon, Recon3D): return recon
     check_choice(recon, ('auto', 'landmarks'), 'recon')
     if recon == 'landmarks': return None
-    try: return load_recon3d('bfm', device='cpu')
+    try: return load_recon3d('bfm')
     except (FileNotFoundError, ImportError): return None
 
 def head_pose_ok(images, # Aligned faces [B, 3, H, W] (float in [0, 1] or uint8), one face each
