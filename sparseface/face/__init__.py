@@ -26,10 +26,13 @@ __all__ = ['NoFaceError', 'TooManyFacesError', 'dlib_available', 'import_dlib', 
            'load_neutrex_anchor', 'ofiq_map', 'build_anchor', 'loso_anchors', 'calibrate_neutrex', 'loso_neutrex',
            'compare_quality_edc', 'join_quality_scores', 'load_neutrex_light_scores', 'image_digests',
            'yale_neutrex_pairs', 'yale_neutrex_protocol', 'yale_neutrex', 'NeutrEx', 'neutrex_by_class',
-           'plot_neutrex_by_class', 'plot_neutrex_maps', 'upright', 'StyleGAN2Generator', 'load_stylegan2',
-           'random_stylegan2', 'stylegan2_config', 'E2F_WEIGHTS', 'E2F_LR', 'E2FMapping', 'AttributeEncoder',
-           'IdentityEncoder', 'E2FNet', 'FaceLossNet', 'BFMLandmarks', 'inverse_gaussian_weights', 'pixel_loss',
-           'e2f_loss', 'E2FLoss', 'e2f_batches', 'e2f_trainer', 'Inversion', 'invert', 'e2f_metrics']
+           'plot_neutrex_by_class', 'plot_neutrex_maps', 'upright', 'EyesOutOfFrameError', 'E2F_SIZE', 'EYE_CROP_SIZE',
+           'E2F_MARGIN', 'face_quad', 'align_face_256', 'eyes_in_frame', 'periocular_box', 'periocular_mask',
+           'masked_image', 'eye_crop', 'landmark_pose', 'head_pose_ok', 'build_e2f_dataset', 'recover_box', 'box_iou',
+           'load_e2f_samples', 'StyleGAN2Generator', 'load_stylegan2', 'random_stylegan2', 'stylegan2_config',
+           'E2F_WEIGHTS', 'E2F_LR', 'E2FMapping', 'AttributeEncoder', 'IdentityEncoder', 'E2FNet', 'FaceLossNet',
+           'BFMLandmarks', 'inverse_gaussian_weights', 'pixel_loss', 'e2f_loss', 'E2FLoss', 'e2f_batches',
+           'e2f_trainer', 'Inversion', 'invert', 'e2f_metrics']
 
 # %% ../../nbs/50_face.ipynb #ce1cb0af
 from .detect import (NoFaceError, TooManyFacesError, dlib_available, import_dlib, model_file, detect_faces, landmarks,
@@ -58,6 +61,9 @@ from .neutrex import (D_MIN, D_MAX, vertex_errors, mean_vertex_distance, neutrex
                                      compare_quality_edc, join_quality_scores, load_neutrex_light_scores, image_digests,
                                      yale_neutrex_pairs, yale_neutrex_protocol, yale_neutrex, NeutrEx, neutrex_by_class, plot_neutrex_by_class,
                                      plot_neutrex_maps, upright)
+from .e2f_data import (EyesOutOfFrameError, E2F_SIZE, EYE_CROP_SIZE, E2F_MARGIN, face_quad, align_face_256, eyes_in_frame,
+                                      periocular_box, periocular_mask, masked_image, eye_crop, landmark_pose, head_pose_ok,
+                                      build_e2f_dataset, recover_box, box_iou, load_e2f_samples)
 from .stylegan import StyleGAN2Generator, load_stylegan2, random_stylegan2, stylegan2_config
 from .e2f import (E2F_WEIGHTS, E2F_LR, E2FMapping, AttributeEncoder, IdentityEncoder, E2FNet, FaceLossNet, BFMLandmarks,
                                   inverse_gaussian_weights, pixel_loss, e2f_loss, E2FLoss, e2f_batches, e2f_trainer, Inversion, invert, e2f_metrics)
@@ -76,5 +82,6 @@ _all_ += ['MobileNetV1TDDFA', 'load_3ddfa', 'roi_from_box', 'crop_roi', 'BFM', '
 _all_ += ['FLAME_FILE', 'FLAME_VERTICES', 'FLAME_HELP', 'EMOCA_MODEL', 'EMOCA_HELP', 'DECA_CODES', 'FLAME_LMK_FILE', 'read_flame_pickle', 'rodrigues', 'FLAME', 'load_flame', 'flame_expression_mesh', 'EMOCAEncoder', 'read_checkpoint', 'load_emoca', 'emoca_flame', 'load_emoca_flame', 'emoca_crop_boxes', 'emoca_crop', 'emoca_face_crop', 'plot_vertices', 'read_landmark_embedding', 'flame_contour_rows', 'FlameRecon3D', 'load_flame_recon3d']
 _all_ += ['FER_CLASSES', 'MiniXception', 'load_fer_model', 'read_fer_weights', 'prepare_fer_faces', 'crop_fer_faces', 'ExpressionNeutralitySVM', 'neutrality_loso']
 _all_ += ['D_MIN', 'D_MAX', 'vertex_errors', 'mean_vertex_distance', 'neutrex_from_distance', 'neutrex_score', 'load_neutrex_anchor', 'ofiq_map', 'build_anchor', 'loso_anchors', 'calibrate_neutrex', 'loso_neutrex', 'compare_quality_edc', 'join_quality_scores', 'load_neutrex_light_scores', 'image_digests', 'yale_neutrex_pairs', 'yale_neutrex_protocol', 'yale_neutrex', 'NeutrEx', 'neutrex_by_class', 'plot_neutrex_by_class', 'plot_neutrex_maps', 'upright']
+_all_ += ['EyesOutOfFrameError', 'E2F_SIZE', 'EYE_CROP_SIZE', 'E2F_MARGIN', 'face_quad', 'align_face_256', 'eyes_in_frame', 'periocular_box', 'periocular_mask', 'masked_image', 'eye_crop', 'landmark_pose', 'head_pose_ok', 'build_e2f_dataset', 'recover_box', 'box_iou', 'load_e2f_samples']
 _all_ += ['StyleGAN2Generator', 'load_stylegan2', 'random_stylegan2', 'stylegan2_config']
 _all_ += ['E2F_WEIGHTS', 'E2F_LR', 'E2FMapping', 'AttributeEncoder', 'IdentityEncoder', 'E2FNet', 'FaceLossNet', 'BFMLandmarks', 'inverse_gaussian_weights', 'pixel_loss', 'e2f_loss', 'E2FLoss', 'e2f_batches', 'e2f_trainer', 'Inversion', 'invert', 'e2f_metrics']

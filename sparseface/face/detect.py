@@ -18,7 +18,8 @@ __all__ = ['INSTALL_FACE', 'MODEL_FILES', 'MIN_SIZE', 'DETECTORS', 'DLIB_TEMPLAT
            'CELEBA_GENDERS', 'model_file', 'dlib_available', 'import_dlib', 'NoFaceError', 'TooManyFacesError',
            'check_image', 'resolve_method', 'detect_faces', 'landmarks', 'template_points', 'arcface_points',
            'similarity_transform', 'warp_affine', 'align_faces', 'chip_geometry', 'dlib_face_chips', 'box_chips',
-           'find_faces', 'face_chips', 'face_chip', 'crop_faces', 'load_celeba_hq_samples', 'plot_detections']
+           'find_faces', 'face_chips', 'face_chip', 'npz_cache_key', 'check_npz_cache', 'read_npz_cache',
+           'write_npz_cache', 'crop_faces', 'load_celeba_hq_samples', 'plot_detections']
 
 # %% ../../nbs/50a_face.detect.ipynb #2c0f6120
 INSTALL_FACE = 'pip install "sparseface[face]"'
@@ -575,34 +576,42 @@ def _centre_chip(im:np.ndarray, # uint8 RGB image [H, W, 3]
 # %% ../../nbs/50a_face.detect.ipynb #f30a0005
 _CROP_VERSION = 1
 
-def _crop_key(imgs:list, # Checked RGB images
-              opts:dict # The options that change the chips
-             ) -> str:
-    "SHA-256 of the options, the pipeline version and every image's shape, dtype and bytes"
-    h = hashlib.sha256(json.dumps({**opts, 'version': _CROP_VERSION}, sort_keys=True).encode())
-    for im in imgs: h.update(str((im.shape, im.dtype.str)).encode()); h.update(im.tobytes())
+def npz_cache_key(images:list, # Checked arrays (e.g. RGB images) whose shapes, dtypes and bytes define the inputs
+                  opts:dict, # JSON-serialisable options that change the result
+                  version:int=_CROP_VERSION # Version of the pipeline that writes the cache
+                 ) -> str:
+    "SHA-256 of the options, the pipeline version and every array's shape, dtype and bytes"
+    h = hashlib.sha256(json.dumps({**opts, 'version': version}, sort_keys=True).encode())
+    for im in images: h.update(str((im.shape, im.dtype.str)).encode()); h.update(im.tobytes())
     return h.hexdigest()
 
-def _read_crop_cache(cache:Path, # `.npz` file
-                     key:str, # Expected `_crop_key`
-                     overwrite:bool # Ignore a stale cache instead of refusing it?
-                    ) -> tuple[torch.Tensor, torch.Tensor]|None:
-    "`(chips, found)` from `cache` if it exists and matches `key`; None when absent (or stale with `overwrite`)"
+def check_npz_cache(cache # `.npz` file name (str or path)
+                   ) -> Path:
+    "`cache` as a `Path`, checked to be a `.npz` file name"
+    cache = Path(check_type(cache, (str, os.PathLike), 'cache'))
+    if cache.suffix != '.npz': raise ValueError(f"cache must be a .npz file name, got {str(cache)!r}")
+    return cache
+
+def read_npz_cache(cache:Path, # `.npz` file
+                   key:str, # Expected `npz_cache_key`
+                   overwrite:bool # Ignore a stale cache instead of refusing it?
+                  ) -> dict|None:
+    "The arrays stored in `cache` if it exists and matches `key`; None when absent (or stale with `overwrite`)"
     if not cache.is_file(): return None
     with np.load(cache, allow_pickle=False) as z:
-        if str(z['key']) == key: return torch.from_numpy(z['chips'].astype(np.float32)/255), torch.from_numpy(z['found'])
+        if str(z['key']) == key: return {k: z[k] for k in z.files if k not in ('key', 'options')}
     if not overwrite: raise ValueError(f"cache {str(cache)!r} is stale: it was made from other images or options; delete it or pass overwrite=True")
     return None
 
-def _write_crop_cache(cache:Path, # `.npz` file (its folder is created)
-                      chips:torch.Tensor, # Chips [N, 3, S, S] in [0, 1] on uint8 levels
-                      found:torch.Tensor, # Detection mask [N]
-                      key:str, # `_crop_key` of the inputs
-                      opts:dict # The options, stored for reference
-                     ):
-    "Store chips as uint8 with `found`, `key` and the options"
+def write_npz_cache(cache:Path, # `.npz` file (its folder is created)
+                    key:str, # `npz_cache_key` of the inputs
+                    opts:dict, # The options, stored for reference
+                    **arrays # The arrays to store (uint8 images keep the file small)
+                   ):
+    "Store `arrays` compressed with `key` and the options"
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(cache, chips=np.rint(chips.numpy()*255).astype(np.uint8), found=found.numpy(), key=np.array(key), options=np.array(json.dumps(opts)))
+    np.savez_compressed(cache, **arrays, key=np.array(key), options=np.array(json.dumps(opts)))
+
 
 # %% ../../nbs/50a_face.detect.ipynb #f30a0007
 def crop_faces(images, # uint8 [N, H, W] (grey) or [N, H, W, 3], or a list of such images
@@ -622,17 +631,15 @@ def crop_faces(images, # uint8 [N, H, W] (grey) or [N, H, W, 3], or a list of su
     dlib_version = getattr(import_dlib(), '__version__', '?') if method != 'lbp' else None
     opts = dict(size=int(size), padding=float(padding), method=method, upsample=int(upsample), dlib=dlib_version)
     if cache is not None:
-        cache = Path(check_type(cache, (str, os.PathLike), 'cache'))
-        if cache.suffix != '.npz': raise ValueError(f"cache must be a .npz file name, got {str(cache)!r}")
-        key = _crop_key(imgs, opts)
-        if (hit := _read_crop_cache(cache, key, overwrite)) is not None: return hit
+        cache, key = check_npz_cache(cache), npz_cache_key(imgs, opts)
+        if (hit := read_npz_cache(cache, key, overwrite)) is not None: return torch.from_numpy(hit['chips'].astype(np.float32)/255), torch.from_numpy(hit['found'])
     chips, found = torch.zeros(len(imgs), 3, size, size), torch.zeros(len(imgs), dtype=torch.bool)
     if progress: from tqdm.auto import tqdm
     for i, im in enumerate(tqdm(imgs, desc='crop_faces') if progress else imgs):
         r = find_faces(im, size, padding, method, upsample, max_faces=1)
         if len(r.chips): chips[i], found[i] = r.chips[0], True
         else: chips[i] = _centre_chip(im, size)
-    if cache is not None: _write_crop_cache(cache, chips, found, key, opts)
+    if cache is not None: write_npz_cache(cache, key, opts, chips=np.rint(chips.numpy()*255).astype(np.uint8), found=found.numpy())
     return chips, found
 
 # %% ../../nbs/50a_face.detect.ipynb #a2cbe86d
