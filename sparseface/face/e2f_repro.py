@@ -258,6 +258,9 @@ class E2FDemo(ImageUploads, Demo):
         self.root, self.steps, self.every = root, int(steps), int(every)
         self.samples = {}
         b = e2f_inputs(root)
+        if 'astronaut' not in b.ids:
+            a = astronaut_e2f(); a.eye = eye_crop(a.image, a.box)
+            b = Bunch(image=torch.cat([a.image, b.image]), mask=torch.cat([a.mask, b.mask]), eye=torch.cat([a.eye, b.eye]), ids=a.ids + list(b.ids))
         for k, i in enumerate(b.ids): self.samples[str(i)] = Bunch(image=b.image[k:k + 1], mask=b.mask[k:k + 1], eye=b.eye[k:k + 1])
         self.images = {n: (s.image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for n, s in self.samples.items()} | dict(images or {})
         super().__init__()
