@@ -19,7 +19,7 @@ from ..widgets import DEMOS, Demo, ImageUploads
 from .detect import NoFaceError, dlib_available, load_celeba_hq_samples
 from .stylegan import StyleGAN2Generator, random_stylegan2, load_stylegan2
 from .e2f_data import EyesOutOfFrameError, periocular_mask, eye_crop, build_e2f_dataset, load_e2f_samples
-from .e2f import E2F_LR, E2FNet, AttributeEncoder, IdentityEncoder, E2FLoss, e2f_batches, e2f_trainer, invert, e2f_metrics
+from .e2f import E2F_LR, E2FNet, AttributeEncoder, IdentityEncoder, E2FLoss, e2f_batches, e2f_trainer, invert, Inversion, e2f_metrics
 
 # %% auto #0
 __all__ = ['ASTRONAUT_FACE', 'ASTRONAUT_BOX', 'E2F_GENERATOR_ENV', 'E2F_QUICK', 'E2F_FULL', 'E2F_DEMO', 'astronaut_e2f',
@@ -111,10 +111,11 @@ def e2f_mechanics(G:nn.Module, # Frozen generator (its resolution sets the data'
                   inv_lr:float=0.01, # Inversion learning rate
                   id_net:nn.Module|str|None=None, # Recogniser of `e2f_metrics`' identity cosine; None: none
                   seed:int=0, # Seed of the mapping's initialisation
+                  inv_batch:int=16, # Faces inverted at once (the inversion of one face does not depend on the others)
                   progress:bool=False # Show progress bars?
                  ) -> Bunch:
     "Train E2F-Net a few steps on the batch, check the frozen parts, invert from w0: losses, frozen/moved flags, `inversion`, `metrics`"
-    for v, n in ((train_steps, 'train_steps'), (inv_steps, 'inv_steps'), (every, 'every')): check_type(v, (int, np.integer), n); check_range(int(v), n, 0 if n == 'train_steps' else 1)
+    for v, n in ((train_steps, 'train_steps'), (inv_steps, 'inv_steps'), (every, 'every'), (inv_batch, 'inv_batch')): check_type(v, (int, np.integer), n); check_range(int(v), n, 0 if n == 'train_steps' else 1)
     dev = module_device(G)
     d = resize_e2f(data, G.size)
     img, mask, eye = d.image.to(dev), d.mask.to(dev), data.eye.to(dev)
@@ -134,7 +135,10 @@ def e2f_mechanics(G:nn.Module, # Frozen generator (its resolution sets the data'
     moved = {p: any(not torch.equal(sd[k], v) for k, v in trained0.items() if k.startswith(p)) for p in ('attr_encoder.', 'mapping.')}
     net.eval()
     with torch.no_grad(): w0 = net.encode(eye, img * mask)
-    inv = invert(G, w0, img, mask, steps=int(inv_steps), lr=inv_lr, every=int(every), progress=progress)
+    parts = [invert(G, w0[i:i + inv_batch], img[i:i + inv_batch], mask[i:i + inv_batch], steps=int(inv_steps), lr=inv_lr, every=int(every), progress=progress)
+             for i in range(0, len(img), int(inv_batch))]
+    inv = parts[0] if len(parts) == 1 else Inversion(torch.cat([p.w for p in parts]), torch.cat([p.images for p in parts], 1), parts[0].steps,
+                                                     torch.cat([p.losses for p in parts], 1), torch.cat([p.final for p in parts]))
     met = e2f_metrics(inv.final, img, mask, id_net=id_net, initial=inv.images[0].to(dev), reduction='none')
     return Bunch(loss_before=before, loss_after=after, frozen_unchanged=frozen_ok, attr_moved=moved['attr_encoder.'], mapping_moved=moved['mapping.'],
                  inversion=inv, metrics=met, data=d, net=net, frozen_tensors=len(frozen))
