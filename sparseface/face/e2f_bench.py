@@ -215,8 +215,8 @@ def bench_e2f(ctx # The benchmark context (quick, device, seed, progress, out)
             nums[f"{g} {r['path']} B={r['batch']}: image-steps/s"] = r['image_steps_per_s']
             if r['path'] == 'batched' and r['batch'] > 1: nums[f"{g} batched B={r['batch']} / loop"] = r['speedup_vs_loop']
             if r['path'] == 'batched': nums[f"{g} batched B={r['batch']}: generator share"] = r['gen_share']
-        best = max(r['speedup_vs_loop'] for r in rows if r['path'] == 'batched')
-        ctx.claim(f'Batched inversion is faster than one image at a time ({g}, this device)', best, holds=best > 1, expect='> 1 (best batch over the loop of single images)')
+        best = max(r['speedup_vs_loop'] for r in rows if r['path'] == 'batched' and r['batch'] > 1)
+        ctx.claim(f'Batched inversion is faster than one image at a time ({g}, this device)', best, holds=best > 1, expect='> 1 (best B > 1: loop of B single images over one batch of B)')
     ctx.note('No peer: the rosinality reference generator is not in the package and no grouped conv_transpose2d transcription was timed; 53_face.stylegan compared ours with rosinality in a throwaway environment.')
     path = write_e2f_gpu_script(Path(ctx.out)/'e2f'/'e2f_gpu.py')
     ctx.note(f'Prepared, not run by this benchmark: {path.name}, inversion iterations/s on one GPU at 256 px for B = 1..16, batched vs one at a time, AMP off/on '
