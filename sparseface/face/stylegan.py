@@ -128,7 +128,7 @@ class ModulatedConv2d(nn.Module):
             out = self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2))
         else: out = F.conv2d(x, weight, padding=self.padding)
         if self.demodulate:
-            d = torch.rsqrt((weight[None] * s[:, None, :, None, None]).pow(2).sum((2, 3, 4)) + 1e-8)   # [B, out]
+            d = torch.rsqrt(s.pow(2) @ weight.pow(2).sum((2, 3)).t() + 1e-8)   # [B, out]: sum_ik (w_oik s_i)^2 = sum_i s_i^2 sum_k w_oik^2, one product, no [B,out,in,k,k] tensor
             out = out * d[:, :, None, None]
         return out
 
