@@ -238,6 +238,8 @@ def _parser():
         r.add_argument('--seed', type=int, default=0, help='base seed (default 0)')
         r.add_argument('--out', default='sparseface-results', help='output folder (default ./sparseface-results)')
         r.add_argument('--no-progress', action='store_true', help='no progress bars')
+        r.add_argument('--set', action='append', default=[], metavar='KEY=VALUE', help='an option of the reproduction (repeatable), e.g. generator=PATH')
+        r.add_argument('--generator', default=None, metavar='PATH', help='a generator checkpoint (paper 10; the same as --set generator=PATH)')
     d = sub.add_parser('demo', help='serve the demo gallery and the interactive demos with Voila on 127.0.0.1')
     d.add_argument('names', nargs='*', help='demo names (default: all)')
     d.add_argument('--port', type=int, default=8866, help='port (default 8866)')
@@ -281,8 +283,11 @@ def main(argv:list[str]|None=None) -> int: # Arguments (default: `sys.argv[1:]`)
         data = a.data or (os.environ.get('SPARSEFACE_DATA') if not a.quick else None)
         names = 'all' if a.names == ['all'] else a.names
         reg = REPRODUCTIONS if a.cmd == 'reproduce' else BENCHMARKS
+        bad = [kv for kv in a.set if '=' not in kv or not kv.split('=', 1)[0]]
+        if bad: raise ValueError(f"--set expects KEY=VALUE, got {bad}")
+        options = dict(kv.split('=', 1) for kv in a.set) | ({'generator': a.generator} if a.generator else {})
         recs = run_reproductions(names, a.out, registry=reg, quick=a.quick, data=data, device=a.device, seed=a.seed,
-                                 progress=not a.no_progress, on_start=_started, on_done=_done)
+                                 progress=not a.no_progress, on_start=_started, on_done=_done, options=options)
         sys.stdout.write(f"Report: {Path(a.out) / 'index.html'}\n")
         return 0 if all(r['status'] == 'ok' for r in recs) else 1
     except (UnknownNameError, DataNotFoundError, ValueError, TypeError, ImportError) as e:

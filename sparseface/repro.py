@@ -77,6 +77,7 @@ class ReproContext:
     substitutions:list=field(default_factory=list) # Substitutes for the paper's data, model or budget (`substitute`)
     deviations:list=field(default_factory=list) # Departures from the paper or its code
     notes:list=field(default_factory=list) # Remarks for the report
+    options:dict=field(default_factory=dict) # Reproduction-specific options (`sparseface reproduce ... --set key=value`, e.g. generator=PATH)
 
     def deviation(self, text:str): "Record a departure from the paper or its code"; self.deviations.append(text)
     def note(self, text:str): "Record a remark for the report"; self.notes.append(text)
@@ -178,13 +179,15 @@ def run_reproduction(name:str, # A registered reproduction (see `REPRODUCTIONS.n
                      device=None, # Device (see `default_device`)
                      seed:int=0, # Base seed
                      progress:bool=True, # Progress bars
+                     options:dict|None=None, # Reproduction-specific options, as `ctx.options` (e.g. {'generator': PATH})
                      registry:Registry=REPRODUCTIONS) -> dict: # Where `name` is registered (`BENCHMARKS` for benchmarks)
     "Run one reproduction (or benchmark), write `<out>/<name>.json`, and return its record"
     if name not in registry: discover()
     fn, meta = registry[name], registry.meta(name)
     if data is not None and not Path(data).is_dir(): raise ValueError(f"data={str(data)!r} is not a folder")
     out = ensure_dir(out)
-    ctx = ReproContext(name=name, out=out, quick=quick, data=Path(data) if data is not None else None,
+    check_type(options, (dict, type(None)), 'options')
+    ctx = ReproContext(name=name, out=out, quick=quick, data=Path(data) if data is not None else None, options=dict(options or {}),
                        device=default_device(device), seed=seed, progress=progress)
     set_seed(seed)
     threads = meta.get('quick_threads', QUICK_THREADS) if quick and ctx.device.type == 'cpu' else None

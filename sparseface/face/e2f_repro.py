@@ -198,7 +198,7 @@ def _full_faces(ctx, G, label, idn, loss, cfg) -> dict:
     return _record_mechanics(ctx, m, label, 'CelebA-HQ')
 
 @REPRODUCTIONS.register('e2f', title='Paper 10: E2F-Net, eyes-to-face inpainting in a StyleGAN latent space (quick: mechanics with a tiny random generator; '
-                        'full: a user StyleGAN2 checkpoint via $SPARSEFACE_STYLEGAN2, 5000-step inversion)', paper=10,
+                        'full: a user StyleGAN2 checkpoint via --generator PATH or $SPARSEFACE_STYLEGAN2, 5000-step inversion)', paper=10,
                         reference='self-consistency checks of the method notes (no face generator offline: not comparable with the paper)')
 def reproduce_e2f(ctx # A `ReproContext`: quick or full, device, data root, output folder
                  ) -> dict:
@@ -206,7 +206,7 @@ def reproduce_e2f(ctx # A `ReproContext`: quick or full, device, data root, outp
     ctx.compared_against("the method notes' self-consistency checks (the masked error falls, frozen parts stay frozen, the trainable parts learn); "
                          'the paper\'s numbers are unavailable and a random generator makes no face: nothing here is comparable with the paper')
     cfg = E2F_QUICK if ctx.quick else E2F_FULL
-    G, label = e2f_generator(None, cfg['size'], cfg['style_dim'], cfg['n_mlp'], ctx.seed, ctx.device, env=not ctx.quick)
+    G, label = e2f_generator(None if ctx.quick else ctx.options.get('generator'), cfg['size'], cfg['style_dim'], cfg['n_mlp'], ctx.seed, ctx.device, env=not ctx.quick)
     if 'RANDOM' in label:
         ctx.substitute(label, 'a StyleGAN generator trained on faces (256 px)', 'no face StyleGAN weights offline' + ('; the quick budget' if ctx.quick else ''))
     data = e2f_inputs(ctx.data)
