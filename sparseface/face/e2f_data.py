@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.utils import Bunch
-from ..core import check_type, check_choice, check_range, check_tensor, DataNotFoundError
+from ..core import check_type, check_choice, check_range, check_tensor, DataNotFoundError, default_device
 from ..data import data_path, register_dataset, DATASETS
 from .detect import (NoFaceError, detect_faces, landmarks, resolve_method, warp_affine, check_image,
                                     npz_cache_key, check_npz_cache, read_npz_cache, write_npz_cache)
@@ -195,14 +195,19 @@ def landmark_pose(points # dlib 68 landmarks [B, 68, 2]
     return torch.stack([yaw, torch.full_like(yaw, float('nan')), roll], -1)
 
 # %% ../../nbs/54_face.e2f_data.ipynb #ff486827
+_AUTO_BACKENDS = {}   # (device, data folder) -> the 'auto' pose backend (or None when its files are missing)
+
 def _pose_backend(recon # 'auto', 'landmarks' or a `Recon3D`
                  ) -> Recon3D|None:
     "The 3D backend to use, or None for the landmark estimate ('auto' without the 3DDFA_V2 files)"
     if isinstance(recon, Recon3D): return recon
     check_choice(recon, ('auto', 'landmarks'), 'recon')
     if recon == 'landmarks': return None
-    try: return load_recon3d('bfm')
-    except (FileNotFoundError, ImportError): return None
+    key = str(default_device()), os.environ.get('SPARSEFACE_DATA')
+    if key not in _AUTO_BACKENDS:   # load once per (device, data folder): repeated calls with recon='auto' reuse it
+        try: _AUTO_BACKENDS[key] = load_recon3d('bfm', device=key[0])
+        except (FileNotFoundError, ImportError): _AUTO_BACKENDS[key] = None
+    return _AUTO_BACKENDS[key]
 
 def head_pose_ok(images, # Aligned faces [B, 3, H, W] (float in [0, 1] or uint8), one face each
                  max_angle:float=45., # Largest |yaw|, |pitch| and |roll| kept, in degrees
