@@ -19,7 +19,8 @@ from ..sparse.dst import (input_strength, input_degree, remove_inputs, prune_con
 from .core import RankingSelector
 
 # %% auto #0
-__all__ = ['InputEvolution', 'regrowth_gradients', 'NeuroFSCallback', 'NeuroFS', 'neurofs_mlp', 'make_sparse_problem']
+__all__ = ['InputEvolution', 'regrowth_gradients', 'softmax_sum', 'NeuroFSCallback', 'NeuroFS', 'neurofs_mlp', 'glorot_init',
+           'FullBatchLoader', 'make_sparse_problem']
 
 # %% ../../nbs/13_featsel.neurofs.ipynb #2e101b5e
 class InputEvolution:
@@ -71,7 +72,8 @@ def _mature_keep(self:InputEvolution, strength, active, top, n_rm, n_upd):
 def regrowth_gradients(trainer:Trainer, # The running trainer (model, loss, device)
                        layers:list, # The model's sparse layers: the input layer first, then the hidden ones (masked)
                        data, # Batches of the training set (an `ArrayLoader`)
-                       X # The training inputs (tensor or scipy.sparse), for `InputGradient`
+                       X, # The training inputs (tensor or scipy.sparse), for `InputGradient`
+                       loss_fn=None # `loss_fn(output, y)` to differentiate; None: the trainer's loss
                       ) -> tuple:
     "Training-loss gradients summed over `data`: (`InputGradient` of the input layer, dense gradients of the hidden layers)"
     inp, outs = layers[0], []
@@ -84,7 +86,7 @@ def regrowth_gradients(trainer:Trainer, # The running trainer (model, loss, devi
     trainer.model.zero_grad(set_to_none=True)
     try:
         with torch.enable_grad():
-            for xb, yb in data: trainer.loss_fn(trainer.model(xb.to(trainer.device)), yb.to(trainer.device)).backward()
+            for xb, yb in data: (loss_fn or trainer.loss_fn)(trainer.model(xb.to(trainer.device)), yb.to(trainer.device)).backward()
     finally:
         h.remove()
         for p, r in zip(params, req): p.requires_grad_(r)
@@ -93,6 +95,12 @@ def regrowth_gradients(trainer:Trainer, # The running trainer (model, loss, devi
     trainer.model.zero_grad(set_to_none=True)
     return InputGradient(torch.cat([o.grad for o in outs]), X), hidden
 
+def softmax_sum(out:torch.Tensor, # Logits [n, C]
+                y=None # Unused (the loss signature)
+               ) -> torch.Tensor:
+    "The NeuroFS code's regrowth objective: the summed softmax output (identically n, so its gradient is rounding noise)"
+    return out.softmax(-1).sum()
+
 # %% ../../nbs/13_featsel.neurofs.ipynb #9c9ec734
 class NeuroFSCallback(Callback):
     "Per-epoch NeuroFS updates: SET rewiring of the hidden layers and input-neuron evolution of the first layer"
@@ -100,12 +108,13 @@ class NeuroFSCallback(Callback):
                  zeta_in:float=0.2, # Input-layer drop fraction
                  zeta_hidden:float=0.3, # Hidden-layer drop fraction
                  frac_epoch_remove:float=0.65, # Fraction of the epochs over which inputs are removed
-                 grow:str='gradient', # Regrowth by the training-loss 'gradient', or 'random'
+                 grow:str='gradient', # Regrowth by the training-loss 'gradient', 'random', or 'softmax_sum' (the code's noise gradient)
                  grad_data=None, # Batches of the training set for the regrowth gradient
                  X=None, # The training inputs (tensor or scipy.sparse): `InputGradient` and the FLOPs count
                  seed:int=0): # Seed of the random choices
         self.K, self.zeta_in, self.zeta_hid, self.frac = n_features, zeta_in, zeta_hidden, frac_epoch_remove
         self.grow, self.grad_data, self.X, self.g = grow, grad_data, X, make_generator(seed, 'cpu')
+        self.samples_per_epoch = None  # samples processed per training epoch, for the FLOPs count; None: X.shape[0]
     def before_fit(self):
         "Find the sparse layers, record their connection budgets, start the input-neuron schedule"
         tr = self.trainer
@@ -116,7 +125,7 @@ class NeuroFSCallback(Callback):
     def before_epoch(self):
         "Restart the momentum (the code rebuilds the optimizer every epoch); count the epoch's training FLOPs from the masks"
         self.trainer.opt.state.clear()
-        self._epoch_flops = training_flops(self.trainer.model, self.X.shape[0])
+        self._epoch_flops = training_flops(self.trainer.model, self.samples_per_epoch or self.X.shape[0])
 
 # %% ../../nbs/13_featsel.neurofs.ipynb #e7d18903
 @patch
@@ -132,7 +141,7 @@ def rewire(self:NeuroFSCallback, layer, # A sparse linear layer of the model
 @patch
 def _gradients(self:NeuroFSCallback):
     "The regrowth gradients; their pass is added to the epoch's FLOPs (forward + backward + the dense products)"
-    gin, gh = regrowth_gradients(self.trainer, self.layers, self.grad_data, self.X)
+    gin, gh = regrowth_gradients(self.trainer, self.layers, self.grad_data, self.X, softmax_sum if self.grow == 'softmax_sum' else None)
     n, dims = self.X.shape[0], [m.weight_shape for m in self.layers]
     self._epoch_flops += training_flops(self.trainer.model, n, backward_factor=1.0) + 2 * n * sum(a * b for a, b in dims)
     return gin, gh
@@ -142,7 +151,8 @@ def _gradients(self:NeuroFSCallback):
 def after_epoch(self:NeuroFSCallback):
     "Rewire the hidden layers; rewire (epochs 0-1) or evolve (later) the input layer; record the active inputs and the FLOPs"
     t = self.trainer.epoch
-    gin, gh = self._gradients() if self.grow == 'gradient' else ('random', ['random'] * (len(self.layers) - 1))
+    self.strength_before = input_strength(self.inp).cpu()  # the trained strengths, before this epoch's update (the code selects from these)
+    gin, gh = self._gradients() if self.grow != 'random' else ('random', ['random'] * (len(self.layers) - 1))
     for m, b, g in zip(self.layers[1:], self.budget[1:], gh): self.rewire(m, self.zeta_hid, b, g)
     if t < 2: self.rewire(self.inp, self.zeta_hid, self.budget[0], gin); self.evolution.protect += 1
     else: self.evolve(t, gin)
@@ -179,7 +189,9 @@ class NeuroFS(RankingSelector):
                  zeta_hidden:float=0.3, # Hidden-layer drop fraction
                  zeta_input:float=0.2, # Input-layer drop fraction
                  frac_epoch_remove:float=0.65, # Fraction of epochs over which inputs are removed
-                 grow:str='gradient', # Regrowth: 'gradient' (loss gradient) or 'random'
+                 grow:str='gradient', # Regrowth: 'gradient' (loss gradient), 'random', or 'softmax_sum' (the code's summed-softmax gradient: noise)
+                 full_batch:bool=False, # Each of the n // batch_size steps of an epoch on the whole training set (the code's Keras `fit`)
+                 init:str='torch', # Initial weights: 'torch' (nn.Linear's) or 'glorot' (Keras: Glorot-uniform kernels, zero biases)
                  standardize:bool=True, # Standardise features on the training data (scipy.sparse X: MaxAbs scaling, zeros stay zeros)
                  sparse_input:bool|str='auto', # Truly sparse input layer (`SparseLinear`, memory O(nnz)); 'auto': when d x hidden[0] >= 2**25
                  device=None, # Device
@@ -193,8 +205,8 @@ class NeuroFS(RankingSelector):
         for n in ('epochs', 'batch_size'): check_type(getattr(self, n), (int, np.integer), n); check_range(getattr(self, n), n, 1)
         check_range(self.epsilon, 'epsilon', 0, lo_open=True); check_range(self.lr, 'lr', 0, lo_open=True)
         check_range(self.zeta_input, 'zeta_input', 0, 1); check_range(self.zeta_hidden, 'zeta_hidden', 0, 1)
-        check_choice(self.grow, ('gradient', 'random'), 'grow'); check_choice(self.activation, ('tanh', 'relu'), 'activation')
-        check_choice(self.sparse_input, ('auto', True, False), 'sparse_input')
+        check_choice(self.grow, ('gradient', 'random', 'softmax_sum'), 'grow'); check_choice(self.activation, ('tanh', 'relu'), 'activation')
+        check_choice(self.sparse_input, ('auto', True, False), 'sparse_input'); check_choice(self.init, ('torch', 'glorot'), 'init')
         hidden = tuple(self.hidden)
         if not hidden or not all(isinstance(h, (int, np.integer)) and h >= 1 for h in hidden):
             raise ValueError(f"hidden must be a non-empty tuple of positive ints, got {self.hidden!r}")
@@ -207,7 +219,8 @@ def neurofs_mlp(d:int, # Input features
                 activation:str='tanh', # 'tanh' or 'relu'
                 epsilon:float=30, # Erdős–Rényi parameter of the masks
                 sparse_input:bool=False, # Truly sparse input layer (`SparseLinear`)
-                seed:int=0 # Seed of the weights and masks
+                seed:int=0, # Seed of the weights and masks
+                init:str='torch' # 'torch' (nn.Linear's default) or 'glorot' (Keras: Glorot-uniform over the dense shape, zero biases)
                ) -> nn.Sequential:
     "NeuroFS's MLP: Erdős–Rényi masks on the input and hidden kernels, a dense output layer"
     set_seed(seed)
@@ -218,6 +231,20 @@ def neurofs_mlp(d:int, # Input features
     for h in hidden[1:]: layers += [nn.Linear(w, h), act()]; w = h
     model = nn.Sequential(*layers, nn.Linear(w, n_classes))
     sparsify(model, distribution='er', epsilon=epsilon, dense_layers=[str(len(layers))], generator=seed)  # a SparseLinear input layer is left as it is
+    if init == 'glorot': glorot_init(model)
+    return model
+
+@torch.no_grad()
+def glorot_init(model:nn.Module # A model of linear layers (dense, masked or `SparseLinear`)
+               ) -> nn.Module:
+    "Keras' Dense initialisation in place: weights U(-b, b) with b = sqrt(6 / (fan_in + fan_out)) of the dense shape, biases 0; masks re-applied"
+    for m in model.modules():
+        if not isinstance(m, (nn.Linear, SparseLinear)): continue
+        n_out, n_in = m.weight_shape if isinstance(m, SparseLinear) else m.weight.shape
+        b = math.sqrt(6 / (n_in + n_out))
+        (m.values if isinstance(m, SparseLinear) else m.weight).uniform_(-b, b)
+        if m.bias is not None: m.bias.zero_()
+        if hasattr(m, 'apply_mask'): m.apply_mask()
     return model
 
 # %% ../../nbs/13_featsel.neurofs.ipynb #9cf4f71c
@@ -231,6 +258,18 @@ def _prepare(self:NeuroFS, X # Checked features (dense or scipy sparse)
     if self.standardize: X = (MaxAbsScaler() if sp.issparse(X) else StandardScaler()).fit_transform(X)
     return X.astype(np.float32)
 
+class FullBatchLoader:
+    "The whole training set as every batch, `steps` times per epoch: what the NeuroFS code's Keras `fit(X, y, steps_per_epoch=n // batch)` does"
+    def __init__(self, X, # Inputs (tensor, array or scipy.sparse; made dense once)
+                 y, # Targets
+                 steps:int, # Steps (full-batch gradient updates) per epoch
+                 device=None): # Where the batch lives
+        check_type(steps, (int, np.integer), 'steps'); check_range(steps, 'steps', 1)
+        self.steps, self.batch = int(steps), next(iter(ArrayLoader(X, y, X.shape[0], device=device)))
+    def __len__(self): return self.steps
+    def __iter__(self):
+        for _ in range(self.steps): yield self.batch
+
 @patch
 def fit(self:NeuroFS, X, # Features `[n, d]`: numeric array or scipy sparse matrix (kept sparse with a sparse input layer)
         y): # Class labels `[n]`
@@ -239,16 +278,20 @@ def fit(self:NeuroFS, X, # Features `[n, d]`: numeric array or scipy sparse matr
     hidden = self._check_params()
     X = self._prepare(X)
     seed, dev = 0 if self.random_state is None else int(self.random_state), default_device(self.device)
-    model = neurofs_mlp(X.shape[1], hidden, len(self.classes_), self.activation, self.epsilon, self.sparse_input_, seed)
+    model = neurofs_mlp(X.shape[1], hidden, len(self.classes_), self.activation, self.epsilon, self.sparse_input_, seed, self.init)
     Xg = X if sp.issparse(X) else torch.from_numpy(X).to(dev)    # scipy.sparse X stays sparse: batches are made dense one at a time
     cb = NeuroFSCallback(self.n_features, self.zeta_input, self.zeta_hidden, self.frac_epoch_remove, self.grow,
                          grad_data=ArrayLoader(Xg, yi, max(16, min(1024, 2**23 // X.shape[1])), device=dev), X=Xg, seed=seed)
+    steps = max(1, X.shape[0] // self.batch_size)
+    data = FullBatchLoader(Xg, yi, steps, device=dev) if self.full_batch else ArrayLoader(Xg, yi, self.batch_size, shuffle=True, seed=seed, device=dev)
+    cb.samples_per_epoch = steps * X.shape[0] if self.full_batch else X.shape[0]
     tr = Trainer(model, opt=lambda ps: torch.optim.SGD(ps, lr=self.lr, momentum=0.9, weight_decay=2 * self.weight_decay),
                  device=dev, callbacks=[cb], progress=self.verbose)
-    tr.fit(ArrayLoader(Xg, yi, self.batch_size, shuffle=True, seed=seed, device=dev), epochs=int(self.epochs))
+    tr.fit(data, epochs=int(self.epochs))
     self.model_, self.history_, self.params_ = tr.model, tr.history, count_params(tr.model)
     self.flops_ = np.asarray(cb.flops)  # training FLOPs of every epoch, counted from the masks (+ the regrowth gradient pass)
     self.scores_ = input_strength(cb.inp).cpu().double().numpy()
+    self.scores_before_update_ = cb.strength_before.double().numpy()  # strengths after the last epoch's training, before its topology update
     self.ranking_ = np.argsort(-self.scores_, kind='stable')
     self.active_history_ = torch.stack(cb.active_history).numpy()  # [epochs + 1, d] active inputs
     return self
