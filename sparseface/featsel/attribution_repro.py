@@ -87,13 +87,14 @@ def attribution_cell_config(dataset:str, # A dataset of `table`
                             variant:str, # A name of `variants()`
                             cfg:dict, # Further selector parameters (hidden, epochs, patience, ...; 'device' is ignored)
                             table:dict=PAPER_TABLE6, # The paper's table (sparsity per algorithm)
-                            batch:dict=PAPER_BATCH # Batch size per dataset (32 when absent; `cfg['batch_size']` wins)
+                            batch:dict=PAPER_BATCH, # Batch size per dataset (32 when absent; `cfg['batch_size']` wins)
+                            stratify:bool=False # Stratified test split (False: the official code's plain `train_test_split`, seed 42)
                            ) -> dict:
-    "The selector parameters of one cell (JSON types): the variant at the paper's chosen sparsity and the code's batch size, `cfg` on top"
+    "The configuration of one cell (JSON types): the selector parameters (the variant at the paper's chosen sparsity, the code's batch size, `cfg` on top) and the split's `stratify`"
     check_choice(variant, list(variants()), 'variant'); check_choice(dataset, list(table), 'dataset')
     a, m = variant.split('-')
     p = {'algorithm': a, 'metric': m, 'density': 1.0 if a == 'dense' else round(1 - table[dataset]['sparsity'][a], 6),
-         'batch_size': batch.get(dataset, 32), **{k: v for k, v in cfg.items() if k != 'device'}}
+         'batch_size': batch.get(dataset, 32), **{k: v for k, v in cfg.items() if k != 'device'}, 'stratify': bool(stratify)}
     return json.loads(json.dumps(p))
 
 def run_attribution_cell(dataset:str, # A dataset of `table`
@@ -104,13 +105,15 @@ def run_attribution_cell(dataset:str, # A dataset of `table`
                          root=None, # Data folder
                          device=None, # Device; default `default_device()`
                          table:dict=PAPER_TABLE6, # The paper's table
-                         batch:dict=PAPER_BATCH # Batch size per dataset
+                         batch:dict=PAPER_BATCH, # Batch size per dataset
+                         stratify:bool=False # Stratified test split (False: the official code's)
                         ) -> dict:
     "Fit one (dataset, variant, seed) cell with the paper's protocol (fixed 80/20 split, SVC on the top-100) and return its record"
-    params, dev = attribution_cell_config(dataset, variant, cfg, table, batch), default_device(device)
+    params, dev = attribution_cell_config(dataset, variant, cfg, table, batch, stratify), default_device(device)
+    sel = SparseFeatureSelector(device=dev, **{k: v for k, v in params.items() if k != 'stratify'})
     ds = load_dataset(f'featsel/{dataset}', root=root) if ds is None else ds
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
-    ev, secs = timed(lambda: evaluate_selector(SparseFeatureSelector(device=dev, **params), ds.X, ds.y, ks=(100,), seeds=[int(seed)], record=attribution_fit_costs))
+    ev, secs = timed(lambda: evaluate_selector(sel, ds.X, ds.y, ks=(100,), seeds=[int(seed)], stratify=stratify, record=attribution_fit_costs))
     fit = {k: v for k, v in ev['fits'][0].items() if k not in ('seed', 'ranking')}
     return {'dataset': dataset, 'variant': variant, 'seed': int(seed), 'k': min(100, ds.X.shape[1]),
             'sparsity': 0.0 if params['algorithm'] == 'dense' else table[dataset]['sparsity'][params['algorithm']],
@@ -134,6 +137,7 @@ def run_attribution_cells(runs, # The results folder (one JSON per cell; keep it
                           load:Callable|None=None, # `load(dataset) -> Bunch(X, y)`; None: `load_dataset('featsel/<dataset>', root)`
                           table:dict=PAPER_TABLE6, # The paper's table
                           batch:dict=PAPER_BATCH, # Batch size per dataset
+                          stratify:bool=False, # Stratified test split (False: the official code's plain split)
                           time_limit:float|None=None, # Start no new cell after this many seconds (a later call resumes)
                           progress:bool=False # Progress bar
                          ) -> list:
@@ -149,14 +153,14 @@ def run_attribution_cells(runs, # The results folder (one JSON per cell; keep it
     cells = [(n, v, s) for n in names for s in seeds for v in vs]
     recs, t0, ds = [], time.perf_counter(), {}
     for n, v, s in tqdm(cells, disable=not progress, desc='cells', leave=False):
-        path, want = attribution_cell_path(runs, n, v, s), attribution_cell_config(n, v, cfg, table, batch)
+        path, want = attribution_cell_path(runs, n, v, s), attribution_cell_config(n, v, cfg, table, batch, stratify)
         if path.exists():
             rec = json.loads(path.read_text())
             if rec['config'] != want: raise ValueError(f"{path.name} was run with {rec['config']}, not {want}: use another results folder for another config")
             recs.append(rec); continue
         if time_limit is not None and time.perf_counter() - t0 > time_limit: continue
         if n not in ds: ds = {n: load(n)}  # one dataset in memory at a time
-        rec = run_attribution_cell(n, v, s, cfg, ds=ds[n], device=device, table=table, batch=batch)
+        rec = run_attribution_cell(n, v, s, cfg, ds=ds[n], device=device, table=table, batch=batch, stratify=stratify)
         tmp = path.with_suffix('.tmp'); tmp.write_text(json.dumps(rec, indent=1)); os.replace(tmp, path)
         recs.append(rec)
     return recs
