@@ -124,7 +124,7 @@ def evaluate_selector(selector:RankingSelector, # An unfitted selector (`random_
                       seeds:Iterable[int]=(0,), # Seeds of the runs
                       classifiers:dict|None=None, # name -> scikit-learn classifier; default {'svc': SVC()}
                       standardize:bool=True, # Standardise the selected columns on the training split
-                      stratify:bool=True, # Stratified split (the attribution code) or not (the NeuroFS code)
+                      stratify:bool=True, # Stratified split, or the plain split of the official code of both papers (False; `train_test_split(..., random_state=42)`)
                       all_features:bool=False, # Also score every classifier on all the features
                       record:Callable|None=None, # `record(fitted selector) -> dict` of numbers kept for each fit
                       test_size:float=0.2, # Fraction held out for testing (fixed split, seed 42)
