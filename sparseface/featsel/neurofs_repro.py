@@ -160,7 +160,8 @@ def reproduce_neurofs(ctx # The reproduction context (quick, data, device, seed,
     if not ctx.quick:
         ctx.deviation("Full run trained as the authors' code does, with options that are not the library's defaults: full-batch steps "
                       "(Keras fit with steps_per_epoch on arrays), Glorot init, regrowth by the summed-softmax gradient (rounding noise; the paper's rule is the loss gradient).")
-        return reproduce_neurofs_full(ctx, [ctx.seed + i for i in range(3)])
+        names = ctx.options.get('datasets')   # `--set datasets=USPS,BASEHOCK`: a subset of TABLE7_DATASETS
+        return reproduce_neurofs_full(ctx, [ctx.seed + i for i in range(3)], names.split(',') if names else None)
     ctx.deviation('Regrowth by the training-loss gradient (the code differentiates the summed softmax, which is identically 1).')
     ctx.deviation('Quick run: columns standardised on the training split (the code scales train and test together).')
     rows = neurofs_quick_rows(ctx)
