@@ -16,7 +16,7 @@ from .core import REPRODUCTIONS, BENCHMARKS, Registry, default_device, ensure_di
 
 # %% auto #0
 __all__ = ['PACKAGE_DIR', 'VERDICTS', 'QUICK_THREADS', 'LONG_TABLE', 'SUMMARY_COLUMNS', 'package_shadowed', 'discover',
-           'ReproContext', 'cpu_seconds', 'timed', 'machine_name', 'write_script', 'run_reproduction',
+           'ReproContext', 'cpu_seconds', 'timed', 'device_sync', 'machine_name', 'write_script', 'run_reproduction',
            'run_reproductions', 'format_value', 'summary_rows', 'write_report']
 
 # %% ../nbs/05_repro.ipynb #637a7928
@@ -150,6 +150,13 @@ def cpu_seconds() -> float:
 def timed(f): # A function of no arguments
     "`(f(), seconds)`: the result of `f()` and its wall-clock time (`time.perf_counter`), the unit of every benchmark's timings"
     t0 = time.perf_counter(); out = f(); return out, time.perf_counter() - t0
+
+def device_sync(device # A device (or its name) whose queued work a timing must include
+               ):
+    "A function of no arguments that waits for `device`'s queued work (CUDA); a no-op elsewhere: call it before reading a clock"
+    dev = torch.device(device)
+    return (lambda: torch.cuda.synchronize(dev)) if dev.type == 'cuda' else (lambda: None)
+
 
 # %% ../nbs/05_repro.ipynb #496e2032
 def machine_name(device='cpu' # The device the timings ran on

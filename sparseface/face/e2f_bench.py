@@ -11,7 +11,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 from ..core import BENCHMARKS, check_type, check_choice, check_range, make_generator, module_device
-from ..repro import timed, machine_name, write_script
+from ..repro import timed, machine_name, write_script, device_sync
 from .stylegan import random_stylegan2
 from .e2f import invert, generator_latents
 
@@ -37,10 +37,6 @@ INVERSION_PATHS = ('batched', 'one at a time', 'G fwd+bwd') # What `inversion_th
 
 def _median(ts): return float(statistics.median(ts))
 
-def _sync(dev:torch.device):
-    "A function that waits for the device's queued work (a no-op off CUDA)"
-    return (lambda: torch.cuda.synchronize(dev)) if dev.type == 'cuda' else (lambda: None)
-
 def check_batches(batches # Batch sizes: a non-empty list/tuple of positive ints
                  ) -> tuple:
     "The sorted distinct batch sizes with 1 added (the loop of single images is always the reference); clear errors otherwise"
@@ -64,7 +60,7 @@ def inversion_throughput(G:nn.Module, # Frozen generator G(w) -> [-1,1] (`random
     check_type(amp, bool, 'amp'); check_type(paths, (tuple, list), 'paths')
     if not paths: raise ValueError("paths must name at least one of " + str(INVERSION_PATHS))
     for p in paths: check_choice(p, INVERSION_PATHS, 'paths')
-    dev = module_device(G); sync = _sync(dev)
+    dev = module_device(G); sync = device_sync(dev)
     w, x, m = inversion_inputs(G, max(bs), seed)
     ac = lambda: torch.autocast(dev.type, dtype=torch.float16 if dev.type == 'cuda' else torch.bfloat16, enabled=amp)
     def inv(i, j):

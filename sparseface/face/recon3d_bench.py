@@ -13,7 +13,7 @@ from sklearn.utils import Bunch
 from tqdm.auto import tqdm
 from ..core import BENCHMARKS, check_type, check_choice, check_range, check_tensor, make_generator, module_device, default_device
 from ..data import load_dataset, data_available, data_path
-from ..repro import timed, machine_name, write_script
+from ..repro import timed, machine_name, write_script, device_sync
 from .detect import detect_faces, resolve_method, load_celeba_hq_samples, NoFaceError
 from .recon3d import Recon3D, BFMRecon3D, MobileNetV1TDDFA, load_3ddfa, load_bfm, roi_from_box, crop_roi, TDDFA_WEIGHTS, TDDFA_CONFIGS, TDDFA_STATS
 
@@ -81,10 +81,6 @@ def bench_crops(model:Recon3D, # The backend (crops land on its device)
 # %% ../../nbs/50i_face.recon3d_bench.ipynb #401739f6
 def _median(ts): return float(statistics.median(ts))
 
-def _sync(dev:torch.device):
-    "A function that waits for the device's queued work (a no-op off CUDA)"
-    return (lambda: torch.cuda.synchronize(dev)) if dev.type == 'cuda' else (lambda: None)
-
 def _check_batches(batches):
     check_type(batches, (tuple, list), 'batches')
     if not batches: raise ValueError("batches must name at least one batch size")
@@ -109,7 +105,7 @@ def regress_throughput(model:Recon3D, # The backend (e.g. `load_recon3d('bfm')`)
     check_tensor(crops, 'crops', shape=(None, 3, model.crop_size, model.crop_size), dtype_kind='f')
     x = torch.as_tensor(crops).to(dev); r = torch.as_tensor(rois).to(dev) if rois is not None else None
     if r is not None and r.shape != (len(x), 4): raise ValueError(f"rois must have shape ({len(x)}, 4), got {tuple(r.shape)}")
-    sync = _sync(dev)
+    sync = device_sync(dev)
     ac = torch.autocast(dev.type, dtype=torch.float16 if dev.type == 'cuda' else torch.bfloat16, enabled=amp)
     def regress(c):
         with ac: p = model.regress(c)
@@ -209,7 +205,7 @@ def ours_vs_official(model:BFMRecon3D, # The 'bfm' backend
     images = list(images); n = len(images)
     check_tensor(boxes, 'boxes', shape=(n, 4), dtype_kind='fi')
     bgr = [np.ascontiguousarray(im[..., ::-1]) if im.ndim == 3 else np.ascontiguousarray(np.repeat(im[..., None], 3, 2)) for im in images]  # the official input: BGR, as cv2.imread reads it
-    sync = _sync(model.device); bx = np.asarray(boxes, np.float64)
+    sync = device_sync(model.device); bx = np.asarray(boxes, np.float64)
     def ours(t):
         out = []
         for i in range(0, n, batch_size):
@@ -257,7 +253,7 @@ def fit_breakdown(model:Recon3D, # The backend
     check_type(model, Recon3D, 'model'); check_type(repeats, int, 'repeats'); check_range(repeats, 'repeats', 1)
     images = list(images); names = [f'image{i}' for i in range(len(images))] if names is None else list(names)
     if len(names) != len(images): raise ValueError(f"names has {len(names)} entries for {len(images)} images")
-    sync = _sync(model.device)
+    sync = device_sync(model.device)
     with torch.inference_mode():
         boxes = [detect_faces(im, method)[0][:1] for im in images]         # warm-up of the detector, and the boxes
         for im, b in zip(images, boxes): model.fit(im, boxes=b)              # warm-up
