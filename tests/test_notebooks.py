@@ -28,6 +28,18 @@ print(f'{Path(sys.argv[1]).name}: {"ok" if ok else "FAILED"} in {secs:.1f} s')
 sys.exit(0 if ok else 1)
 """
 _re_flags = re.compile(r'^\s*#\|\s*(.*)$')
+# every tutorial states its run time in its first Markdown cells as `**Run time:** about N s` (default path, 2-core CPU)
+_re_runtime = re.compile(r'\*\*Run time:?\*\*:?\s*about\s+(\d+(?:\.\d+)?)\s*(s|min)\b', re.I)
+RUNTIME_SLACK = 3.0   # a shared 2-core CI machine running two notebooks at once: allow 3x the stated time
+
+
+def stated_runtime(nb: Path) -> float | None:
+    "Seconds a notebook says it takes (`**Run time:** about N s|min` in a Markdown cell), or None"
+    for c in json.loads(nb.read_text(encoding='utf-8'))['cells']:
+        if c['cell_type'] != 'markdown': continue
+        m = _re_runtime.search(''.join(c['source']))
+        if m: return float(m.group(1)) * (60 if m.group(2).lower() == 'min' else 1)
+    return None
 
 
 def cell_flags(nb: Path) -> list[set]:
@@ -48,6 +60,14 @@ def test_found_notebooks():
     assert len(NOTEBOOKS) >= 7, NOTEBOOKS
 
 
+def test_stated_runtime(tmp_path):
+    nb = tmp_path/'t.ipynb'
+    cell = lambda t: {'cell_type': 'markdown', 'metadata': {}, 'source': [t]}
+    for text, want in [('**Run time:** about 25 s on a 2-core CPU.', 25), ('**Run time**: about 2 min', 120), ('no time', None)]:
+        nb.write_text(json.dumps({'cells': [cell('# T'), cell(text)]}))
+        assert stated_runtime(nb) == want, text
+
+
 @pytest.mark.parametrize('nb', NOTEBOOKS, ids=[p.relative_to(NBS).as_posix() for p in NOTEBOOKS])
 def test_notebook(nb):
     missing = missing_needs()                 # {flag: reason} for the extras/data that are not here
@@ -61,6 +81,11 @@ def test_notebook(nb):
     r = subprocess.run([sys.executable, '-c', RUNNER, str(nb), ' '.join(force)],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert r.returncode == 0, f"notebook {nb.relative_to(ROOT)} failed:\n{r.stdout[-2000:]}\n{r.stderr[-10000:]}"
+    if nb.relative_to(NBS).parts[0] == 'tutorials':   # a tutorial runs within the time it states
+        stated, m = stated_runtime(nb), re.search(r': ok in ([\d.]+) s', r.stdout)
+        assert stated, f"{nb.name} does not state its run time ('**Run time:** about N s' in a Markdown cell)"
+        assert m and float(m.group(1)) <= RUNTIME_SLACK * stated, \
+            f"{nb.name} took {m and m.group(1)} s; it states about {stated:g} s (allowed {RUNTIME_SLACK:g}x)"
     skipped = {}
     for flags in cell_flags(nb):
         for f in flags & set(missing): skipped[f] = skipped.get(f, 0) + 1

@@ -322,7 +322,7 @@ def toctrees(nbs_pages: list) -> str:
     res = ['```{toctree}\n:hidden:\n\nHome <self>\n```']
     for key, docs in groups:
         heads = {posixpath.basename(d).split('.')[0] for d in docs}
-        cap = (' / '.join(re.sub(r'^\d+_', '', s) for s in key) if isinstance(key, tuple)
+        cap = (' / '.join(re.sub(r'^\d+_', '', s).replace('_', ' ').capitalize() for s in key) if isinstance(key, tuple)
                else heads.pop() if len(heads) == 1 and len(docs) > 1 else None)
         res.append('```{toctree}\n:hidden:\n' + (f':caption: {cap}\n' if cap else '') + '\n' + '\n'.join(docs) + '\n```')
     return '\n\n'.join(res)
