@@ -285,6 +285,36 @@ def test_search(page, serve):
     assert not page.problems, '\n'.join(page.problems)
 
 
+TUTORIALS = sorted(p for p in PAGES if p.startswith('tutorials/'))
+
+
+@needs_browser
+def test_tutorials_section(page, serve):
+    "The sidebar has a Tutorials section listing every tutorial; each opens from it with its saved plots and run time"
+    if DOCS != (REPO/'docs').resolve(): pytest.skip('SPARSEFACE_DOCS_DIR is not the repo docs/')
+    want = sorted(build_docs.page_path(nb, REPO/'nbs') for nb in build_docs.find_notebooks(REPO/'nbs')
+                  if nb.relative_to(REPO/'nbs').parts[0] == 'tutorials')
+    if not want: pytest.fail('no tutorial notebooks in nbs/tutorials/')
+    assert TUTORIALS == want, (TUTORIALS, want)
+    base = serve(DOCS)
+    page.goto(base + 'index.html', wait_until='load')
+    cap = page.locator('.sidebar-tree p.caption', has_text='Tutorials')
+    assert cap.count() == 1, 'no "Tutorials" caption in the sidebar'
+    links = cap.locator('xpath=following-sibling::ul[1]').locator('a.reference')
+    hrefs = [links.nth(i).get_attribute('href') for i in range(links.count())]
+    assert sorted(h.split('#')[0] for h in hrefs) == want, hrefs
+    for i, h in enumerate(hrefs):
+        if i: page.goto(base + 'index.html', wait_until='load')
+        page.locator('.sidebar-tree p.caption', has_text='Tutorials').locator('xpath=following-sibling::ul[1]') \
+            .locator(f'a.reference[href="{h}"]').click()
+        page.wait_for_url(f'**/{h}'); page.wait_for_load_state('load')
+        main = page.locator('article[role=main]')
+        assert main.locator('h1').count() == 1 and re.search(r'Run time:?\s*about \d', main.inner_text()), h
+        assert main.locator('img[src$=".png"], img[src^="data:image"]').count() >= 1, f'{h}: no plot in the saved outputs'
+        assert page.locator('.sidebar-tree li.current-page > a.current').count() == 1, f'{h}: not marked in the sidebar'
+    assert not page.problems, '\n'.join(page.problems)
+
+
 @needs_browser
 def test_index_tabs_callout_xref(page, serve):
     "The index shows the writing features new papers use: a sphinx-design tab set, a callout, a cross-reference"
