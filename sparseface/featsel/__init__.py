@@ -6,7 +6,7 @@
 __all__ = ['RankingSelector', 'fixed_split', 'selection_accuracy', 'svc_accuracy', 'default_classifiers', 'classifier_accuracies',
            'coverage', 'evaluate_selector', 'first_layer', 'qs_scores', 'attr_from_probs', 'attr_scores',
            'ImportanceCallback', 'SparseFeatureSelector', 'selector_mlp', 'accumulate_scores', 'InputEvolution',
-           'regrowth_gradients', 'NeuroFSCallback', 'NeuroFS', 'neurofs_mlp']
+           'regrowth_gradients', 'NeuroFSCallback', 'NeuroFS', 'neurofs_mlp', 'make_sparse_problem']
 
 # %% ../../nbs/12_featsel.ipynb #12a0e002
 from .core import (RankingSelector, fixed_split, selection_accuracy, svc_accuracy,
@@ -16,11 +16,11 @@ from .attribution import (first_layer, qs_scores, attr_from_probs, attr_scores,
                                             ImportanceCallback, SparseFeatureSelector, selector_mlp,
                                             accumulate_scores)
 from .neurofs import (InputEvolution, regrowth_gradients, NeuroFSCallback, NeuroFS,
-                                        neurofs_mlp)
+                                        neurofs_mlp, make_sparse_problem)
 
 # %% ../../nbs/12_featsel.ipynb #12a0e003
 _all_ = ['RankingSelector', 'fixed_split', 'selection_accuracy', 'svc_accuracy', 'default_classifiers',
          'classifier_accuracies', 'coverage', 'evaluate_selector', 'first_layer', 'qs_scores',
          'attr_from_probs', 'attr_scores', 'ImportanceCallback', 'SparseFeatureSelector', 'selector_mlp',
          'accumulate_scores', 'InputEvolution', 'regrowth_gradients', 'NeuroFSCallback', 'NeuroFS',
-         'neurofs_mlp']
+         'neurofs_mlp', 'make_sparse_problem']
