@@ -311,7 +311,7 @@ def page_anchors(nb_json: dict) -> set:
 
 def toctrees(nbs_pages: list) -> str:
     """Sidebar: hidden toctrees from [(notebook path relative to nbs/, page)] in nbdev's order; numbered notebooks
-    grouped by decade (labelled by their shared module prefix, e.g. `featsel`), then one group per folder"""
+    grouped by decade (labelled by their shared module prefix, e.g. `featsel`), after one group per folder (Tutorials)"""
     groups = []
     for rel, page in nbs_pages:
         if page == 'index.html': continue
@@ -319,6 +319,7 @@ def toctrees(nbs_pages: list) -> str:
         key = rel.parts[:-1] if len(rel.parts) > 1 else (int(m.group(1)) // 10 if m else -1)
         if not groups or groups[-1][0] != key: groups.append((key, []))
         groups[-1][1].append(page[:-5])
+    groups.sort(key=lambda g: not isinstance(g[0], tuple))   # folders (Tutorials) first, after Home: where users start
     res = ['```{toctree}\n:hidden:\n\nHome <self>\n```']
     for key, docs in groups:
         heads = {posixpath.basename(d).split('.')[0] for d in docs}
