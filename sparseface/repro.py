@@ -12,12 +12,12 @@ import numpy as np
 import torch
 import sparseface
 from fastcore.basics import patch
-from .core import REPRODUCTIONS, BENCHMARKS, Registry, default_device, ensure_dir, check_type, set_seed, torch_threads
+from .core import REPRODUCTIONS, BENCHMARKS, Registry, default_device, ensure_dir, check_type, check_range, set_seed, torch_threads
 
 # %% auto #0
 __all__ = ['PACKAGE_DIR', 'VERDICTS', 'QUICK_THREADS', 'LONG_TABLE', 'SUMMARY_COLUMNS', 'package_shadowed', 'discover',
-           'ReproContext', 'cpu_seconds', 'timed', 'device_sync', 'machine_name', 'write_script', 'run_reproduction',
-           'run_reproductions', 'format_value', 'summary_rows', 'write_report']
+           'ReproContext', 'cpu_seconds', 'timed', 'device_sync', 'check_batches', 'machine_name', 'write_script',
+           'run_reproduction', 'run_reproductions', 'format_value', 'summary_rows', 'write_report']
 
 # %% ../nbs/05_repro.ipynb #637a7928
 _SKIP_DISCOVERY = {'sparseface.cli', 'sparseface._modidx'}
@@ -156,6 +156,14 @@ def device_sync(device # A device (or its name) whose queued work a timing must 
     "A function of no arguments that waits for `device`'s queued work (CUDA); a no-op elsewhere: call it before reading a clock"
     dev = torch.device(device)
     return (lambda: torch.cuda.synchronize(dev)) if dev.type == 'cuda' else (lambda: None)
+
+def check_batches(batches # Batch sizes: a non-empty list/tuple of positive ints
+                 ) -> tuple:
+    "The sorted distinct batch sizes of a throughput benchmark, with 1 added (one item at a time is the reference); clear errors otherwise"
+    check_type(batches, (tuple, list), 'batches')
+    if not batches: raise ValueError("batches must name at least one batch size")
+    for b in batches: check_type(b, (int, np.integer), 'batches'); check_range(b, 'batches', 1)
+    return tuple(sorted({1, *map(int, batches)}))
 
 
 # %% ../nbs/05_repro.ipynb #496e2032

@@ -11,13 +11,13 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 from ..core import BENCHMARKS, check_type, check_choice, check_range, make_generator, module_device
-from ..repro import timed, machine_name, write_script, device_sync
+from ..repro import timed, machine_name, write_script, device_sync, check_batches
 from .stylegan import random_stylegan2
 from .e2f import invert, generator_latents
 
 # %% auto #0
-__all__ = ['INVERSION_PATHS', 'E2F_BENCH_GENERATORS', 'E2F_GPU_DEFAULTS', 'inversion_inputs', 'check_batches',
-           'inversion_throughput', 'bench_generators', 'e2f_gpu_script', 'write_e2f_gpu_script', 'bench_e2f']
+__all__ = ['INVERSION_PATHS', 'E2F_BENCH_GENERATORS', 'E2F_GPU_DEFAULTS', 'inversion_inputs', 'inversion_throughput',
+           'bench_generators', 'e2f_gpu_script', 'write_e2f_gpu_script', 'bench_e2f']
 
 # %% ../../nbs/55b_face.e2f_bench.ipynb #e2fb0006
 def inversion_inputs(G:nn.Module, # The generator (its `style_dim`, `size` and device are used)
@@ -36,14 +36,6 @@ def inversion_inputs(G:nn.Module, # The generator (its `style_dim`, `size` and d
 INVERSION_PATHS = ('batched', 'one at a time', 'G fwd+bwd') # What `inversion_throughput` times per batch size
 
 def _median(ts): return float(statistics.median(ts))
-
-def check_batches(batches # Batch sizes: a non-empty list/tuple of positive ints
-                 ) -> tuple:
-    "The sorted distinct batch sizes with 1 added (the loop of single images is always the reference); clear errors otherwise"
-    check_type(batches, (tuple, list), 'batches')
-    if not batches: raise ValueError("batches must name at least one batch size")
-    for b in batches: check_type(b, (int, np.integer), 'batches'); check_range(b, 'batches', 1)
-    return tuple(sorted({1, *map(int, batches)}))
 
 def inversion_throughput(G:nn.Module, # Frozen generator G(w) -> [-1,1] (`random_stylegan2`, `load_stylegan2`)
                          batches=(1, 2, 4), # Batch sizes B (1 is always timed)

@@ -13,7 +13,7 @@ from sklearn.utils import Bunch
 from tqdm.auto import tqdm
 from ..core import BENCHMARKS, check_type, check_choice, check_range, check_tensor, make_generator, module_device, default_device
 from ..data import load_dataset, data_available, data_path
-from ..repro import timed, machine_name, write_script, device_sync
+from ..repro import timed, machine_name, write_script, device_sync, check_batches
 from .detect import detect_faces, resolve_method, load_celeba_hq_samples, NoFaceError
 from .recon3d import Recon3D, BFMRecon3D, MobileNetV1TDDFA, load_3ddfa, load_bfm, roi_from_box, crop_roi, TDDFA_WEIGHTS, TDDFA_CONFIGS, TDDFA_STATS
 
@@ -81,12 +81,6 @@ def bench_crops(model:Recon3D, # The backend (crops land on its device)
 # %% ../../nbs/50i_face.recon3d_bench.ipynb #401739f6
 def _median(ts): return float(statistics.median(ts))
 
-def _check_batches(batches):
-    check_type(batches, (tuple, list), 'batches')
-    if not batches: raise ValueError("batches must name at least one batch size")
-    for b in batches: check_type(b, (int, np.integer), 'batches'); check_range(b, 'batches', 1)
-    return tuple(sorted({1, *map(int, batches)}))
-
 def regress_throughput(model:Recon3D, # The backend (e.g. `load_recon3d('bfm')`)
                        crops:torch.Tensor, # Crops [N,3,S,S] in [0,1] (e.g. `bench_crops(...).crops`)
                        rois:torch.Tensor|None=None, # Their ROIs [N,4]; None: the crop frame
@@ -97,7 +91,7 @@ def regress_throughput(model:Recon3D, # The backend (e.g. `load_recon3d('bfm')`)
                        progress:bool=False # Progress bar over the repeats
                       ) -> list:
     "Crops per second of the backend over all `crops` in batches of B per mode: the median of `repeats` interleaved passes, with the speed-up over B = 1"
-    check_type(model, Recon3D, 'model'); bs = _check_batches(batches)
+    check_type(model, Recon3D, 'model'); bs = check_batches(batches)
     check_type(modes, (tuple, list), 'modes')
     for m in modes: check_choice(m, BENCH_MODES, 'modes')
     check_type(repeats, int, 'repeats'); check_range(repeats, 'repeats', 1); check_type(amp, bool, 'amp')
@@ -365,7 +359,7 @@ def recon3d_gpu_script(out:str='recon3d-gpu', # Output folder of the run (result
     bad = sorted(set(settings) - set(RECON3D_GPU_DEFAULTS))
     if bad: raise ValueError(f"settings must be among {sorted(RECON3D_GPU_DEFAULTS)}, got {bad}")
     c = dict(RECON3D_GPU_DEFAULTS, **settings, out=str(out), device=str(device), data=None if data is None else str(data))
-    _check_batches(c['batches'])
+    check_batches(c['batches'])
     for k in ('crops', 'repeats', 'check_crops'): check_type(c[k], int, k); check_range(c[k], k, 1)
     check_type(c['modes'], (list, tuple), 'modes')
     for m in c['modes']: check_choice(m, BENCH_MODES, 'modes')
